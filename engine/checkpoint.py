@@ -1,0 +1,63 @@
+"""Checkpoints: written atomically, loaded with ``weights_only=True``.
+
+A checkpoint is a dict of tensors and plain values only, so loading it can never
+run code from the file.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.errors import CheckpointError
+from engine.fileio import atomic_torch_save
+
+FORMAT = "cifar-tui/1"
+REQUIRED = ("format", "model", "optimizer", "scheduler", "epoch", "step", "global_step", "config", "class_names")
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (plus the format tag) to ``path`` atomically."""
+    atomic_torch_save({"format": FORMAT, **state}, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load and sanity-check a checkpoint; CheckpointError with a one-line reason otherwise."""
+    if not path.is_file():
+        raise CheckpointError(f"no such checkpoint file: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refused to load {path}: it holds Python objects, not just tensors and plain values "
+            "(loaded with weights_only=True, so nothing in it ran)"
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is corrupt or truncated") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a cifar-tui checkpoint (use --weights PATH for a plain state dict)")
+    missing = [k for k in REQUIRED if k not in blob]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
+    return blob
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(state["cuda"])
+        except (RuntimeError, IndexError):
+            pass  # resumed on another GPU count; data order comes from (seed, epoch) anyway

@@ -1,0 +1,227 @@
+"""Command-line options -> TrainConfig, and the headless runner (plain lines, no UI).
+
+Importing this module does not import torch; only running training does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any, NoReturn, TextIO
+
+from engine import events as ev
+from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe
+from engine.controls import Controls
+from engine.errors import UserError
+
+EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option in one line (no usage dump) and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _flag(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on/off, got {value!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="cifar-tui",
+        description="Train an image classifier (ResNet-18 on CIFAR-10 by default) and watch it live.",
+        epilog="Defaults come from --recipe; an explicit option overrides the recipe's value.",
+    )
+    p.add_argument("--headless", action="store_true", help="no dashboard: plain log lines (also used when stdout is not a terminal)")
+    p.add_argument("--recipe", default="tutorial", help=f"preset: {', '.join(RECIPES)} (default tutorial)")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="cifar10 (default), demo (built-in, offline) or PATH to an ImageFolder tree with train/ and test/")
+    g.add_argument("--data-dir", help="where CIFAR-10 is downloaded and cached (default: ~/.cache/cifar-tui/data)")
+    g.add_argument("--image-size", type=int, help="resize folder images to this square size (default 32)")
+    g.add_argument("--train-limit", type=int, help="use a seeded random subset of this many training images")
+    g.add_argument("--test-limit", type=int, help="use a seeded random subset of this many test images")
+    g.add_argument("--loader", help="tensor (batch augmentation on the device), dataloader (the seed's) or auto")
+    g.add_argument("--workers", type=int, help="DataLoader workers (dataloader only, default 2)")
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", help="torchvision model name (default resnet18)")
+    g.add_argument("--weights", help="imagenet (download), none, or PATH to a state dict file")
+    g.add_argument("--stem", help="imagenet (7x7/2 + max-pool) or cifar (3x3/1, no pool)")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float, help="peak learning rate")
+    g.add_argument("--momentum", type=float)
+    g.add_argument("--nesterov", type=_flag, metavar="on|off")
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--optimizer", help=f"{', '.join(OPTIMIZERS)}")
+    g.add_argument("--schedule", help=f"{', '.join(SCHEDULES)}")
+    g.add_argument("--warmup-epochs", type=float)
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--amp", type=_flag, metavar="on|off", help="bf16 autocast on CUDA")
+    g.add_argument("--channels-last", type=_flag, metavar="on|off")
+    g.add_argument("--compile", type=_flag, metavar="on|off", help="torch.compile the model (CUDA)")
+    g.add_argument("--tta", type=_flag, metavar="on|off", help="flip test-time augmentation at evaluation")
+    g.add_argument("--eval-batch-size", type=int)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    g = p.add_argument_group("run")
+    g.add_argument("--run-dir", help="run directory (default: a new folder under --runs-root)")
+    g.add_argument("--runs-root", help="folder for new run directories (default ./runs)")
+    g.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (same epoch, step and LR schedule)")
+    g.add_argument("--overwrite", action="store_true", default=None, help="replace a run directory that already holds a run")
+    g.add_argument("--log-every", type=int, help="print the running loss every N batches (default 200)")
+    g.add_argument("--progress-hz", type=float, help="progress events per second at most (default 10)")
+    p.add_argument("--refresh", type=float, default=1.0, help="dashboard: plot redraws per second at most (default 1)")
+    return p
+
+
+_NOT_CONFIG = {"headless", "recipe", "refresh"}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The recipe's config with the explicitly given options on top; ConfigError if invalid."""
+    given: dict[str, Any] = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG and v is not None}
+    return from_recipe(args.recipe, **given)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class LinePrinter:
+    """Event sink printing one plain line per meaningful event: reads well in a log file."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+        self.last_status = ""
+
+    def line(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def __call__(self, e: ev.Event) -> None:
+        if isinstance(e, ev.Status):
+            if e.message and e.state not in ("training", "evaluating", "saving") and e.message != self.last_status:
+                self.line(f"[{e.state}] {e.message}")
+                self.last_status = e.message
+        elif isinstance(e, ev.Log):
+            self.line(f"[{e.level}] {e.message}" if e.level != "info" else e.message)
+        elif isinstance(e, ev.RunStarted):
+            c = e.config
+            self.line(
+                f"recipe {c['recipe']} | {c['arch']} (weights {c['weights']}, {c['stem']} stem) | batch {c['batch_size']} "
+                f"| {c['optimizer']} lr {c['lr']:g} momentum {c['momentum']:g} | {c['epochs']} epochs"
+            )
+            cuda = f", CUDA {e.cuda_version}" if e.cuda_version and e.device.startswith("cuda") else ""
+            self.line(f"device {e.device} ({e.device_name}) | torch {e.torch_version}{cuda} | {e.num_threads} threads")
+            self.line(
+                f"data {e.data_source}: {e.train_size} train, {e.test_size} test, {len(e.class_names)} classes "
+                f"| loader {e.loader} | {e.steps_per_epoch} steps/epoch"
+            )
+            self.line(f"run dir {e.run_dir}")
+        elif isinstance(e, ev.Progress) and e.interval_loss is not None:
+            self.line(f"[{e.epoch + 1}, {e.step:5d}] loss: {e.interval_loss:.3f}")  # the seed's own format
+        elif isinstance(e, ev.EpochEnd):
+            self.line(
+                f"epoch {e.epoch}/{e.epochs}  train loss {e.train_loss:.4f} acc {_pct(e.train_accuracy)} | "
+                f"test loss {e.test_loss:.4f} acc {_pct(e.test_accuracy)} | {e.images_per_sec:,.0f} img/s | "
+                f"{e.seconds:.1f}s + eval {e.eval_seconds:.1f}s"
+            )
+        elif isinstance(e, ev.Evaluation) and e.reason == "request":
+            self.line(f"evaluation at epoch {e.epoch + 1} step {e.step}: test loss {e.loss:.4f} acc {_pct(e.accuracy)}")
+        elif isinstance(e, ev.CheckpointSaved) and e.reason not in ("epoch", "best"):
+            self.line(f"checkpoint saved ({e.reason}): {e.path}")
+        elif isinstance(e, ev.Paused):
+            self.line(f"paused at step {e.global_step}")
+        elif isinstance(e, ev.Resumed):
+            self.line(f"resumed at step {e.global_step}")
+        elif isinstance(e, ev.Finished):
+            self.line(
+                f"{e.reason}: {e.epochs_done} epochs, test accuracy {_pct(e.test_accuracy)} "
+                f"(best {_pct(e.best_accuracy)}) in {_duration(e.seconds)}"
+                + (f" | checkpoint {e.checkpoint}" if e.checkpoint else "")
+            )
+        elif isinstance(e, ev.Failed):
+            pass  # the caller prints the one-line error
+
+
+def per_class_table(evaluation: ev.Evaluation) -> list[str]:
+    width = max(len(n) for n in evaluation.class_names)
+    return [f"  {name:<{width}}  {100 * acc:6.2f}%" for name, acc in zip(evaluation.class_names, evaluation.per_class)]
+
+
+def run_headless(cfg: TrainConfig, out: TextIO = sys.stdout) -> int:
+    """Train in this process, printing plain lines. Returns the exit code.
+
+    Ctrl-C, SIGTERM and SIGHUP stop at the next batch boundary after saving a
+    checkpoint; a second signal aborts at once.
+    """
+    from engine.trainer import Trainer
+
+    controls = Controls()
+    printer = LinePrinter(out)
+    final: list[ev.Evaluation] = []
+    signals: list[int] = []
+
+    def sink(e: ev.Event) -> None:
+        printer(e)
+        if isinstance(e, ev.Evaluation):
+            final[:] = [e]
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if signals:
+            raise KeyboardInterrupt
+        signals.append(signum)
+        printer.line(f"[signal] {signal.Signals(signum).name}: saving a checkpoint and stopping at the next batch")
+        controls.stop(save=True)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        finished = Trainer(cfg, sink, controls).run()
+    except UserError as exc:
+        print(f"cifar-tui: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("cifar-tui: interrupted", file=sys.stderr, flush=True)
+        return EXIT_STOPPED
+    except Exception as exc:  # the traceback is in events.jsonl; keep the terminal readable
+        print(f"cifar-tui: training failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CRASH
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if final and finished.reason == "completed":
+        printer.line("per-class test accuracy:")
+        for row in per_class_table(final[0]):
+            printer.line(row)
+    return EXIT_OK if finished.reason == "completed" and not signals else EXIT_STOPPED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Headless-only entry point (``python -m engine``)."""
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except UserError as exc:
+        print(f"cifar-tui: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    started = time.time()
+    code = run_headless(cfg)
+    if code == EXIT_CRASH:
+        print(f"(after {time.time() - started:.0f}s; see events.jsonl in the run directory)", file=sys.stderr)
+    return code

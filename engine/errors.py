@@ -1,0 +1,44 @@
+"""Errors a user can fix: each carries a one-line message and maps to exit code 2."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input (options, data, files); never a bug.
+
+    The CLI prints ``error: <message>`` and exits with code 2, without a traceback.
+    ``kind`` names the category for events and tests.
+    """
+
+    kind = "input"
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """An option value is invalid or options contradict each other."""
+
+    kind = "config"
+
+
+class DataError(UserError):
+    """The data set could not be found, read or used."""
+
+    kind = "data"
+
+
+class DownloadError(UserError):
+    """A download (data set or pretrained weights) failed."""
+
+    kind = "download"
+
+
+class CheckpointError(UserError):
+    """A checkpoint is missing, corrupt, unsafe or does not fit the model."""
+
+    kind = "checkpoint"
+
+
+class RunDirError(UserError):
+    """The run directory cannot be used (already holds a run, not writable)."""
+
+    kind = "run_dir"

@@ -1,0 +1,191 @@
+"""Engine events: small frozen dataclasses of plain values.
+
+Events are what the engine tells the world. They are picklable and JSON-able (no
+tensors), so they cross process boundaries and are written to ``events.jsonl``
+as they happen. ``kind`` names each type on the wire.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class; ``t`` is the wall-clock time the event was made."""
+
+    kind: ClassVar[str] = "event"
+    t: float = field(default_factory=time.time, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Status(Event):
+    """The trainer entered a phase: loading_data, downloading, building_model, compiling,
+    training, evaluating, saving, paused, finished, failed, stopped."""
+
+    kind: ClassVar[str] = "status"
+    state: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Log(Event):
+    """A human-readable line (engine notes, warnings, captured stdout/stderr)."""
+
+    kind: ClassVar[str] = "log"
+    message: str
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    """Data and model are ready; training is about to start (or continue)."""
+
+    kind: ClassVar[str] = "run_started"
+    run_dir: str
+    config: dict[str, Any]
+    device: str
+    device_name: str
+    torch_version: str
+    cuda_version: str
+    num_threads: int
+    train_size: int
+    test_size: int
+    class_names: list[str]
+    steps_per_epoch: int
+    loader: str
+    data_source: str
+    start_epoch: int = 0
+    start_step: int = 0
+    resumed_from: str = ""
+    params: int = 0
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    """Training progress, emitted at a bounded rate (and on every ``log_every`` boundary).
+
+    ``epoch`` is 0-based; ``step`` counts batches done in this epoch.
+    ``interval_loss`` is set only on ``log_every`` boundaries: the mean loss of those batches.
+    ``data_wait`` is the share of step time spent waiting for the next batch.
+    """
+
+    kind: ClassVar[str] = "progress"
+    epoch: int
+    epochs: int
+    step: int
+    steps_per_epoch: int
+    global_step: int
+    loss: float
+    lr: float
+    images_per_sec: float
+    data_wait: float
+    elapsed: float
+    interval_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation(Event):
+    """Result of evaluating on the test split. ``reason``: epoch, request or final."""
+
+    kind: ClassVar[str] = "evaluation"
+    epoch: int
+    step: int
+    global_step: int
+    loss: float
+    accuracy: float
+    per_class: list[float]
+    confusion: list[list[int]]
+    class_names: list[str]
+    seconds: float
+    reason: str = "epoch"
+
+
+@dataclass(frozen=True)
+class EpochEnd(Event):
+    """An epoch finished (``epoch`` is 1-based here: epochs done)."""
+
+    kind: ClassVar[str] = "epoch_end"
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    images_per_sec: float
+    seconds: float
+    eval_seconds: float
+    lr: float
+
+
+@dataclass(frozen=True)
+class CheckpointSaved(Event):
+    kind: ClassVar[str] = "checkpoint_saved"
+    path: str
+    epoch: int
+    step: int
+    global_step: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Paused(Event):
+    kind: ClassVar[str] = "paused"
+    global_step: int
+
+
+@dataclass(frozen=True)
+class Resumed(Event):
+    kind: ClassVar[str] = "resumed"
+    global_step: int
+
+
+@dataclass(frozen=True)
+class Finished(Event):
+    """The run ended normally. ``reason``: completed or stopped."""
+
+    kind: ClassVar[str] = "finished"
+    reason: str
+    epochs_done: int
+    global_step: int
+    test_accuracy: float | None
+    best_accuracy: float | None
+    seconds: float
+    checkpoint: str = ""
+
+
+@dataclass(frozen=True)
+class Failed(Event):
+    """The run ended with an error. ``kind_`` names it: config, data, download, checkpoint,
+    run_dir, out_of_memory, crash."""
+
+    kind: ClassVar[str] = "failed"
+    error: str
+    message: str
+    traceback: str = ""
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (Status, Log, RunStarted, Progress, Evaluation, EpochEnd, CheckpointSaved, Paused, Resumed, Finished, Failed)
+}
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """The event as a JSON-able dict with its ``kind``."""
+    return {"kind": event.kind, **asdict(event)}
+
+
+def from_dict(data: dict[str, Any]) -> Event | None:
+    """Rebuild an event; None for kinds this version does not know. Unknown fields are dropped
+    so logs written by newer versions still load."""
+    cls = EVENT_TYPES.get(str(data.get("kind")))
+    if cls is None:
+        return None
+    names = {f.name for f in fields(cls)}
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError:
+        return None

@@ -1,0 +1,167 @@
+"""Batch sources for training and evaluation.
+
+``TensorBatches`` keeps the whole data set as a uint8 tensor on the training
+device and does shuffling, random crop with padding, horizontal flip and
+normalisation for a whole batch at once: no per-image Python in the loop.
+``LoaderBatches`` is the seed tutorial's torch DataLoader + PIL transforms, kept for
+faithfulness and for data that does not fit in memory.
+
+Both derive an epoch's order and augmentation from ``(seed, epoch)`` only, so an
+epoch can be replayed from any step when a run resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from engine.data import Split
+
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.5, 0.5, 0.5)
+PAD = 4
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def num_steps(n: int, batch_size: int) -> int:
+    """Batches per epoch; a trailing batch of one image is dropped (BatchNorm cannot train on it)."""
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest > 1 else 0)
+
+
+class BatchSource(Protocol):
+    steps_per_epoch: int
+    name: str
+
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+def normalize(x_u8: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> normalised float, (x/255 - 0.5) / 0.5."""
+    return x_u8.to(dtype).div_(127.5).sub_(1.0)
+
+
+def augment(
+    x_u8: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, flip: torch.Tensor, pad: int = PAD
+) -> torch.Tensor:
+    """Random-crop (zero padding ``pad``, offsets ``dx``/``dy`` in [0, 2*pad]) and flip a uint8 batch."""
+    b, c, h, w = x_u8.shape
+    padded = F.pad(x_u8, (pad, pad, pad, pad))
+    dev = x_u8.device
+    rows = (dy.view(b, 1) + torch.arange(h, device=dev)).view(b, 1, h, 1)
+    cols = (dx.view(b, 1) + torch.arange(w, device=dev)).view(b, 1, 1, w)
+    # Mirror the column index instead of flipping afterwards: one gather does both.
+    cols = torch.where(flip.view(b, 1, 1, 1), dx.view(b, 1, 1, 1) + (w - 1) - (cols - dx.view(b, 1, 1, 1)), cols)
+    bi = torch.arange(b, device=dev).view(b, 1, 1, 1)
+    ci = torch.arange(c, device=dev).view(1, c, 1, 1)
+    return padded[bi, ci, rows, cols]
+
+
+class TensorBatches:
+    """Whole-batch augmentation over a data set held as a tensor on ``device``."""
+
+    name = "tensor"
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+        *,
+        train: bool = True,
+        channels_last: bool = False,
+    ) -> None:
+        self.images = split.images.to(device)
+        self.labels = split.labels.to(device)
+        self.batch_size = batch_size
+        self.device = device
+        self.seed = seed
+        self.train = train
+        self.channels_last = channels_last
+        n = len(split)
+        self.steps_per_epoch = num_steps(n, batch_size) if train else -(-n // batch_size)
+
+    def epoch_plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Order, crop offsets and flips for one epoch, from (seed, epoch) alone."""
+        n = self.labels.shape[0]
+        g = epoch_generator(self.seed, epoch)
+        order = torch.randperm(n, generator=g)
+        offsets = torch.randint(0, 2 * PAD + 1, (2, n), generator=g)
+        flips = torch.rand(n, generator=g) < 0.5
+        return order.to(self.device), offsets[0].to(self.device), offsets[1].to(self.device), flips.to(self.device)
+
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = self.labels.shape[0]
+        if self.train:
+            order, dx, dy, flips = self.epoch_plan(epoch)
+        for step in range(start_step, self.steps_per_epoch):
+            lo, hi = step * self.batch_size, min(n, (step + 1) * self.batch_size)
+            if self.train:
+                idx = order[lo:hi]
+                x = augment(self.images[idx], dx[idx], dy[idx], flips[idx])
+                y = self.labels[idx]
+            else:
+                x, y = self.images[lo:hi], self.labels[lo:hi]
+            x = normalize(x)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y
+
+
+class _ArrayImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """uint8 HWC images served as PIL images through torchvision transforms (as CIFAR10 does)."""
+
+    def __init__(self, split: Split, transform: object) -> None:
+        self.images = split.images.permute(0, 2, 3, 1).contiguous().numpy()
+        self.labels = split.labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), self.labels[i]  # type: ignore[operator]
+
+
+class LoaderBatches:
+    """The seed's pipeline: DataLoader, shuffle, workers, PIL flip + crop + ToTensor + Normalize."""
+
+    name = "dataloader"
+
+    def __init__(self, split: Split, batch_size: int, device: torch.device, seed: int, workers: int) -> None:
+        import torchvision.transforms as T
+
+        transform = T.Compose(
+            [T.RandomHorizontalFlip(), T.RandomCrop(32 if split.images.shape[-1] == 32 else split.images.shape[-1], padding=PAD), T.ToTensor(), T.Normalize(MEAN, STD)]
+        )
+        self.dataset = _ArrayImages(split, transform)
+        self.batch_size = batch_size
+        self.device = device
+        self.seed = seed
+        self.workers = workers
+        self.steps_per_epoch = num_steps(len(split), batch_size)
+
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = epoch_generator(self.seed, epoch)
+        order = torch.randperm(len(self.dataset), generator=g)
+        used = order[start_step * self.batch_size : self.steps_per_epoch * self.batch_size].tolist()
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            sampler=used,
+            num_workers=self.workers,
+            generator=g,  # seeds the workers' augmentation RNG from (seed, epoch)
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

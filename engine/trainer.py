@@ -1,0 +1,493 @@
+"""The training loop: a typed config in, plain events out, controls at batch boundaries."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine import events as ev
+from engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from engine.config import TrainConfig, validate
+from engine.controls import Controls
+from engine.data import DataBundle, load_data
+from engine.errors import CheckpointError, ConfigError, UserError
+from engine.evaluate import EvalResult, evaluate
+from engine.models import build_model
+from engine.pipeline import BatchSource, LoaderBatches, TensorBatches
+from engine.rundir import CHECKPOINTS, RunDirSink, check_run_dir, checkpoint_run_dir, default_run_dir
+
+Sink = Callable[[ev.Event], None]
+
+#: Options that may differ from the checkpoint's config when resuming.
+RESUME_MAY_CHANGE = frozenset(
+    {"epochs", "device", "run_dir", "runs_root", "log_every", "progress_hz", "workers", "eval_batch_size",
+     "data_dir", "resume", "overwrite", "compile", "loader", "explicit"}
+)  # fmt: skip
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; an unavailable device is a ConfigError."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: no CUDA GPU is available on this machine; use --device cpu or auto")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("--device mps: MPS is not available on this machine; use --device cpu or auto")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return platform.processor() or platform.machine()
+    return device.type
+
+
+def merge_resume_config(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
+    """The checkpoint's config with the user's explicit options on top (only those that may change)."""
+    base = TrainConfig.from_dict(saved)
+    changes = {name: getattr(cfg, name) for name in cfg.explicit if name != "recipe"}
+    fixed = sorted(n for n, v in changes.items() if n not in RESUME_MAY_CHANGE and getattr(base, n) != v)
+    if fixed:
+        raise ConfigError(f"--{fixed[0].replace('_', '-')} cannot change when resuming (the checkpoint used {getattr(base, fixed[0])!r})")
+    merged = base.with_overrides(**{n: v for n, v in changes.items() if n in RESUME_MAY_CHANGE}, resume=cfg.resume)
+    if not merged.run_dir:
+        merged = merged.with_overrides(run_dir=str(checkpoint_run_dir(Path(cfg.resume))))
+    validate(merged)
+    return merged
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on norm weights and biases (1-d tensors): decaying them only hurts."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    groups = _param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+
+
+def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """Per-step LR multiplier for the configured schedule (warm-up first where set)."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if cfg.schedule == "constant":
+            return 1.0
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        if cfg.schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine and onecycle
+
+    return factor
+
+
+@dataclass
+class _EpochStats:
+    """Running sums of the epoch, kept on the device so the loop never waits for them."""
+
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> _EpochStats:
+        return cls(torch.zeros((), dtype=torch.float64, device=device), torch.zeros((), dtype=torch.int64, device=device))
+
+
+class StopTraining(Exception):
+    """Raised inside the loop when a stop request is honoured."""
+
+
+class Trainer:
+    """Runs one training job. ``run`` emits events to ``sink`` and returns the Finished event.
+
+    User errors (bad data, failed download, bad checkpoint) are emitted as Failed and
+    re-raised as UserError; anything else as Failed(error='crash') and re-raised.
+    """
+
+    def __init__(self, cfg: TrainConfig, sink: Sink, controls: Controls | None = None) -> None:
+        self.cfg = cfg
+        self.controls = controls or Controls()
+        self._sink = sink
+        self.run_sink: RunDirSink | None = None
+        self.global_step = 0
+        self.epoch = 0
+        self.step = 0
+        self.best_accuracy: float | None = None
+        self.last_eval: EvalResult | None = None
+        self.last_checkpoint = ""
+        self.run_dir = Path()
+
+    # -- events ---------------------------------------------------------------------------
+    def emit(self, event: ev.Event) -> None:
+        if self.run_sink is not None:
+            self.run_sink(event)
+        self._sink(event)
+
+    def status(self, state: str, message: str = "") -> None:
+        self.emit(ev.Status(state, message))
+
+    def notify(self, kind: str, message: str) -> None:
+        """Callback for data/model loaders: a phase change or a log line."""
+        if kind in ("info", "warning", "error"):
+            self.emit(ev.Log(message, level=kind))
+        else:
+            self.status(kind, message)
+
+    # -- entry point -------------------------------------------------------------------------
+    def run(self) -> ev.Finished:
+        try:
+            return self._run()
+        except UserError as exc:
+            self.status("failed", str(exc))
+            self.emit(ev.Failed(exc.kind, str(exc)))
+            raise
+        except torch.OutOfMemoryError as exc:
+            msg = (f"out of GPU memory at batch size {self.cfg.batch_size}; try --batch-size {max(1, self.cfg.batch_size // 2)}")
+            self.status("failed", msg)
+            self.emit(ev.Failed("out_of_memory", msg, traceback.format_exc()))
+            raise UserError(msg) from exc
+        except FloatingPointError as exc:
+            msg = f"{exc}; last good checkpoint: {self.last_checkpoint or 'none yet'}"
+            self.status("failed", msg)
+            self.emit(ev.Failed("nan_loss", msg))
+            raise
+        except Exception as exc:
+            msg = f"{type(exc).__name__}: {exc}"
+            self.status("failed", msg)
+            self.emit(ev.Failed("crash", msg, traceback.format_exc()))
+            raise
+        finally:
+            if self.run_sink is not None:
+                self.run_sink.close()
+
+    def _run(self) -> ev.Finished:
+        cfg = self.cfg
+        started = time.perf_counter()
+        ckpt: dict[str, Any] | None = None
+        if cfg.resume:
+            ckpt = load_checkpoint(Path(cfg.resume))
+            cfg = self.cfg = merge_resume_config(cfg, ckpt["config"])
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+        resuming_here = bool(cfg.resume) and run_dir.resolve() == checkpoint_run_dir(Path(cfg.resume))
+        check_run_dir(run_dir, resuming_here=resuming_here, overwrite=cfg.overwrite)
+        device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+
+        self.status("loading_data", f"loading {cfg.data}")
+        data = load_data(cfg, self.notify)
+        if ckpt is not None and list(ckpt["class_names"]) != data.class_names:
+            raise CheckpointError(
+                f"checkpoint {cfg.resume} was trained on {len(ckpt['class_names'])} classes "
+                f"({', '.join(ckpt['class_names'][:4])}...) but the data has {len(data.class_names)} "
+                f"({', '.join(data.class_names[:4])}...)"
+            )
+        self.status("building_model", f"building {cfg.arch}")
+        model_cfg = cfg.with_overrides(weights="none") if ckpt is not None else cfg
+        model = build_model(model_cfg, len(data.class_names), self.notify).to(device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = make_optimizer(cfg, model)
+        train_src, test_src = self._sources(cfg, data, device)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, train_src.steps_per_epoch))
+        stats = _EpochStats.zeros(device)
+        if ckpt is not None:
+            self._restore(ckpt, model, optimizer, scheduler, stats, device)
+
+        self.run_sink = RunDirSink(run_dir, overwrite=cfg.overwrite)
+        self.run_sink.open(cfg)
+        self.run_dir = run_dir
+        self.emit(
+            ev.RunStarted(
+                run_dir=str(run_dir),
+                config=cfg.to_dict(),
+                device=str(device),
+                device_name=device_name(device),
+                torch_version=torch.__version__,
+                cuda_version=torch.version.cuda or "",
+                num_threads=torch.get_num_threads(),
+                train_size=len(data.train),
+                test_size=len(data.test),
+                class_names=data.class_names,
+                steps_per_epoch=train_src.steps_per_epoch,
+                loader=train_src.name,
+                data_source=data.source,
+                start_epoch=self.epoch,
+                start_step=self.step,
+                resumed_from=cfg.resume,
+                params=sum(p.numel() for p in model.parameters()),
+            )
+        )
+        step_model: nn.Module = model
+        if cfg.compile and device.type == "cuda":
+            self.status("compiling", "torch.compile: the first steps are slow while kernels compile")
+            step_model = torch.compile(model)  # type: ignore[assignment]
+        loop = _Loop(self, cfg, model, step_model, optimizer, scheduler, train_src, test_src, data, device)
+        reason = "completed"
+        try:
+            loop.train(stats)
+        except StopTraining:
+            reason = "stopped"
+        self.status("finished" if reason == "completed" else "stopped")
+        finished = ev.Finished(
+            reason=reason,
+            epochs_done=self.epoch,
+            global_step=self.global_step,
+            test_accuracy=self.last_eval.accuracy if self.last_eval else None,
+            best_accuracy=self.best_accuracy,
+            seconds=time.perf_counter() - started,
+            checkpoint=self.last_checkpoint,
+        )
+        self.emit(finished)
+        return finished
+
+    def _sources(self, cfg: TrainConfig, data: DataBundle, device: torch.device) -> tuple[BatchSource, TensorBatches]:
+        loader = cfg.loader
+        if loader == "auto":  # the seed's recipe keeps the seed's pipeline; everything else goes fast
+            loader = "dataloader" if cfg.recipe == "tutorial" else "tensor"
+        if loader == "dataloader":
+            train: BatchSource = LoaderBatches(data.train, cfg.batch_size, device, cfg.seed, cfg.workers)
+        else:
+            train = TensorBatches(data.train, cfg.batch_size, device, cfg.seed, channels_last=cfg.channels_last)
+        test = TensorBatches(data.test, cfg.eval_batch_size, device, cfg.seed, train=False, channels_last=cfg.channels_last)
+        return train, test
+
+    def _restore(self, ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LambdaLR, stats: _EpochStats, device: torch.device) -> None:  # fmt: skip
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"checkpoint {self.cfg.resume} does not fit this model: {str(exc).splitlines()[0][:160]}") from exc
+        self.epoch, self.step, self.global_step = int(ckpt["epoch"]), int(ckpt["step"]), int(ckpt["global_step"])
+        self.best_accuracy = ckpt.get("best_accuracy")
+        part = ckpt.get("epoch_stats") or {}
+        stats.loss_sum.fill_(float(part.get("loss_sum", 0.0)))
+        stats.correct.fill_(int(part.get("correct", 0)))
+        stats.seen = int(part.get("seen", 0))
+        stats.seconds = float(part.get("seconds", 0.0))
+        set_rng_state(ckpt.get("rng") or {})
+        self.emit(ev.Log(f"resumed from {self.cfg.resume} at epoch {self.epoch + 1}, step {self.step}"))
+
+
+class _Loop:
+    """The epoch/step loop of one run; split from Trainer to keep each piece small."""
+
+    def __init__(self, trainer: Trainer, cfg: TrainConfig, model: nn.Module, step_model: nn.Module,
+                 optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                 train_src: BatchSource, test_src: TensorBatches, data: DataBundle, device: torch.device) -> None:  # fmt: skip
+        self.t = trainer
+        self.cfg = cfg
+        self.model = model
+        self.step_model = step_model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.train_src = train_src
+        self.test_src = test_src
+        self.data = data
+        self.device = device
+        self.num_classes = len(data.class_names)
+        self.min_interval = 1.0 / cfg.progress_hz
+        self.started = time.perf_counter()
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        if self.cfg.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- controls ----------------------------------------------------------------------------
+    def handle_controls(self, stats: _EpochStats) -> None:
+        """Apply pending requests; block here while paused. Raises StopTraining."""
+        controls = self.t.controls
+        self._apply(stats)
+        if not controls.paused:
+            return
+        self.t.emit(ev.Paused(self.t.global_step))
+        self.t.status("paused", f"paused at step {self.t.global_step}")
+        paused_at = time.perf_counter()
+        while controls.wait_while_paused(0.25):
+            self._apply(stats)
+        self._apply(stats)
+        self.started += time.perf_counter() - paused_at  # paused time is not training time
+        self.t.emit(ev.Resumed(self.t.global_step))
+        self.t.status("training")
+
+    def _apply(self, stats: _EpochStats) -> None:
+        req = self.t.controls.take()
+        if req.evaluate:
+            self.run_evaluation("request")
+        if req.save or (req.stop and req.save_on_stop):
+            self.save("stop" if req.stop else "request", stats)
+        if req.stop:
+            raise StopTraining
+
+    # -- checkpoints and evaluation --------------------------------------------------------
+    def save(self, reason: str, stats: _EpochStats, *, best: bool = False) -> None:
+        t = self.t
+        self.t.status("saving", "writing checkpoint")
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": t.epoch,
+            "step": t.step,
+            "global_step": t.global_step,
+            "rng": rng_state(),
+            "config": self.cfg.to_dict(),
+            "class_names": list(self.data.class_names),
+            "best_accuracy": t.best_accuracy,
+            "epoch_stats": {"loss_sum": float(stats.loss_sum), "correct": int(stats.correct),
+                            "seen": stats.seen, "seconds": stats.seconds},
+        }  # fmt: skip
+        folder = t.run_dir / CHECKPOINTS
+        path = folder / "last.pt"
+        save_checkpoint(path, state)
+        t.last_checkpoint = str(path)
+        t.emit(ev.CheckpointSaved(str(path), t.epoch, t.step, t.global_step, reason))
+        if best:
+            save_checkpoint(folder / "best.pt", state)
+            t.emit(ev.CheckpointSaved(str(folder / "best.pt"), t.epoch, t.step, t.global_step, "best"))
+        self.t.status("paused" if t.controls.paused else "training")
+
+    def run_evaluation(self, reason: str) -> EvalResult:
+        t = self.t
+        t.status("evaluating", f"evaluating on {len(self.data.test)} test images")
+        began = time.perf_counter()
+        result = evaluate(self.step_model, self.test_src, self.num_classes, autocast=self.autocast, tta=self.cfg.tta)
+        seconds = time.perf_counter() - began
+        self.started += seconds if reason == "request" else 0.0
+        t.last_eval = result
+        t.emit(
+            ev.Evaluation(
+                epoch=t.epoch, step=t.step, global_step=t.global_step, loss=result.loss, accuracy=result.accuracy,
+                per_class=result.per_class, confusion=result.confusion, class_names=list(self.data.class_names),
+                seconds=seconds, reason=reason,
+            )
+        )  # fmt: skip
+        t.status("paused" if t.controls.paused else "training")
+        return result
+
+    # -- the loop ------------------------------------------------------------------------------
+    def train(self, stats: _EpochStats) -> None:
+        t, cfg = self.t, self.cfg
+        t.status("training", f"training for {cfg.epochs} epochs")
+        self.model.train()
+        while t.epoch < cfg.epochs:
+            epoch_began = time.perf_counter() - stats.seconds
+            self.train_epoch(stats)
+            train_seconds = time.perf_counter() - epoch_began
+            result = self.run_evaluation("epoch")
+            is_best = t.best_accuracy is None or result.accuracy > t.best_accuracy
+            t.best_accuracy = max(result.accuracy, t.best_accuracy or 0.0)
+            seen = max(stats.seen, 1)
+            t.emit(
+                ev.EpochEnd(
+                    epoch=t.epoch + 1, epochs=cfg.epochs, train_loss=float(stats.loss_sum) / seen,
+                    train_accuracy=int(stats.correct) / seen, test_loss=result.loss, test_accuracy=result.accuracy,
+                    images_per_sec=stats.seen / max(train_seconds, 1e-9), seconds=train_seconds,
+                    eval_seconds=time.perf_counter() - epoch_began - train_seconds,
+                    lr=self.optimizer.param_groups[0]["lr"],
+                )
+            )  # fmt: skip
+            t.epoch, t.step = t.epoch + 1, 0
+            stats = _EpochStats.zeros(self.device)
+            self.save("epoch", stats, best=is_best)
+            self.handle_controls(stats)
+
+    def _timed_batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+        it = iter(self.train_src.batches(self.t.epoch, start_step))
+        while True:
+            began = time.perf_counter()
+            try:
+                x, y = next(it)
+            except StopIteration:
+                return
+            yield x, y, time.perf_counter() - began
+
+    def train_epoch(self, stats: _EpochStats) -> None:
+        t, cfg = self.t, self.cfg
+        steps = self.train_src.steps_per_epoch
+        epoch_began = time.perf_counter() - stats.seconds
+        last_emit = time.perf_counter()
+        emitted_images, wait = 0, 0.0
+        interval_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        interval_n = 0
+        self.handle_controls(stats)
+        for x, y, waited in self._timed_batches(t.step):
+            with self.autocast():
+                logits = self.step_model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            batch = int(y.shape[0])
+            detached = loss.detach()
+            stats.loss_sum += detached.double() * batch
+            stats.correct += (logits.detach().argmax(1) == y).sum()
+            stats.seen += batch
+            interval_loss += detached.double()
+            interval_n += 1
+            t.step += 1
+            t.global_step += 1
+            emitted_images += batch
+            wait += waited
+            now = time.perf_counter()
+            boundary = t.step % cfg.log_every == 0
+            if boundary or t.step == steps or now - last_emit >= self.min_interval:
+                loss_value = float(detached)
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(f"loss became {loss_value} at epoch {t.epoch + 1}, step {t.step}")
+                span = max(now - last_emit, 1e-9)
+                t.emit(
+                    ev.Progress(
+                        epoch=t.epoch, epochs=cfg.epochs, step=t.step, steps_per_epoch=steps,
+                        global_step=t.global_step, loss=loss_value, lr=self.optimizer.param_groups[0]["lr"],
+                        images_per_sec=emitted_images / span, data_wait=min(1.0, wait / span),
+                        elapsed=now - self.started,
+                        interval_loss=float(interval_loss) / interval_n if boundary else None,
+                    )
+                )  # fmt: skip
+                if boundary:
+                    interval_loss.zero_()
+                    interval_n = 0
+                last_emit, emitted_images, wait = now, 0, 0.0
+            stats.seconds = time.perf_counter() - epoch_began
+            if t.step < steps:
+                self.handle_controls(stats)

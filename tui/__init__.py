@@ -1,0 +1,1 @@
+"""cifar-tui's Textual dashboard. Widgets render plain event values; torch stays in engine/."""

@@ -1,0 +1,313 @@
+"""The dashboard: runs the engine in a child process (owned by one thread worker) and shows it live.
+
+Data flows one way: the worker reads events from the training process, appends them
+to a buffer and posts a tiny ``EventsReady`` message that coalesces (``can_replace``),
+so training never waits for drawing. The UI folds buffered events into
+``RunState`` and panes redraw on timers: text a few times a second, plots at most
+``refresh`` times a second and only when their data changed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.events import Print, Resize
+from textual.message import Message
+from textual.widgets import Footer, RichLog, Static
+from textual.worker import get_current_worker
+
+from engine import events as ev
+from engine.config import TrainConfig
+from tui.screens import Choice, ConfusionScreen, HelpScreen, quit_dialog
+from tui.state import RunState
+from tui.widgets.classes import ClassesPane
+from tui.widgets.device import DevicePane, DeviceSample, sample_device
+from tui.widgets.plots import AccuracyPlot, LossPlot, PlotPane
+from tui.widgets.progress import ProgressPane, RunHeader
+
+
+class Engine(Protocol):
+    """What the app needs from a training engine (engine.process.TrainerProcess, or a fake)."""
+
+    def start(self) -> None: ...
+    def events(self, poll: float = 0.2) -> Iterator[ev.Event | None]: ...
+    def send(self, command: str) -> bool: ...
+    def close(self, timeout: float = 15.0) -> None: ...
+    def alive(self) -> bool: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+
+EngineFactory = Callable[[TrainConfig], Engine]
+
+
+def process_engine(cfg: TrainConfig) -> Engine:
+    from engine.process import TrainerProcess
+
+    return TrainerProcess(cfg)
+
+
+class EventsReady(Message):
+    """New engine events are in the app's buffer. A newer one replaces an unprocessed older one."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, EventsReady)
+
+
+class LogPane(RichLog):
+    """Engine messages, warnings, and anything printed while the app runs."""
+
+    def on_print(self, event: Print) -> None:
+        if event.text.strip():
+            self.write(event.text.rstrip("\n"))
+
+
+class CifarTui(App[int]):
+    """The cifar-tui dashboard. ``return_code`` is 0 when training completed, 2 on bad input."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "cifar-tui"
+    BINDINGS = [
+        Binding("p", "pause", "Pause/resume", id="pause"),
+        Binding("s", "save", "Save ckpt", id="save"),
+        Binding("e", "evaluate", "Evaluate now", id="evaluate"),
+        Binding("c", "confusion", "Confusion", id="confusion"),
+        Binding("q", "quit_app", "Quit", id="quit"),
+        Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True),
+        Binding("question_mark", "help", "Help", key_display="?", id="help"),
+    ]
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        engine_factory: EngineFactory = process_engine,
+        *,
+        refresh_hz: float = 1.0,
+        text_hz: float = 4.0,
+        telemetry_s: float = 2.0,
+        point_budget: int = 400,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.engine_factory = engine_factory
+        self.refresh_hz = refresh_hz
+        self.text_hz = text_hz
+        self.telemetry_s = telemetry_s
+        self.run_state = RunState(point_budget=point_budget)
+        self.engine: Engine | None = None
+        self._buffer: list[ev.Event] = []
+        self._buffer_lock = threading.Lock()
+        self._shown_version = -1
+        self._device_sample: DeviceSample | None = None
+        self._quitting = False
+        self.events_seen = 0
+
+    # -- layout -----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="header")
+        with Horizontal(id="main"):
+            with Vertical(id="plots"):
+                yield LossPlot(self.run_state, max_fps=self.refresh_hz, id="loss")
+                yield AccuracyPlot(self.run_state, max_fps=self.refresh_hz, id="accuracy")
+            with Vertical(id="side"):
+                yield ProgressPane(id="progress")
+                yield DevicePane(id="device")
+                yield ClassesPane(id="classes")
+        yield LogPane(id="log", max_lines=2000, wrap=False, markup=False, highlight=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#progress").border_title = "progress"
+        self.query_one("#device").border_title = "device"
+        self.query_one("#classes").border_title = "per-class accuracy"
+        self.query_one("#log").border_title = "log"
+        self.begin_capture_print(self.query_one(LogPane), stdout=True, stderr=True)
+        self.set_interval(1.0 / self.text_hz, self.refresh_text)
+        self.set_interval(min(0.5, 1.0 / self.refresh_hz), self.refresh_plots)
+        self.set_interval(self.telemetry_s, self.sample_telemetry)
+        self.refresh_text()
+        self.start_training(self.cfg)
+
+    def on_resize(self, event: Resize) -> None:
+        self.screen.set_class(event.size.width < 100, "-narrow")
+        self.screen.set_class(event.size.height < 30, "-short")
+
+    # -- the worker that owns the training process ------------------------------------------
+    def start_training(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.run_state = RunState(point_budget=self.run_state.point_budget)
+        for plot in self.query(PlotPane):
+            plot.state = self.run_state
+        self._shown_version = -1
+        self.run_state.message = "importing torch, starting the training process"
+        self._watch_engine(cfg)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="trainer", description="training process")
+    def _watch_engine(self, cfg: TrainConfig) -> None:
+        worker = get_current_worker()
+        engine = self.engine_factory(cfg)
+        self.engine = engine
+        try:
+            engine.start()
+            for event in engine.events():
+                if worker.is_cancelled:
+                    break
+                if event is None:
+                    continue
+                with self._buffer_lock:
+                    self._buffer.append(event)
+                self.post_message(EventsReady())
+        except Exception as exc:  # the channel broke: show it, never crash the UI
+            with self._buffer_lock:
+                self._buffer.append(ev.Failed("crash", f"lost the training process: {exc}"))
+            self.post_message(EventsReady())
+        finally:
+            engine.close()
+
+    def on_events_ready(self, _: EventsReady) -> None:
+        with self._buffer_lock:
+            batch, self._buffer = self._buffer, []
+        for event in batch:
+            self.run_state.apply(event)
+            self.events_seen += 1
+            if isinstance(event, ev.Failed):
+                self._on_failure(event)
+
+    def _on_failure(self, failure: ev.Failed) -> None:
+        self.notify(failure.message, title="training failed", severity="error", timeout=10)
+        if failure.error == "download":
+            offline = self.cfg.with_overrides(
+                **({"data": "demo"} if "CIFAR-10" in failure.message else {}),
+                **({"weights": "none"} if "weights" in failure.message else {}),
+            )
+            what = "the built-in demo data" if offline.data == "demo" else "no pretrained weights"
+            self.push_screen(
+                Choice(f"Download failed (no network?).\nStart now with {what} instead?",
+                       [("offline", "Start offline", "primary"), ("cancel", "Stay here", "default")]),  # fmt: skip
+                lambda answer: self.start_training(offline) if answer == "offline" else None,
+            )
+
+    # -- drawing on a budget ------------------------------------------------------------------
+    def refresh_text(self) -> None:
+        state = self.run_state
+        for level, line in state.drain_log():
+            self.query_one(LogPane).write(f"[{level}] {line}" if level not in ("info", "output") else line)
+        if state.version == self._shown_version:
+            return
+        self._shown_version = state.version
+        self.query_one(RunHeader).show(state)
+        self.query_one(ProgressPane).show(state)
+        self.query_one(ClassesPane).show(state.last_eval)
+        self._show_device()
+
+    def refresh_plots(self) -> None:
+        for plot in self.query(PlotPane):
+            plot.maybe_redraw()
+
+    def _show_device(self) -> None:
+        s = self.run_state.started
+        self.query_one(DevicePane).show(
+            s.device if s else "", s.device_name if s else "", s.torch_version if s else "",
+            s.cuda_version if s else "", s.num_threads if s else 0, self._device_sample,
+        )  # fmt: skip
+
+    def sample_telemetry(self) -> None:
+        if self.run_state.started is not None and not self.run_state.ended:
+            self._sample_worker()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="telemetry")
+    def _sample_worker(self) -> None:
+        engine, started = self.engine, self.run_state.started
+        want_gpu = bool(started and started.device.startswith("cuda"))
+        sample = sample_device(engine.pid if engine else None, want_gpu)
+        self.call_from_thread(self._set_sample, sample)
+
+    def _set_sample(self, sample: DeviceSample) -> None:
+        self._device_sample = sample
+        self._show_device()
+
+    # -- keys -----------------------------------------------------------------------------------
+    def _send(self, command: str, note: str) -> None:
+        if self.engine is None or self.run_state.ended or not self.engine.send(command):
+            self.notify("no training is running", severity="warning")
+            return
+        self.notify(note, timeout=2)
+
+    def action_pause(self) -> None:
+        self._send("toggle_pause", "resuming…" if self.run_state.state == "paused" else "pausing at the next batch…")
+
+    def action_save(self) -> None:
+        self._send("save", "saving a checkpoint at the next batch…")
+
+    def action_evaluate(self) -> None:
+        self._send("evaluate", "evaluating on the test split…")
+
+    def action_confusion(self) -> None:
+        self.push_screen(ConfusionScreen(self.run_state.last_eval))
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_quit_app(self) -> None:
+        if self._quitting:
+            return
+        running = self.engine is not None and self.engine.alive() and not self.run_state.ended
+        if not running:
+            self._finish_quit()
+            return
+
+        def answer(choice: str | None) -> None:
+            if choice == "save":
+                self._stop_then_quit("stop_save")
+            elif choice == "nosave":
+                self._stop_then_quit("stop")
+
+        self.push_screen(quit_dialog(), answer)
+
+    def _stop_then_quit(self, command: str) -> None:
+        self._quitting = True
+        assert self.engine is not None
+        self.engine.send(command)
+        self.run_state.message = "saving a checkpoint and stopping…" if command == "stop_save" else "stopping…"
+        self.run_state.version += 1
+        self._wait_and_exit()
+
+    @work(thread=True, group="quit")
+    def _wait_and_exit(self) -> None:
+        for worker in self.workers:
+            if worker.group == "trainer":
+                worker.wait()  # the trainer sends its final events, then the process ends
+        self.call_from_thread(self._finish_quit)
+
+    def _finish_quit(self) -> None:
+        self.on_events_ready(EventsReady())  # fold the trainer's last events in before deciding the exit code
+        self.exit(self.exit_code_for_state())
+
+    def exit_code_for_state(self) -> int:
+        state = self.run_state
+        if state.failed is not None:
+            return 2 if state.failed.error in ("config", "data", "download", "checkpoint", "run_dir") else 1
+        return 0 if state.finished is not None and state.finished.reason == "completed" else 130
+
+    async def on_unmount(self) -> None:
+        # Never leave a trainer behind: cancel the worker and close the engine (the child stops).
+        self.workers.cancel_group(self, "trainer")
+        if self.engine is not None:
+            self.engine.close()
+
+
+def make_app(cfg: TrainConfig, engine_factory: EngineFactory | None = None, **options: float) -> CifarTui:
+    """The one factory used by the CLI and by tests."""
+    return CifarTui(cfg, engine_factory or process_engine, **options)  # type: ignore[arg-type]
+
+
+def screenshot_name(run_dir: str, label: str) -> str:
+    return f"{Path(run_dir).name}-{label}.svg"

@@ -1,0 +1,77 @@
+"""Modal screens: quit confirmation, confusion matrix, help, offline fallback."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+
+from engine.events import Evaluation
+from tui.widgets.classes import confusion_table
+
+
+class Choice(ModalScreen[str]):
+    """A question with buttons; dismisses with the chosen button's id (escape: 'cancel')."""
+
+    BINDINGS = [Binding("escape", "dismiss('cancel')", "Cancel")]
+
+    def __init__(self, question: str, choices: list[tuple[str, str, str]]) -> None:
+        super().__init__()
+        self.question = question
+        self.choices = choices  # (id, label, variant)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.question, id="question")
+            with Horizontal(id="buttons"):
+                for ident, label, variant in self.choices:
+                    yield Button(label, id=ident, variant=variant)  # type: ignore[arg-type]
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "cancel")
+
+
+def quit_dialog() -> Choice:
+    return Choice(
+        "Training is running. Quit?",
+        [("save", "Save and quit", "primary"), ("nosave", "Quit without saving", "error"), ("cancel", "Cancel", "default")],
+    )
+
+
+class ConfusionScreen(ModalScreen[None]):
+    BINDINGS = [Binding("c,escape,q", "dismiss", "Close")]
+
+    def __init__(self, evaluation: Evaluation | None) -> None:
+        super().__init__()
+        self.evaluation = evaluation
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="dialog"):
+            yield Static(confusion_table(self.evaluation))
+            yield Label("c / esc: close", classes="hint")
+
+
+HELP = """\
+[b]cifar-tui keys[/b]
+
+  [b]p[/b]   pause / resume training (at the next batch boundary)
+  [b]s[/b]   save a checkpoint now (its path appears in the log)
+  [b]e[/b]   evaluate on the test split now; training continues after
+  [b]c[/b]   show / hide the confusion matrix
+  [b]q[/b]   quit (while training: save and quit, quit without saving, or cancel)
+  [b]?[/b]   this help
+
+Plots redraw at most once a second (--refresh); history is downsampled to a
+fixed number of points, so long runs stay cheap to draw.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("question_mark,escape,q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(HELP)
+            yield Label("? / esc: close", classes="hint")

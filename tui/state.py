@@ -1,0 +1,163 @@
+"""What the dashboard knows about a run, built from engine events alone.
+
+Plain Python, no Textual and no torch: the app, the snapshot tests and a replay of
+``events.jsonl`` all fold the same events into this state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import events as ev
+from tui.series import Series
+
+STATE_LABELS = {
+    "starting": "starting the training process",
+    "loading_data": "loading data",
+    "downloading": "downloading",
+    "building_model": "building the model",
+    "compiling": "compiling",
+    "training": "training",
+    "evaluating": "evaluating",
+    "saving": "saving a checkpoint",
+    "paused": "paused",
+    "finished": "finished",
+    "stopped": "stopped",
+    "failed": "failed",
+}
+ENDED = ("finished", "stopped", "failed")
+
+
+@dataclass
+class RunState:
+    """Everything the panes show. ``version`` bumps whenever anything changes."""
+
+    point_budget: int = 400
+    state: str = "starting"
+    message: str = ""
+    started: ev.RunStarted | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    steps_per_epoch: int = 0
+    global_step: int = 0
+    loss: float | None = None
+    lr: float | None = None
+    images_per_sec: float = 0.0
+    data_wait: float = 0.0
+    elapsed: float = 0.0
+    eval_seconds: float | None = None
+    last_eval: ev.Evaluation | None = None
+    best_accuracy: float | None = None
+    epochs_done: list[ev.EpochEnd] = field(default_factory=list)
+    last_checkpoint: str = ""
+    finished: ev.Finished | None = None
+    failed: ev.Failed | None = None
+    version: int = 0
+    wall_started: float = field(default_factory=time.time)
+    train_loss: Series = field(init=False)
+    learning_rate: Series = field(init=False)
+    test_loss: Series = field(init=False)
+    test_accuracy: Series = field(init=False)
+    train_accuracy: Series = field(init=False)
+    log: list[tuple[str, str]] = field(default_factory=list)
+    """New (level, line) log entries not yet shown; the log pane drains them."""
+
+    def __post_init__(self) -> None:
+        self.train_loss = Series(self.point_budget)
+        self.learning_rate = Series(self.point_budget)
+        # Per-epoch series are short by nature, but a 10,000-epoch run must stay cheap too.
+        self.test_loss = Series(self.point_budget)
+        self.test_accuracy = Series(self.point_budget)
+        self.train_accuracy = Series(self.point_budget)
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.started.class_names if self.started else []
+
+    def apply(self, e: ev.Event) -> None:
+        """Fold one event into the state."""
+        self.version += 1
+        if isinstance(e, ev.Status):
+            if not (self.ended and e.state not in ENDED):
+                self.state = e.state
+                self.message = e.message
+        elif isinstance(e, ev.Progress):
+            self._progress(e)
+        elif isinstance(e, ev.RunStarted):
+            self.started = e
+            self.config = e.config
+            self.epochs = int(e.config.get("epochs", 0))
+            self.steps_per_epoch = e.steps_per_epoch
+            self.epoch, self.step = e.start_epoch, e.start_step
+            self.global_step = e.start_epoch * e.steps_per_epoch + e.start_step
+            self.log.append(("info", f"run directory {e.run_dir}"))
+        elif isinstance(e, ev.Evaluation):
+            self.last_eval = e
+            self.eval_seconds = e.seconds
+            if e.reason == "request":
+                self.log.append(("info", f"evaluation at step {e.global_step}: accuracy {100 * e.accuracy:.2f}%"))
+        elif isinstance(e, ev.EpochEnd):
+            self.epochs_done.append(e)
+            self.epoch = e.epoch
+            self.step = 0
+            self.test_loss.add(e.epoch, e.test_loss)
+            self.test_accuracy.add(e.epoch, 100 * e.test_accuracy)
+            self.train_accuracy.add(e.epoch, 100 * e.train_accuracy)
+            self.best_accuracy = max(e.test_accuracy, self.best_accuracy or 0.0)
+            self.log.append(
+                ("info", f"epoch {e.epoch}/{e.epochs}: train loss {e.train_loss:.4f}, test loss {e.test_loss:.4f}, "
+                 f"test acc {100 * e.test_accuracy:.2f}%, {e.images_per_sec:,.0f} img/s")
+            )  # fmt: skip
+        elif isinstance(e, ev.CheckpointSaved):
+            self.last_checkpoint = e.path
+            if e.reason not in ("epoch", "best"):
+                self.log.append(("info", f"checkpoint saved ({e.reason}): {e.path}"))
+        elif isinstance(e, ev.Paused):
+            self.log.append(("info", f"paused at step {e.global_step}"))
+        elif isinstance(e, ev.Resumed):
+            self.log.append(("info", f"resumed at step {e.global_step}"))
+        elif isinstance(e, ev.Log):
+            self.log.append((e.level, e.message))
+        elif isinstance(e, ev.Finished):
+            self.finished = e
+            self.state = "finished" if e.reason == "completed" else "stopped"
+            self.log.append(("info", f"{e.reason}: test accuracy "
+                             f"{'n/a' if e.test_accuracy is None else f'{100 * e.test_accuracy:.2f}%'}"))  # fmt: skip
+        elif isinstance(e, ev.Failed):
+            self.failed = e
+            self.state = "failed"
+            self.message = e.message
+            self.log.append(("error", f"{e.error}: {e.message}"))
+            if e.traceback:
+                self.log.extend(("error", line) for line in e.traceback.rstrip().splitlines())
+
+    def _progress(self, e: ev.Progress) -> None:
+        self.epoch, self.epochs, self.step = e.epoch, e.epochs, e.step
+        self.steps_per_epoch, self.global_step = e.steps_per_epoch, e.global_step
+        self.loss, self.lr = e.loss, e.lr
+        self.images_per_sec = e.images_per_sec if not self.images_per_sec else 0.7 * self.images_per_sec + 0.3 * e.images_per_sec
+        self.data_wait = e.data_wait
+        self.elapsed = e.elapsed
+        self.train_loss.add(e.global_step, e.loss)
+        self.learning_rate.add(e.global_step, e.lr)
+
+    def eta_seconds(self) -> float | None:
+        """Remaining training steps at the current speed plus the remaining evaluations."""
+        if not self.steps_per_epoch or not self.images_per_sec or self.ended:
+            return None
+        batch = int(self.config.get("batch_size", 0)) or 1
+        steps_left = (self.epochs - self.epoch) * self.steps_per_epoch - self.step
+        evals_left = self.epochs - self.epoch
+        return max(0.0, steps_left * batch / self.images_per_sec + evals_left * (self.eval_seconds or 0.0))
+
+    def drain_log(self) -> list[tuple[str, str]]:
+        entries, self.log = self.log, []
+        return entries

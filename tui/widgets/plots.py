@@ -1,0 +1,118 @@
+"""Loss and accuracy curves drawn with plotext, on a budget.
+
+A plot redraws only when its data changed or it was resized, and at most
+``max_fps`` times a second; between redraws Textual shows the cached text. Each
+series holds a fixed number of points (tui.series), so a long run costs the same
+to draw as a short one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import plotext as plt
+from rich.text import Text
+from textual.widget import Widget
+
+from tui.series import ema
+from tui.state import RunState
+
+_SUBTLE = "gray"
+
+
+class PlotPane(Widget):
+    """Base class: subclasses implement :meth:`draw` with plotext calls."""
+
+    DEFAULT_CSS = """
+    PlotPane { height: 1fr; min-height: 6; }
+    """
+
+    def __init__(self, state: RunState, *, max_fps: float = 1.0, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.state = state
+        self.max_fps = max_fps
+        self._text: Text = Text("waiting for the first training steps…", style="dim")
+        self._drawn_key: tuple[Any, ...] | None = None
+        self._last_draw = 0.0
+        self.draws = 0  # how many times plotext actually ran (tests and benchmarks read it)
+
+    def data_key(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def draw(self, width: int, height: int) -> None:
+        raise NotImplementedError
+
+    def has_data(self) -> bool:
+        return True
+
+    def maybe_redraw(self, now: float | None = None) -> bool:
+        """Rebuild the plot if its data or size changed and the rate cap allows; True if it did."""
+        now = time.monotonic() if now is None else now
+        width, height = self.content_size.width, self.content_size.height
+        key = (*self.data_key(), width, height)
+        if key == self._drawn_key or width < 10 or height < 4 or not self.has_data():
+            return False
+        size_changed = self._drawn_key is None or self._drawn_key[-2:] != (width, height)
+        if not size_changed and now - self._last_draw < 1.0 / self.max_fps:
+            return False
+        plt.clear_figure()
+        plt.plotsize(width, height)
+        plt.theme("clear")
+        self.draw(width, height)
+        self._text = Text.from_ansi(plt.build(), no_wrap=True, end="")
+        self._drawn_key = key
+        self._last_draw = now
+        self.draws += 1
+        self.refresh()
+        return True
+
+    def render(self) -> Text:
+        return self._text
+
+
+class LossPlot(PlotPane):
+    """Training loss per step (raw faint, smoothed bright) and test loss per epoch."""
+
+    def data_key(self) -> tuple[Any, ...]:
+        return (self.state.train_loss.version, self.state.test_loss.version)
+
+    def has_data(self) -> bool:
+        return len(self.state.train_loss.points()[0]) > 1
+
+    def draw(self, width: int, height: int) -> None:
+        s = self.state
+        xs, ys = s.train_loss.points()
+        spe = max(1, s.steps_per_epoch)
+        ex = [x / spe for x in xs]  # x in epochs: comparable with the per-epoch test loss
+        plt.plot(ex, ys, marker="braille", color=_SUBTLE)
+        plt.plot(ex, ema(ys, 0.15), marker="braille", color="cyan", label="train")
+        tx, ty = s.test_loss.points()
+        if tx:
+            plt.plot(tx, ty, marker="dot" if len(tx) < 30 else "braille", color="orange", label="test")
+        plt.title("loss")
+        plt.xlabel("epoch")
+
+
+class AccuracyPlot(PlotPane):
+    """Test and train accuracy per epoch, learning rate on the right axis."""
+
+    def data_key(self) -> tuple[Any, ...]:
+        return (self.state.test_accuracy.version, self.state.learning_rate.version)
+
+    def has_data(self) -> bool:
+        return len(self.state.learning_rate.points()[0]) > 1
+
+    def draw(self, width: int, height: int) -> None:
+        s = self.state
+        spe = max(1, s.steps_per_epoch)
+        lx, ly = s.learning_rate.points()
+        plt.plot([x / spe for x in lx], ly, marker="braille", color=_SUBTLE, yside="right", label="lr")
+        ax, ay = s.test_accuracy.points()
+        if ax:
+            marker = "dot" if len(ax) < 30 else "braille"
+            plt.plot(ax, ay, marker=marker, color="green", label="test %")
+            tx, ty = s.train_accuracy.points()
+            plt.plot(tx, ty, marker=marker, color="blue", label="train %")
+        plt.title("accuracy % · learning rate (right)")
+        plt.xlabel("epoch")

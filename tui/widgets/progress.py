@@ -1,0 +1,81 @@
+"""Run header and progress pane: cheap text, updated between plot redraws."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from tui.format import duration, pct
+from tui.state import STATE_LABELS, RunState
+
+STATE_STYLE = {
+    "training": "bold green",
+    "evaluating": "bold cyan",
+    "paused": "bold yellow",
+    "finished": "bold green",
+    "stopped": "bold yellow",
+    "failed": "bold red",
+}
+
+
+class RunHeader(Static):
+    """Recipe, key hyper-parameters, data and run directory."""
+
+    def show(self, state: RunState) -> None:
+        c, s = state.config, state.started
+        if not c or s is None:
+            self.update(Text("cifar-tui · " + (state.message or "starting…"), style="bold"))
+            return
+        line1 = Text.assemble(
+            ("cifar-tui ", "bold"),
+            (f"{c['recipe']} ", "bold magenta"),
+            f"· {c['arch']} ({c['weights'] if len(c['weights']) < 12 else 'file'} weights, {c['stem']} stem) "
+            f"· batch {c['batch_size']} · {c['optimizer']} lr {c['lr']:g}"
+            + (f" m {c['momentum']:g}" if c["optimizer"] == "sgd" else "")
+            + (f" wd {c['weight_decay']:g}" if c["weight_decay"] else "")
+            + f" · {c['schedule']} · {c['epochs']} epochs",
+        )
+        line2 = Text(
+            f"data {s.data_source}: {s.train_size:,} train / {s.test_size:,} test, {len(s.class_names)} classes "
+            f"· loader {s.loader} · run {s.run_dir}",
+            style="dim",
+        )
+        self.update(Group(line1, line2))
+
+
+class ProgressPane(Static):
+    """State, epoch and step bars, speed, elapsed and ETA."""
+
+    def show(self, state: RunState) -> None:
+        label = STATE_LABELS.get(state.state, state.state)
+        head = Text.assemble(("● ", STATE_STYLE.get(state.state, "bold blue")), (label, STATE_STYLE.get(state.state, "bold")))
+        if state.message and state.state not in ("training", "finished"):
+            head.append(f"  {state.message}", style="dim")
+        grid = Table.grid(padding=(0, 1), expand=True)
+        grid.add_column(width=12, no_wrap=True)
+        grid.add_column(ratio=1)
+        grid.add_column(width=6, justify="right", no_wrap=True)
+        epochs = max(1, state.epochs)
+        spe = max(1, state.steps_per_epoch)
+        epoch_done = min(state.epoch + state.step / spe, epochs) if state.started else 0
+        grid.add_row(f"epoch {min(state.epoch + 1, epochs)}/{epochs}", ProgressBar(epochs, epoch_done), f"{100 * epoch_done / epochs:.0f}%")
+        grid.add_row(f"step {state.step}/{spe}", ProgressBar(spe, state.step), f"{100 * state.step / spe:.0f}%")
+        eta = state.eta_seconds()
+        loss = "--" if state.loss is None else f"{state.loss:.3f}"
+        lr = "--" if state.lr is None else f"{state.lr:.2e}"
+        stats = Text(
+            f"{state.images_per_sec:,.0f} img/s · data wait {pct(state.data_wait, 0)}\n"
+            f"loss {loss} · lr {lr} · best test {pct(state.best_accuracy, 2)}\n"
+            f"elapsed {duration(state.elapsed)} · ETA {duration(eta) if eta is not None else '--'}"
+        )
+        parts: list[object] = [head, grid, stats]
+        if state.failed is not None:
+            parts.append(Text(f"{state.failed.error}: {state.failed.message}", style="bold red"))
+        elif state.finished is not None:
+            f = state.finished
+            parts.append(Text(f"{f.reason} after {f.epochs_done} epochs in {duration(f.seconds)} · "
+                              f"test acc {pct(f.test_accuracy, 2)} · press q to quit", style="bold green"))  # fmt: skip
+        self.update(Group(*parts))  # type: ignore[arg-type]

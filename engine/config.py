@@ -116,7 +116,10 @@ class TrainConfig:
     """Names of the options the user gave explicitly (they win over a resumed checkpoint's)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready values (tuples become lists)."""
+        values = asdict(self)
+        values["explicit"] = list(self.explicit)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

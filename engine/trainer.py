@@ -72,7 +72,7 @@ def device_name(device: torch.device) -> str:
 def merge_resume_config(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
     """The checkpoint's config with the user's explicit options on top (only those that may change)."""
     base = TrainConfig.from_dict(saved)
-    changes = {name: getattr(cfg, name) for name in cfg.explicit if name != "recipe"}
+    changes = {name: getattr(cfg, name) for name in cfg.explicit if name not in ("recipe", "resume")}
     fixed = sorted(n for n, v in changes.items() if n not in RESUME_MAY_CHANGE and getattr(base, n) != v)
     if fixed:
         raise ConfigError(f"--{fixed[0].replace('_', '-')} cannot change when resuming (the checkpoint used {getattr(base, fixed[0])!r})")
@@ -203,6 +203,11 @@ class Trainer:
         if cfg.resume:
             ckpt = load_checkpoint(Path(cfg.resume))
             cfg = self.cfg = merge_resume_config(cfg, ckpt["config"])
+            if int(ckpt["epoch"]) >= cfg.epochs:
+                raise ConfigError(
+                    f"checkpoint {cfg.resume} already trained {ckpt['epoch']} epochs; pass --epochs N "
+                    f"with N > {ckpt['epoch']} to train further"
+                )
         run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
         resuming_here = bool(cfg.resume) and run_dir.resolve() == checkpoint_run_dir(Path(cfg.resume))
         check_run_dir(run_dir, resuming_here=resuming_here, overwrite=cfg.overwrite)

@@ -1,0 +1,95 @@
+"""Shared fixtures: isolated caches, the shared real-image data, tiny configs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+MINI = SHARED_DATA / "cifar10-mini"
+sys.path.insert(0, str(ROOT))
+
+from engine import events as ev  # noqa: E402
+from engine.config import TrainConfig, from_recipe  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's caches; never download (TORCH_HOME is empty)."""
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
+
+
+@pytest.fixture
+def mini_data() -> Path:
+    if not MINI.is_dir():
+        pytest.skip(f"{MINI} not present")
+    return MINI
+
+
+def tiny_config(tmp_path: Path, **overrides: object) -> TrainConfig:
+    """Demo data, a few hundred images, ResNet-18 from scratch: about a second an epoch on 2 CPU cores."""
+    values: dict[str, object] = {
+        "data": "demo",
+        "weights": "none",
+        "train_limit": 256,
+        "test_limit": 100,
+        "batch_size": 32,
+        "epochs": 1,
+        "lr": 0.01,
+        "loader": "tensor",
+        "progress_hz": 1000.0,
+        "log_every": 4,
+        "run_dir": str(tmp_path / "run"),
+        "device": "cpu",
+    }
+    values.update(overrides)
+    return from_recipe(str(values.pop("recipe", "tutorial")), **values)  # type: ignore[arg-type]
+
+
+class Recorder:
+    """A thread-safe event sink that lets a test wait for an event."""
+
+    def __init__(self) -> None:
+        self.events: list[ev.Event] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event: ev.Event) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def of(self, kind: type[ev.Event]) -> list:
+        with self._cond:
+            return [e for e in self.events if isinstance(e, kind)]
+
+    def wait_for(self, test: Callable[[ev.Event], bool], timeout: float = 60.0) -> ev.Event:
+        with self._cond:
+            seen = 0
+            ok = self._cond.wait_for(lambda: any(test(e) for e in self.events), timeout)
+            if not ok:
+                raise AssertionError(f"event not seen in {timeout}s; got {[e.kind for e in self.events][-20:]}")
+            for e in self.events[seen:]:
+                if test(e):
+                    return e
+        raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def project_env() -> dict[str, str]:
+    """Environment for running the real command in a subprocess from the checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env

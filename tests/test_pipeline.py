@@ -1,0 +1,107 @@
+"""The tensor pipeline: augmentation correctness, determinism, and the demo data set."""
+
+from __future__ import annotations
+
+import torch
+
+from engine.data import Split
+from engine.demo_data import CLASS_NAMES, make_demo
+from engine.pipeline import PAD, TensorBatches, augment, normalize, num_steps
+
+
+def _split(n: int = 64, size: int = 32) -> Split:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+    # Encode each image's label in its pixels so alignment can be checked after augmentation.
+    labels = torch.arange(n) % 10
+    images[:, 0, 8:24, 8:24] = labels.view(n, 1, 1).to(torch.uint8) * 20
+    return Split(images, labels)
+
+
+def test_augment_matches_reference_crop_and_flip() -> None:
+    split = _split(16)
+    dx = torch.randint(0, 2 * PAD + 1, (16,))
+    dy = torch.randint(0, 2 * PAD + 1, (16,))
+    flip = torch.rand(16) < 0.5
+    out = augment(split.images, dx, dy, flip)
+    padded = torch.nn.functional.pad(split.images, (PAD,) * 4)
+    for i in range(16):
+        ref = padded[i, :, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32]
+        if flip[i]:
+            ref = ref.flip(-1)
+        assert torch.equal(out[i], ref)
+
+
+def test_batches_keep_labels_aligned_and_normalised() -> None:
+    split = _split(100)
+    src = TensorBatches(split, 32, torch.device("cpu"), seed=1)
+    seen = 0
+    for x, y in src.batches(0):
+        assert x.dtype == torch.float32 and x.shape[1:] == (3, 32, 32)
+        assert x.min() >= -1.0 and x.max() <= 1.0
+        # The centre patch survives any crop of <= 4 px: its value still encodes the label.
+        centre = ((x[:, 0, 12:20, 12:20] + 1) * 127.5).round()
+        assert torch.equal(centre.amin((1, 2)), (y * 20).float())
+        seen += len(y)
+    assert seen == 100
+
+
+def test_every_image_appears_once_per_epoch_and_order_changes() -> None:
+    split = _split(96)
+    split.images[:, 1, 0, 0] = torch.arange(96, dtype=torch.uint8)
+    src = TensorBatches(split, 32, torch.device("cpu"), seed=3)
+
+    def epoch_labels(epoch: int) -> list[int]:
+        return [int(v) for _, y in src.batches(epoch) for v in y]
+
+    first, second = epoch_labels(0), epoch_labels(1)
+    assert sorted(first) == sorted(split.labels.tolist())
+    assert first != second
+
+
+def test_same_seed_same_batches_and_resume_from_a_step() -> None:
+    split = _split(128)
+    a = TensorBatches(split, 32, torch.device("cpu"), seed=7)
+    b = TensorBatches(split, 32, torch.device("cpu"), seed=7)
+    full = list(a.batches(2))
+    tail = list(b.batches(2, start_step=2))
+    assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(full[2:], tail))
+    other = list(TensorBatches(split, 32, torch.device("cpu"), seed=8).batches(2))
+    assert not torch.equal(full[0][0], other[0][0])
+
+
+def test_crop_and_flip_distribution() -> None:
+    n = 20000
+    src = TensorBatches(_split(n), 512, torch.device("cpu"), seed=0)
+    _, dx, dy, flips = src.epoch_plan(0)
+    assert abs(flips.float().mean().item() - 0.5) < 0.02
+    for offsets in (dx, dy):
+        counts = torch.bincount(offsets, minlength=2 * PAD + 1).float() / n
+        assert offsets.min() == 0 and offsets.max() == 2 * PAD
+        assert (counts - 1 / (2 * PAD + 1)).abs().max() < 0.02
+
+
+def test_normalize_matches_the_seeds_totensor_and_normalize() -> None:
+    import torchvision.transforms as T
+    from PIL import Image
+
+    x = _split(4).images
+    seed = T.Compose([T.ToTensor(), T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+    expected = torch.stack([seed(Image.fromarray(img.permute(1, 2, 0).numpy())) for img in x])
+    assert torch.allclose(normalize(x), expected, atol=1e-6)
+
+
+def test_trailing_single_image_batch_is_dropped() -> None:
+    assert num_steps(65, 64) == 1 and num_steps(66, 64) == 2 and num_steps(64, 64) == 1
+
+
+def test_demo_set_is_deterministic_and_balanced() -> None:
+    (xa, ya), (ta, tya) = make_demo(seed=0)
+    (xb, yb), _ = make_demo(seed=0)
+    (xc, _), _ = make_demo(seed=1)
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert not torch.equal(xa, xc)
+    assert torch.bincount(ya).tolist() == [500] * len(CLASS_NAMES)
+    assert torch.bincount(tya).tolist() == [100] * len(CLASS_NAMES)
+    assert xa.shape == (5000, 3, 32, 32) and xa.dtype == torch.uint8
+    assert not any(torch.equal(ta[0], x) for x in xa[:500])  # test images are not training images

@@ -7,7 +7,6 @@ run code from the file.
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +31,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"refused to load {path}: it holds Python objects, not just tensors and plain values "
-            "(loaded with weights_only=True, so nothing in it ran)"
-        ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        # weights_only refuses any global it does not allow: that is what a code-running pickle needs.
+        if "unsupported global" in str(exc).lower():
+            raise CheckpointError(
+                f"refused to load {path}: it holds Python objects, not just tensors and plain values "
+                "(loaded with weights_only=True, so nothing in it ran)"
+            ) from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is corrupt or truncated") from exc
+    except Exception as exc:  # random bytes surface as IndexError, EOFError, BadZipFile, RuntimeError...
         raise CheckpointError(f"cannot read checkpoint {path}: the file is corrupt or truncated") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a cifar-tui checkpoint (use --weights PATH for a plain state dict)")

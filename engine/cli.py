@@ -42,10 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train an image classifier (ResNet-18 on CIFAR-10 by default) and watch it live.",
         epilog="Defaults come from --recipe; an explicit option overrides the recipe's value.",
     )
-    p.add_argument("--headless", action="store_true", help="no dashboard: plain log lines (also used when stdout is not a terminal)")
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="no dashboard: plain log lines (also used when stdout is not a terminal)",
+    )
     p.add_argument("--recipe", default="tutorial", help=f"preset: {', '.join(RECIPES)} (default tutorial)")
     g = p.add_argument_group("data")
-    g.add_argument("--data", help="cifar10 (default), demo (built-in, offline) or PATH to an ImageFolder tree with train/ and test/")
+    g.add_argument(
+        "--data",
+        help="cifar10 (default), demo (built-in, offline) or PATH to an ImageFolder tree with train/ and test/",
+    )
     g.add_argument("--data-dir", help="where CIFAR-10 is downloaded and cached (default: ~/.cache/cifar-tui/data)")
     g.add_argument("--image-size", type=int, help="resize folder images to this square size (default 32)")
     g.add_argument("--train-limit", type=int, help="use a seeded random subset of this many training images")
@@ -77,8 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("run")
     g.add_argument("--run-dir", help="run directory (default: a new folder under --runs-root)")
     g.add_argument("--runs-root", help="folder for new run directories (default ./runs)")
-    g.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (same epoch, step and LR schedule)")
-    g.add_argument("--overwrite", action="store_true", default=None, help="replace a run directory that already holds a run")
+    g.add_argument(
+        "--resume", metavar="CHECKPOINT", help="continue from a checkpoint (same epoch, step and LR schedule)"
+    )
+    g.add_argument(
+        "--overwrite", action="store_true", default=None, help="replace a run directory that already holds a run"
+    )
     g.add_argument("--log-every", type=int, help="print the running loss every N batches (default 200)")
     g.add_argument("--progress-hz", type=float, help="progress events per second at most (default 10)")
     p.add_argument("--refresh", type=float, default=1.0, help="dashboard: plot redraws per second at most (default 1)")
@@ -107,8 +118,8 @@ def _duration(seconds: float) -> str:
 class LinePrinter:
     """Event sink printing one plain line per meaningful event: reads well in a log file."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
         self.last_status = ""
 
     def line(self, text: str) -> None:
@@ -116,7 +127,11 @@ class LinePrinter:
 
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.Status):
-            if e.message and e.state not in ("training", "evaluating", "saving") and e.message != self.last_status:
+            if (
+                e.message
+                and e.state not in ("training", "evaluating", "saving", "failed")
+                and e.message != self.last_status
+            ):
                 self.line(f"[{e.state}] {e.message}")
                 self.last_status = e.message
         elif isinstance(e, ev.Log):
@@ -165,7 +180,7 @@ def per_class_table(evaluation: ev.Evaluation) -> list[str]:
     return [f"  {name:<{width}}  {100 * acc:6.2f}%" for name, acc in zip(evaluation.class_names, evaluation.per_class)]
 
 
-def run_headless(cfg: TrainConfig, out: TextIO = sys.stdout) -> int:
+def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
     """Train in this process, printing plain lines. Returns the exit code.
 
     Ctrl-C, SIGTERM and SIGHUP stop at the next batch boundary after saving a

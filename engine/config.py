@@ -217,10 +217,10 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.data not in DATA_BUILTINS:
         path = Path(cfg.data)
         if not path.exists():
-            raise ConfigError(
-                f"--data: {cfg.data!r} is neither {' nor '.join(DATA_BUILTINS)} nor an existing folder"
-            )
+            raise ConfigError(f"--data: {cfg.data!r} is neither {' nor '.join(DATA_BUILTINS)} nor an existing folder")
         if not path.is_dir():
-            raise ConfigError(f"--data: {cfg.data} is not a folder (expected an ImageFolder tree with train/ and test/)")
+            raise ConfigError(
+                f"--data: {cfg.data} is not a folder (expected an ImageFolder tree with train/ and test/)"
+            )
     if cfg.resume and not Path(cfg.resume).is_file():
         raise ConfigError(f"--resume: no such checkpoint file: {cfg.resume}")

@@ -83,8 +83,8 @@ def make_split(per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x[order].contiguous(), y[order].contiguous()
 
 
-def make_demo(seed: int = 0, train_per_class: int = 500, test_per_class: int = 100) -> tuple[
-    tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
-]:
+def make_demo(
+    seed: int = 0, train_per_class: int = 500, test_per_class: int = 100
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """Train and test splits from disjoint random streams of the same seed."""
     return make_split(train_per_class, seed * 2 + 1), make_split(test_per_class, seed * 2 + 2)

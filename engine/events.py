@@ -169,7 +169,19 @@ class Failed(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (Status, Log, RunStarted, Progress, Evaluation, EpochEnd, CheckpointSaved, Paused, Resumed, Finished, Failed)
+    for cls in (
+        Status,
+        Log,
+        RunStarted,
+        Progress,
+        Evaluation,
+        EpochEnd,
+        CheckpointSaved,
+        Paused,
+        Resumed,
+        Finished,
+        Failed,
+    )
 }
 
 

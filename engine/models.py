@@ -29,7 +29,8 @@ def _replace_head(model: nn.Module, num_classes: int) -> None:
 
 def _use_cifar_stem(model: nn.Module) -> None:
     """3x3 stride-1 stem without max-pool: keeps 32x32 detail that the 7x7/2 + pool stem throws away."""
-    model.conv1 = nn.Conv2d(3, model.conv1.out_channels, 3, 1, 1, bias=False)  # type: ignore[union-attr]
+    width = int(model.conv1.out_channels)  # type: ignore[union-attr,arg-type]
+    model.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
     model.maxpool = nn.Identity()
 
 
@@ -84,5 +85,8 @@ def build_model(cfg: TrainConfig, num_classes: int, notify: Callable[[str, str],
         skipped = sorted(set(own) - set(usable))
         model.load_state_dict(usable, strict=False)
         if skipped:
-            notify("info", f"weights: {len(usable)} tensors loaded, fresh: {', '.join(s.rsplit('.', 1)[0] for s in skipped[:4])}")
+            notify(
+                "info",
+                f"weights: {len(usable)} tensors loaded, fresh: {', '.join(s.rsplit('.', 1)[0] for s in skipped[:4])}",
+            )
     return model

@@ -47,9 +47,7 @@ def normalize(x_u8: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
     return x_u8.to(dtype).div_(127.5).sub_(1.0)
 
 
-def augment(
-    x_u8: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, flip: torch.Tensor, pad: int = PAD
-) -> torch.Tensor:
+def augment(x_u8: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, flip: torch.Tensor, pad: int = PAD) -> torch.Tensor:
     """Random-crop (zero padding ``pad``, offsets ``dx``/``dy`` in [0, 2*pad]) and flip a uint8 batch."""
     b, c, h, w = x_u8.shape
     padded = F.pad(x_u8, (pad, pad, pad, pad))
@@ -141,7 +139,12 @@ class LoaderBatches:
         import torchvision.transforms as T
 
         transform = T.Compose(
-            [T.RandomHorizontalFlip(), T.RandomCrop(32 if split.images.shape[-1] == 32 else split.images.shape[-1], padding=PAD), T.ToTensor(), T.Normalize(MEAN, STD)]
+            [
+                T.RandomHorizontalFlip(),
+                T.RandomCrop(32 if split.images.shape[-1] == 32 else split.images.shape[-1], padding=PAD),
+                T.ToTensor(),
+                T.Normalize(MEAN, STD),
+            ]
         )
         self.dataset = _ArrayImages(split, transform)
         self.batch_size = batch_size

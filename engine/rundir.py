@@ -74,7 +74,7 @@ class RunDirSink:
                     (self.path / name).unlink(missing_ok=True)
                 shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)
             atomic_write_json(self.path / CONFIG, config.to_dict())
-            self._file = open(self.path / EVENTS, "a", encoding="utf-8")
+            self._file = open(self.path / EVENTS, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
         except OSError as exc:
             raise RunDirError(f"cannot write run directory {self.path}: {exc.strerror or exc}") from exc
         for event in self._pending:

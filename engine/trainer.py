@@ -75,7 +75,9 @@ def merge_resume_config(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
     changes = {name: getattr(cfg, name) for name in cfg.explicit if name not in ("recipe", "resume")}
     fixed = sorted(n for n, v in changes.items() if n not in RESUME_MAY_CHANGE and getattr(base, n) != v)
     if fixed:
-        raise ConfigError(f"--{fixed[0].replace('_', '-')} cannot change when resuming (the checkpoint used {getattr(base, fixed[0])!r})")
+        raise ConfigError(
+            f"--{fixed[0].replace('_', '-')} cannot change when resuming (the checkpoint used {getattr(base, fixed[0])!r})"
+        )
     merged = base.with_overrides(**{n: v for n, v in changes.items() if n in RESUME_MAY_CHANGE}, resume=cfg.resume)
     if not merged.run_dir:
         merged = merged.with_overrides(run_dir=str(checkpoint_run_dir(Path(cfg.resume))))
@@ -126,7 +128,9 @@ class _EpochStats:
 
     @classmethod
     def zeros(cls, device: torch.device) -> _EpochStats:
-        return cls(torch.zeros((), dtype=torch.float64, device=device), torch.zeros((), dtype=torch.int64, device=device))
+        return cls(
+            torch.zeros((), dtype=torch.float64, device=device), torch.zeros((), dtype=torch.int64, device=device)
+        )
 
 
 class StopTraining(Exception):
@@ -178,7 +182,7 @@ class Trainer:
             self.emit(ev.Failed(exc.kind, str(exc)))
             raise
         except torch.OutOfMemoryError as exc:
-            msg = (f"out of GPU memory at batch size {self.cfg.batch_size}; try --batch-size {max(1, self.cfg.batch_size // 2)}")
+            msg = f"out of GPU memory at batch size {self.cfg.batch_size}; try --batch-size {max(1, self.cfg.batch_size // 2)}"
             self.status("failed", msg)
             self.emit(ev.Failed("out_of_memory", msg, traceback.format_exc()))
             raise UserError(msg) from exc
@@ -289,7 +293,9 @@ class Trainer:
             train: BatchSource = LoaderBatches(data.train, cfg.batch_size, device, cfg.seed, cfg.workers)
         else:
             train = TensorBatches(data.train, cfg.batch_size, device, cfg.seed, channels_last=cfg.channels_last)
-        test = TensorBatches(data.test, cfg.eval_batch_size, device, cfg.seed, train=False, channels_last=cfg.channels_last)
+        test = TensorBatches(
+            data.test, cfg.eval_batch_size, device, cfg.seed, train=False, channels_last=cfg.channels_last
+        )
         return train, test
 
     def _restore(self, ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -299,7 +305,9 @@ class Trainer:
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"checkpoint {self.cfg.resume} does not fit this model: {str(exc).splitlines()[0][:160]}") from exc
+            raise CheckpointError(
+                f"checkpoint {self.cfg.resume} does not fit this model: {str(exc).splitlines()[0][:160]}"
+            ) from exc
         self.epoch, self.step, self.global_step = int(ckpt["epoch"]), int(ckpt["step"]), int(ckpt["global_step"])
         self.best_accuracy = ckpt.get("best_accuracy")
         part = ckpt.get("epoch_stats") or {}

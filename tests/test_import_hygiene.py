@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINE_MODULES = sorted(f"engine.{p.stem}" for p in (ROOT / "engine").glob("*.py") if p.stem not in ("__main__", "worker"))
-TUI_MODULES = ["tui.app", "tui.cli", "tui.state", "tui.screens"] + sorted(
-    f"tui.widgets.{p.stem}" for p in (ROOT / "tui" / "widgets").glob("*.py")
+ENGINE_MODULES = sorted(
+    f"engine.{p.stem}" for p in (ROOT / "engine").glob("*.py") if p.stem not in ("__main__", "worker")
 )
+TUI_MODULES = ["tui.app", "tui.cli", "tui.state", "tui.screens"]
+TUI_MODULES += sorted(f"tui.widgets.{p.stem}" for p in (ROOT / "tui" / "widgets").glob("*.py"))
 
 
 def loaded_after_import(module: str) -> set[str]:

@@ -95,7 +95,7 @@ def test_save_now_and_stop_with_save(tmp_path: Path, recorder: Recorder) -> None
     thread.join(60)
     finished = recorder.of(ev.Finished)[0]
     assert finished.reason == "stopped" and finished.epochs_done < 5
-    stop_ckpt = [e for e in recorder.of(ev.CheckpointSaved) if e.reason == "stop"][0]
+    stop_ckpt = next(e for e in recorder.of(ev.CheckpointSaved) if e.reason == "stop")
     assert load_checkpoint(Path(stop_ckpt.path))["global_step"] == finished.global_step
 
 

@@ -9,6 +9,7 @@ so training never waits for drawing. The UI folds buffered events into
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.events import Print, Resize
 from textual.message import Message
-from textual.widgets import Footer, RichLog, Static
+from textual.widgets import Footer, RichLog
 from textual.worker import get_current_worker
 
 from engine import events as ev
@@ -190,8 +191,10 @@ class CifarTui(App[int]):
             )
             what = "the built-in demo data" if offline.data == "demo" else "no pretrained weights"
             self.push_screen(
-                Choice(f"Download failed (no network?).\nStart now with {what} instead?",
-                       [("offline", "Start offline", "primary"), ("cancel", "Stay here", "default")]),  # fmt: skip
+                Choice(
+                    f"Download failed (no network?).\nStart now with {what} instead?",
+                    [("offline", "Start offline", "primary"), ("cancel", "Stay here", "default")],
+                ),
                 lambda answer: self.start_training(offline) if answer == "offline" else None,
             )
 
@@ -280,16 +283,18 @@ class CifarTui(App[int]):
         self.run_state.version += 1
         self._wait_and_exit()
 
-    @work(thread=True, group="quit")
-    def _wait_and_exit(self) -> None:
-        for worker in self.workers:
+    @work(group="quit")
+    async def _wait_and_exit(self) -> None:
+        for worker in list(self.workers):
             if worker.group == "trainer":
-                worker.wait()  # the trainer sends its final events, then the process ends
-        self.call_from_thread(self._finish_quit)
+                with contextlib.suppress(Exception):  # a failed worker has already reported its failure
+                    await worker.wait()  # the trainer sends its final events, then the process ends
+        self._finish_quit()
 
     def _finish_quit(self) -> None:
         self.on_events_ready(EventsReady())  # fold the trainer's last events in before deciding the exit code
-        self.exit(self.exit_code_for_state())
+        code = self.exit_code_for_state()
+        self.exit(result=code, return_code=code)
 
     def exit_code_for_state(self) -> int:
         state = self.run_state

@@ -36,7 +36,11 @@ class Choice(ModalScreen[str]):
 def quit_dialog() -> Choice:
     return Choice(
         "Training is running. Quit?",
-        [("save", "Save and quit", "primary"), ("nosave", "Quit without saving", "error"), ("cancel", "Cancel", "default")],
+        [
+            ("save", "Save and quit", "primary"),
+            ("nosave", "Quit without saving", "error"),
+            ("cancel", "Cancel", "default"),
+        ],
     )
 
 
@@ -51,6 +55,11 @@ class ConfusionScreen(ModalScreen[None]):
         with VerticalScroll(id="dialog"):
             yield Static(confusion_table(self.evaluation))
             yield Label("c / esc: close", classes="hint")
+
+    def on_mount(self) -> None:
+        # Auto width collapses inside a scroll view: size the dialog for the widest line (+ border, padding).
+        widest = max(len(line) for line in confusion_table(self.evaluation).plain.splitlines())
+        self.query_one("#dialog").styles.width = min(self.app.size.width - 2, widest + 8)
 
 
 HELP = """\

@@ -143,7 +143,9 @@ class RunState:
         self.epoch, self.epochs, self.step = e.epoch, e.epochs, e.step
         self.steps_per_epoch, self.global_step = e.steps_per_epoch, e.global_step
         self.loss, self.lr = e.loss, e.lr
-        self.images_per_sec = e.images_per_sec if not self.images_per_sec else 0.7 * self.images_per_sec + 0.3 * e.images_per_sec
+        self.images_per_sec = (
+            e.images_per_sec if not self.images_per_sec else 0.7 * self.images_per_sec + 0.3 * e.images_per_sec
+        )
         self.data_wait = e.data_wait
         self.elapsed = e.elapsed
         self.train_loss.add(e.global_step, e.loss)

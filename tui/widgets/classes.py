@@ -34,29 +34,31 @@ def per_class_table(evaluation: Evaluation | None) -> Table | Text:
     worst = min(evaluation.per_class)
     for name, acc in zip(evaluation.class_names, evaluation.per_class):
         style = "green" if acc == best else "red" if acc == worst else ""
-        table.add_row(Text(name, style=style), Text(f"{100 * acc:.1f}", style=style), Text(_bar(acc), style=style or "blue"))
+        table.add_row(
+            Text(name, style=style), Text(f"{100 * acc:.1f}", style=style), Text(_bar(acc), style=style or "blue")
+        )
     return table
 
 
-def confusion_table(evaluation: Evaluation | None) -> Table | Text:
+def confusion_table(evaluation: Evaluation | None) -> Text:
+    """Counts as fixed-width text (rows: true class, columns: predicted); big off-diagonal shares in red."""
     if evaluation is None:
         return Text("no evaluation yet: press e to evaluate now", style="dim")
     names = evaluation.class_names
-    short = [n[:5] for n in names]
-    table = Table(title="confusion matrix (rows: true class, columns: predicted)", box=None, padding=(0, 1))
-    table.add_column("true \\ pred", no_wrap=True)
-    for s in short:
-        table.add_column(s, justify="right", no_wrap=True)
-    for name, row in zip(names, evaluation.confusion):
+    width = max(6, *(len(str(c)) + 1 for row in evaluation.confusion for c in row))
+    label = max(11, *(len(n) for n in names)) + 1
+    out = Text("confusion matrix (rows: true class, columns: predicted)\n", style="bold")
+    corner = "true \\ pred"
+    out.append(f"{corner:<{label}}" + "".join(f"{n[: width - 1]:>{width}}" for n in names) + "\n", style="dim")
+    for i, (name, row) in enumerate(zip(names, evaluation.confusion)):
         total = max(1, sum(row))
-        cells = []
+        out.append(f"{name:<{label}}")
         for j, count in enumerate(row):
             share = count / total
-            on_diag = names[j] == name
-            style = "bold green" if on_diag else ("bold red" if share >= 0.2 else "red" if share >= 0.05 else "dim")
-            cells.append(Text(str(count), style=style))
-        table.add_row(name, *cells)
-    return table
+            style = "bold green" if i == j else ("bold red" if share >= 0.2 else "red" if share >= 0.05 else "dim")
+            out.append(f"{count:>{width}}", style=style)
+        out.append("\n")
+    return out
 
 
 class ClassesPane(Static):

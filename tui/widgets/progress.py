@@ -51,7 +51,9 @@ class ProgressPane(Static):
 
     def show(self, state: RunState) -> None:
         label = STATE_LABELS.get(state.state, state.state)
-        head = Text.assemble(("● ", STATE_STYLE.get(state.state, "bold blue")), (label, STATE_STYLE.get(state.state, "bold")))
+        head = Text.assemble(
+            ("● ", STATE_STYLE.get(state.state, "bold blue")), (label, STATE_STYLE.get(state.state, "bold"))
+        )
         if state.message and state.state not in ("training", "finished"):
             head.append(f"  {state.message}", style="dim")
         grid = Table.grid(padding=(0, 1), expand=True)
@@ -61,7 +63,11 @@ class ProgressPane(Static):
         epochs = max(1, state.epochs)
         spe = max(1, state.steps_per_epoch)
         epoch_done = min(state.epoch + state.step / spe, epochs) if state.started else 0
-        grid.add_row(f"epoch {min(state.epoch + 1, epochs)}/{epochs}", ProgressBar(epochs, epoch_done), f"{100 * epoch_done / epochs:.0f}%")
+        grid.add_row(
+            f"epoch {min(state.epoch + 1, epochs)}/{epochs}",
+            ProgressBar(epochs, epoch_done),
+            f"{100 * epoch_done / epochs:.0f}%",
+        )
         grid.add_row(f"step {state.step}/{spe}", ProgressBar(spe, state.step), f"{100 * state.step / spe:.0f}%")
         eta = state.eta_seconds()
         loss = "--" if state.loss is None else f"{state.loss:.3f}"

@@ -1,0 +1,151 @@
+"""The dashboard driven by Textual's pilot, on the real engine with tiny demo data."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from engine.checkpoint import load_checkpoint
+from tests.conftest import tiny_config
+from tests.scripted import ScriptedEngine, script, tutorial_config
+from tui.app import CifarTui, make_app
+from tui.screens import Choice
+from tui.widgets.plots import PlotPane
+
+
+def screen_text(app: CifarTui) -> str:
+    svg = app.export_screenshot()
+    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
+
+
+async def wait_until(pilot: object, cond: Callable[[], bool], timeout: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)  # type: ignore[attr-defined]
+
+
+def trainer_children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if "engine.worker" in " ".join(p.cmdline())]
+
+
+@pytest.fixture
+def live_app(tmp_path: Path) -> CifarTui:
+    # Many epochs: training is still running while the test presses keys; quitting stops it.
+    return make_app(tiny_config(tmp_path, epochs=200, progress_hz=20.0), refresh_hz=4.0)
+
+
+async def test_curves_progress_and_pause_resume(live_app: CifarTui) -> None:
+    app = live_app
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.run_state.global_step > 3 and all(p.draws for p in app.query(PlotPane)))
+        assert "training" in screen_text(app) and "img/s" in screen_text(app)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: app.run_state.state == "paused")
+        step = app.run_state.global_step
+        await pilot.pause(1.0)
+        assert app.run_state.global_step == step and "paused" in screen_text(app)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: app.run_state.global_step > step)
+        await pilot.press("q")
+        assert isinstance(app.screen, Choice)
+        await pilot.click("#nosave")
+        await wait_until(pilot, lambda: not app.is_running, 30)
+    assert not trainer_children()
+    assert not [t for t in threading.enumerate() if t.name.startswith("_watch_engine")]
+
+
+async def test_save_and_evaluate_keys(live_app: CifarTui) -> None:
+    app = live_app
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.run_state.global_step > 2)
+        await pilot.press("e")
+        await wait_until(
+            pilot, lambda: app.run_state.last_eval is not None and app.run_state.last_eval.reason == "request"
+        )
+        await pilot.pause(0.5)
+        text = screen_text(app)
+        assert "per-class accuracy" in text and "triangle" in text and "checker" in text
+        await pilot.press("s")
+        await wait_until(pilot, lambda: "checkpoint saved (request)" in screen_text(app))
+        ckpt = load_checkpoint(Path(app.run_state.last_checkpoint))
+        assert ckpt["class_names"][0] == "disc"
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        assert "confusion matrix" in screen_text(app)
+        await pilot.press("c")
+        await pilot.press("q")
+        await pilot.click("#save")
+        await wait_until(pilot, lambda: not app.is_running, 30)
+    assert app.return_code == 130  # stopped before the end
+    assert not trainer_children()
+
+
+async def test_finished_run_stays_on_screen_and_quits_without_asking(tmp_path: Path) -> None:
+    app = make_app(tiny_config(tmp_path, epochs=1), refresh_hz=4.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.run_state.finished is not None)
+        await pilot.pause(0.6)
+        text = screen_text(app)
+        assert "finished" in text and "press q to quit" in text and "dots" in text
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, 10)
+    assert app.return_code == 0
+
+
+async def test_failure_is_shown_and_app_stays_usable(tmp_path: Path) -> None:
+    app = make_app(tiny_config(tmp_path, device="cuda"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.run_state.failed is not None)
+        await pilot.pause(0.5)
+        assert "no CUDA GPU is available" in screen_text(app)
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, 10)
+    assert app.return_code == 2
+
+
+async def test_cpu_machine_shows_cpu_info_without_nvml() -> None:
+    # CI has no GPU and no NVML: the device pane must show CPU facts, not fail.
+    app = CifarTui(tutorial_config(), lambda cfg: ScriptedEngine(script(cfg, 1)), telemetry_s=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.run_state.started is not None)
+        await pilot.pause(0.4)
+        text = screen_text(app)
+        assert "Example CPU" in text and "2 torch threads" in text
+
+
+async def test_stray_prints_go_to_the_log_pane() -> None:
+    app = CifarTui(tutorial_config(), lambda cfg: ScriptedEngine(script(cfg, 1)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        print("hello from a stray print")
+        await pilot.pause(0.3)
+        assert "hello from a stray print" in screen_text(app)
+
+
+async def test_download_failure_offers_demo_data(tmp_path: Path) -> None:
+    from engine import events as ev
+
+    failing = [
+        ev.Failed("download", "could not download CIFAR-10 into /x (no network); without network use --data demo")
+    ]
+    started: list[str] = []
+
+    def factory(cfg):  # type: ignore[no-untyped-def]
+        started.append(cfg.data)
+        return ScriptedEngine(failing if len(started) == 1 else script(cfg, 1))
+
+    app = CifarTui(tutorial_config(), factory)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, Choice) and bool(app.screen.query("#offline")))
+        await pilot.click("#offline")
+        await wait_until(pilot, lambda: app.run_state.started is not None)
+    assert started == ["cifar10", "demo"]

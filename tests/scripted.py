@@ -22,7 +22,7 @@ def run_started(cfg: TrainConfig) -> ev.RunStarted:
 
 
 def evaluation(epoch: int, step: int, reason: str = "epoch") -> ev.Evaluation:
-    per_class = [min(0.97, 0.45 + 0.06 * epoch + 0.03 * ((i * 7) % 5)) for i in range(10)]
+    per_class = [min(0.98, 0.40 + 0.05 * epoch + 0.04 * ((i * 7) % 5) - 0.02 * (i == 3)) for i in range(10)]
     confusion = [[int(1000 * per_class[i]) if i == j else (1000 - int(1000 * per_class[i])) // 9 for j in range(10)]
                  for i in range(10)]  # fmt: skip
     acc = sum(per_class) / 10

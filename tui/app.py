@@ -81,6 +81,7 @@ class CifarTui(App[int]):
         Binding("s", "save", "Save ckpt", id="save"),
         Binding("e", "evaluate", "Evaluate now", id="evaluate"),
         Binding("c", "confusion", "Confusion", id="confusion"),
+        Binding("v", "cycle_plots", "Plots", id="plots", show=False),
         Binding("q", "quit_app", "Quit", id="quit"),
         Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
@@ -109,6 +110,7 @@ class CifarTui(App[int]):
         self._shown_version = -1
         self._device_sample: DeviceSample | None = None
         self._quitting = False
+        self._plot_view = 0
         self.events_seen = 0
 
     # -- layout -----------------------------------------------------------------------------
@@ -255,6 +257,15 @@ class CifarTui(App[int]):
 
     def action_confusion(self) -> None:
         self.push_screen(ConfusionScreen(self.run_state.last_eval))
+
+    PLOT_VIEWS = (("loss", "accuracy"), ("loss",), ("accuracy",))
+
+    def action_cycle_plots(self) -> None:
+        """Both plots, loss only, accuracy only: one big plot reads better in a small terminal."""
+        self._plot_view = (self._plot_view + 1) % len(self.PLOT_VIEWS)
+        shown = self.PLOT_VIEWS[self._plot_view]
+        for plot in self.query(PlotPane):
+            plot.display = plot.id in shown
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

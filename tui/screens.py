@@ -69,6 +69,7 @@ HELP = """\
   [b]s[/b]   save a checkpoint now (its path appears in the log)
   [b]e[/b]   evaluate on the test split now; training continues after
   [b]c[/b]   show / hide the confusion matrix
+  [b]v[/b]   plots: both, loss only, accuracy only (handy at 80x24)
   [b]q[/b]   quit (while training: save and quit, quit without saving, or cancel)
   [b]?[/b]   this help
 

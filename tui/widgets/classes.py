@@ -19,9 +19,9 @@ def _bar(fraction: float, width: int = BAR_WIDTH) -> str:
 def per_class_table(evaluation: Evaluation | None) -> Table | Text:
     if evaluation is None:
         return Text("per-class accuracy appears after the first evaluation (press e to evaluate now)", style="dim")
-    when = "final" if evaluation.reason == "final" else f"epoch {evaluation.epoch + 1}, step {evaluation.step}"
+    when = "final" if evaluation.reason == "final" else f"epoch {evaluation.epoch + 1} step {evaluation.step}"
     table = Table(
-        title=f"per-class accuracy · {100 * evaluation.accuracy:.2f}% overall · {when}",
+        title=f"{100 * evaluation.accuracy:.2f}% overall · {when}",
         title_justify="left",
         box=None,
         padding=(0, 1),

@@ -25,11 +25,12 @@ class PlotPane(Widget):
     """Base class: subclasses implement :meth:`draw` with plotext calls."""
 
     DEFAULT_CSS = """
-    PlotPane { height: 1fr; min-height: 6; }
+    PlotPane { height: 1fr; min-height: 6; border-subtitle-align: right; }
     """
 
     def __init__(self, state: RunState, *, max_fps: float = 1.0, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.border_subtitle = "x: epochs"
         self.state = state
         self.max_fps = max_fps
         self._text: Text = Text("waiting for the first training steps…", style="dim")
@@ -89,9 +90,8 @@ class LossPlot(PlotPane):
         plt.plot(ex, ema(ys, 0.15), marker="braille", color="cyan", label="train")
         tx, ty = s.test_loss.points()
         if tx:
-            plt.plot(tx, ty, marker="dot" if len(tx) < 30 else "braille", color="orange", label="test")
-        plt.title("loss")
-        plt.xlabel("epoch")
+            plt.plot(tx, ty, marker="braille", color="orange", label="test")
+        self.border_title = "loss · train per step (smoothed), test per epoch"
 
 
 class AccuracyPlot(PlotPane):
@@ -110,9 +110,7 @@ class AccuracyPlot(PlotPane):
         plt.plot([x / spe for x in lx], ly, marker="braille", color=_SUBTLE, yside="right", label="lr")
         ax, ay = s.test_accuracy.points()
         if ax:
-            marker = "dot" if len(ax) < 30 else "braille"
-            plt.plot(ax, ay, marker=marker, color="green", label="test %")
+            plt.plot(ax, ay, marker="braille", color="green", label="test %")
             tx, ty = s.train_accuracy.points()
-            plt.plot(tx, ty, marker=marker, color="blue", label="train %")
-        plt.title("accuracy % · learning rate (right)")
-        plt.xlabel("epoch")
+            plt.plot(tx, ty, marker="braille", color="blue", label="train %")
+        self.border_title = "accuracy % per epoch · learning rate (right axis)"

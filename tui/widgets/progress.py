@@ -43,6 +43,9 @@ class RunHeader(Static):
             f"· loader {s.loader} · run {s.run_dir}",
             style="dim",
         )
+        for line in (line1, line2):
+            line.no_wrap = True
+            line.overflow = "ellipsis"
         self.update(Group(line1, line2))
 
 
@@ -57,25 +60,26 @@ class ProgressPane(Static):
         if state.message and state.state not in ("training", "finished"):
             head.append(f"  {state.message}", style="dim")
         grid = Table.grid(padding=(0, 1), expand=True)
-        grid.add_column(width=12, no_wrap=True)
+        grid.add_column(width=13, no_wrap=True)
         grid.add_column(ratio=1)
         grid.add_column(width=6, justify="right", no_wrap=True)
         epochs = max(1, state.epochs)
         spe = max(1, state.steps_per_epoch)
-        epoch_done = min(state.epoch + state.step / spe, epochs) if state.started else 0
+        step = spe if state.finished is not None and state.finished.reason == "completed" else state.step
+        epoch_done = min(state.epoch + step / spe, epochs) if state.started else 0
         grid.add_row(
             f"epoch {min(state.epoch + 1, epochs)}/{epochs}",
             ProgressBar(epochs, epoch_done),
             f"{100 * epoch_done / epochs:.0f}%",
         )
-        grid.add_row(f"step {state.step}/{spe}", ProgressBar(spe, state.step), f"{100 * state.step / spe:.0f}%")
+        grid.add_row(f"step {step}/{spe}", ProgressBar(spe, step), f"{100 * step / spe:.0f}%")
         eta = state.eta_seconds()
         loss = "--" if state.loss is None else f"{state.loss:.3f}"
         lr = "--" if state.lr is None else f"{state.lr:.2e}"
         stats = Text(
             f"{state.images_per_sec:,.0f} img/s · data wait {pct(state.data_wait, 0)}\n"
-            f"loss {loss} · lr {lr} · best test {pct(state.best_accuracy, 2)}\n"
-            f"elapsed {duration(state.elapsed)} · ETA {duration(eta) if eta is not None else '--'}"
+            f"loss {loss} · lr {lr}\n"
+            f"ETA {duration(eta) if eta is not None else '--'} · elapsed {duration(state.elapsed)}"
         )
         parts: list[object] = [head, grid, stats]
         if state.failed is not None:

@@ -1,0 +1,64 @@
+"""Regenerate the README screenshots from a real run (demo data, CPU): python screenshots/make_screenshots.py
+
+Uses Textual's run_test + save_screenshot so the pictures never drift from the code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from engine.config import from_recipe  # noqa: E402
+from tui.app import CifarTui, make_app  # noqa: E402
+
+
+async def wait_until(pilot, cond, timeout: float = 300.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise TimeoutError("screenshot state not reached")
+        await pilot.pause(0.1)
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = from_recipe("tutorial", data="demo", weights="none", epochs=3, lr=0.02, schedule="onecycle",
+                          warmup_epochs=0.3, loader="tensor", train_limit=3000, run_dir=f"{tmp}/run")  # fmt: skip
+        app: CifarTui = make_app(cfg, refresh_hz=2.0)
+        async with app.run_test(size=(120, 40)) as pilot:
+            state = lambda: app.run_state  # noqa: E731
+            await wait_until(pilot, lambda: state().epoch >= 1 and state().step > 20)
+            await pilot.pause(1.5)
+            app.save_screenshot("training.svg", str(HERE))
+            await pilot.press("p")
+            await wait_until(pilot, lambda: state().state == "paused")
+            await pilot.pause(1.0)
+            app.save_screenshot("paused.svg", str(HERE))
+            await pilot.press("p")
+            await wait_until(pilot, lambda: state().finished is not None)
+            await pilot.pause(1.5)
+            app.save_screenshot("finished.svg", str(HERE))
+            await pilot.press("c")
+            await pilot.pause(0.5)
+            app.save_screenshot("confusion.svg", str(HERE))
+            await pilot.press("c")
+        small = make_app(cfg.with_overrides(run_dir=f"{tmp}/small", epochs=2), refresh_hz=2.0)
+        async with small.run_test(size=(80, 24)) as pilot:
+            await wait_until(pilot, lambda: small.run_state.epoch >= 1 and small.run_state.step > 20)
+            await pilot.pause(1.5)
+            small.save_screenshot("training-80x24.svg", str(HERE))
+            await pilot.press("q")
+            await pilot.pause(0.3)
+            await pilot.click("#nosave")
+            await wait_until(pilot, lambda: not small.is_running, 60)
+    print("wrote", ", ".join(sorted(p.name for p in HERE.glob("*.svg"))))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--channels-last", type=_flag, metavar="on|off")
     g.add_argument("--compile", type=_flag, metavar="on|off", help="torch.compile the model (CUDA)")
     g.add_argument("--tta", type=_flag, metavar="on|off", help="flip test-time augmentation at evaluation")
+    g.add_argument("--ema", type=float, metavar="DECAY", help="evaluate an EMA of the weights (e.g. 0.999); 0 = off")
     g.add_argument("--eval-batch-size", type=int)
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")

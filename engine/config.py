@@ -92,6 +92,8 @@ class TrainConfig:
     """Wrap the model in torch.compile (CUDA only; compile time is reported apart)."""
     tta: bool = False
     """Average predictions over horizontally flipped test images."""
+    ema: float = 0.0
+    """Decay of an exponential moving average of the weights, evaluated instead of them; 0 = off."""
     loader: str = "auto"
     """``tensor`` (whole data set as a tensor on the device, batch augmentation),
     ``dataloader`` (torch DataLoader + PIL transforms, as the seed) or ``auto``."""
@@ -187,8 +189,9 @@ def validate(cfg: TrainConfig) -> None:
     _check_range("lr", cfg.lr, 0.0, 100.0, lo_open=True)
     _check_range("momentum", cfg.momentum, 0.0, 0.999)
     _check_range("weight_decay", cfg.weight_decay, 0.0, 1.0)
-    _check_range("warmup_epochs", cfg.warmup_epochs, 0.0, float(cfg.epochs))
+    _check_range("warmup_epochs", cfg.warmup_epochs, 0.0, 10_000.0)  # longer than the run: warm-up all the way
     _check_range("label_smoothing", cfg.label_smoothing, 0.0, 0.99)
+    _check_range("ema", cfg.ema, 0.0, 0.99999)
     _check_range("image_size", cfg.image_size, 8, 1024)
     _check_range("workers", cfg.workers, 0, 64)
     _check_range("seed", cfg.seed, 0, 2**63 - 1)

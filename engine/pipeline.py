@@ -47,18 +47,20 @@ def normalize(x_u8: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
     return x_u8.to(dtype).div_(127.5).sub_(1.0)
 
 
-def augment(x_u8: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, flip: torch.Tensor, pad: int = PAD) -> torch.Tensor:
-    """Random-crop (zero padding ``pad``, offsets ``dx``/``dy`` in [0, 2*pad]) and flip a uint8 batch."""
-    b, c, h, w = x_u8.shape
-    padded = F.pad(x_u8, (pad, pad, pad, pad))
-    dev = x_u8.device
-    rows = (dy.view(b, 1) + torch.arange(h, device=dev)).view(b, 1, h, 1)
-    cols = (dx.view(b, 1) + torch.arange(w, device=dev)).view(b, 1, 1, w)
-    # Mirror the column index instead of flipping afterwards: one gather does both.
-    cols = torch.where(flip.view(b, 1, 1, 1), dx.view(b, 1, 1, 1) + (w - 1) - (cols - dx.view(b, 1, 1, 1)), cols)
-    bi = torch.arange(b, device=dev).view(b, 1, 1, 1)
-    ci = torch.arange(c, device=dev).view(1, c, 1, 1)
-    return padded[bi, ci, rows, cols]
+def augment(padded: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Random-crop and flip a batch of zero-padded uint8 images (B, C, H + 2*PAD, W + 2*PAD).
+
+    ``dx``/``dy`` are crop offsets in [0, 2*PAD]; ``flip`` mirrors horizontally. Two
+    gathers (rows, then columns with the flip folded into the column index) do it all.
+    """
+    b, c, hp, wp = padded.shape
+    h, w = hp - 2 * PAD, wp - 2 * PAD
+    dev = padded.device
+    rows = (dy.view(b, 1) + torch.arange(h, device=dev)).view(b, 1, h, 1).expand(b, c, h, wp)
+    x = torch.gather(padded, 2, rows)
+    cols = dx.view(b, 1) + torch.arange(w, device=dev)
+    cols = torch.where(flip.view(b, 1), cols.flip(1), cols)
+    return torch.gather(x, 3, cols.view(b, 1, 1, w).expand(b, c, h, w))
 
 
 class TensorBatches:
@@ -76,7 +78,8 @@ class TensorBatches:
         train: bool = True,
         channels_last: bool = False,
     ) -> None:
-        self.images = split.images.to(device)
+        # Training images are stored pre-padded: no F.pad per batch.
+        self.images = (F.pad(split.images, (PAD,) * 4) if train else split.images).to(device)
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
         self.device = device

@@ -21,6 +21,7 @@ from engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_r
 from engine.config import TrainConfig, validate
 from engine.controls import Controls
 from engine.data import DataBundle, load_data
+from engine.ema import WeightEma
 from engine.errors import CheckpointError, ConfigError, UserError
 from engine.evaluate import EvalResult, evaluate
 from engine.models import build_model
@@ -102,7 +103,7 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     """Per-step LR multiplier for the configured schedule (warm-up first where set)."""
     total = max(1, cfg.epochs * steps_per_epoch)
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    warm = min(total, int(cfg.warmup_epochs * steps_per_epoch))
 
     def factor(step: int) -> float:
         if cfg.schedule == "constant":
@@ -235,8 +236,11 @@ class Trainer:
         train_src, test_src = self._sources(cfg, data, device)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, train_src.steps_per_epoch))
         stats = _EpochStats.zeros(device)
+        ema = WeightEma(model, cfg.ema) if cfg.ema > 0 else None
         if ckpt is not None:
             self._restore(ckpt, model, optimizer, scheduler, stats, device)
+            if ema is not None and ckpt.get("ema"):
+                ema.load_state_dict(ckpt["ema"])
 
         self.run_sink = RunDirSink(run_dir, overwrite=cfg.overwrite)
         self.run_sink.open(cfg)
@@ -266,7 +270,7 @@ class Trainer:
         if cfg.compile and device.type == "cuda":
             self.status("compiling", "torch.compile: the first steps are slow while kernels compile")
             step_model = torch.compile(model)  # type: ignore[assignment]
-        loop = _Loop(self, cfg, model, step_model, optimizer, scheduler, train_src, test_src, data, device)
+        loop = _Loop(self, cfg, model, step_model, optimizer, scheduler, train_src, test_src, data, device, ema)
         reason = "completed"
         try:
             loop.train(stats)
@@ -324,8 +328,10 @@ class _Loop:
 
     def __init__(self, trainer: Trainer, cfg: TrainConfig, model: nn.Module, step_model: nn.Module,
                  optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
-                 train_src: BatchSource, test_src: TensorBatches, data: DataBundle, device: torch.device) -> None:  # fmt: skip
+                 train_src: BatchSource, test_src: TensorBatches, data: DataBundle, device: torch.device,
+                 ema: WeightEma | None = None) -> None:  # fmt: skip
         self.t = trainer
+        self.ema = ema
         self.cfg = cfg
         self.model = model
         self.step_model = step_model
@@ -338,6 +344,8 @@ class _Loop:
         self.num_classes = len(data.class_names)
         self.min_interval = 1.0 / cfg.progress_hz
         self.started = time.perf_counter()
+        self.excluded = 0.0  # seconds paused or evaluating on request: not training time
+        self.last_eval_seconds = 0.0
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.cfg.amp and self.device.type == "cuda":
@@ -357,7 +365,7 @@ class _Loop:
         while controls.wait_while_paused(0.25):
             self._apply(stats)
         self._apply(stats)
-        self.started += time.perf_counter() - paused_at  # paused time is not training time
+        self.excluded += time.perf_counter() - paused_at  # paused time is not training time
         self.t.emit(ev.Resumed(self.t.global_step))
         self.t.status("training")
 
@@ -387,6 +395,7 @@ class _Loop:
             "best_accuracy": t.best_accuracy,
             "epoch_stats": {"loss_sum": float(stats.loss_sum), "correct": int(stats.correct),
                             "seen": stats.seen, "seconds": stats.seconds},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
         }  # fmt: skip
         folder = t.run_dir / CHECKPOINTS
         path = folder / "last.pt"
@@ -402,9 +411,12 @@ class _Loop:
         t = self.t
         t.status("evaluating", f"evaluating on {len(self.data.test)} test images")
         began = time.perf_counter()
-        result = evaluate(self.step_model, self.test_src, self.num_classes, autocast=self.autocast, tta=self.cfg.tta)
+        model = self.ema.model if self.ema is not None else self.step_model
+        result = evaluate(model, self.test_src, self.num_classes, autocast=self.autocast, tta=self.cfg.tta)
         seconds = time.perf_counter() - began
-        self.started += seconds if reason == "request" else 0.0
+        self.last_eval_seconds = seconds
+        if reason == "request":
+            self.excluded += seconds
         t.last_eval = result
         t.emit(
             ev.Evaluation(
@@ -423,8 +435,9 @@ class _Loop:
         self.model.train()
         while t.epoch < cfg.epochs:
             epoch_began = time.perf_counter() - stats.seconds
+            excluded_before = self.excluded
             self.train_epoch(stats)
-            train_seconds = time.perf_counter() - epoch_began
+            train_seconds = time.perf_counter() - epoch_began - (self.excluded - excluded_before)
             result = self.run_evaluation("epoch")
             is_best = t.best_accuracy is None or result.accuracy > t.best_accuracy
             t.best_accuracy = max(result.accuracy, t.best_accuracy or 0.0)
@@ -434,7 +447,7 @@ class _Loop:
                     epoch=t.epoch + 1, epochs=cfg.epochs, train_loss=float(stats.loss_sum) / seen,
                     train_accuracy=int(stats.correct) / seen, test_loss=result.loss, test_accuracy=result.accuracy,
                     images_per_sec=stats.seen / max(train_seconds, 1e-9), seconds=train_seconds,
-                    eval_seconds=time.perf_counter() - epoch_began - train_seconds,
+                    eval_seconds=self.last_eval_seconds,
                     lr=self.optimizer.param_groups[0]["lr"],
                 )
             )  # fmt: skip
@@ -470,6 +483,8 @@ class _Loop:
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
             batch = int(y.shape[0])
             detached = loss.detach()
             stats.loss_sum += detached.double() * batch
@@ -493,7 +508,7 @@ class _Loop:
                         epoch=t.epoch, epochs=cfg.epochs, step=t.step, steps_per_epoch=steps,
                         global_step=t.global_step, loss=loss_value, lr=self.optimizer.param_groups[0]["lr"],
                         images_per_sec=emitted_images / span, data_wait=min(1.0, wait / span),
-                        elapsed=now - self.started,
+                        elapsed=now - self.started - self.excluded,
                         interval_loss=float(interval_loss) / interval_n if boundary else None,
                     )
                 )  # fmt: skip

@@ -23,8 +23,8 @@ def test_augment_matches_reference_crop_and_flip() -> None:
     dx = torch.randint(0, 2 * PAD + 1, (16,))
     dy = torch.randint(0, 2 * PAD + 1, (16,))
     flip = torch.rand(16) < 0.5
-    out = augment(split.images, dx, dy, flip)
     padded = torch.nn.functional.pad(split.images, (PAD,) * 4)
+    out = augment(padded, dx, dy, flip)
     for i in range(16):
         ref = padded[i, :, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32]
         if flip[i]:

@@ -158,3 +158,23 @@ def test_resume_of_a_finished_run_asks_for_more_epochs(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, run_dir="", resume=str(tmp_path / "done" / "checkpoints" / "last.pt"))
     with pytest.raises(ConfigError, match="already trained 1 epochs; pass --epochs"):
         Trainer(cfg, Recorder()).run()
+
+
+def test_fast_recipe_parts_with_ema_run_and_resume(tmp_path: Path) -> None:
+    # CPU stand-in for the GPU recipe: CIFAR stem, Nesterov, warm-up + decay, label smoothing, TTA, EMA.
+    cfg = tiny_config(tmp_path, recipe="fast", epochs=2, batch_size=64, train_limit=128, test_limit=64, ema=0.9)
+    rec = Recorder()
+    controls = Controls()
+
+    def stop_after_first_epoch(event: ev.Event) -> None:
+        rec(event)
+        if isinstance(event, ev.EpochEnd):
+            controls.stop()
+
+    Trainer(cfg, stop_after_first_epoch, controls).run()
+    ckpt = load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt")
+    assert ckpt["ema"]["updates"] == ckpt["global_step"] == 2
+    assert ckpt["config"]["stem"] == "cifar" and ckpt["model"]["conv1.weight"].shape[-1] == 3
+    resumed = Trainer(tiny_config(tmp_path, recipe="fast", run_dir="", resume=str(Path(cfg.run_dir) / "checkpoints" / "last.pt"), epochs=2, batch_size=64, train_limit=128, test_limit=64, ema=0.9), Recorder()).run()
+    assert resumed.epochs_done == 2
+    assert load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt")["ema"]["updates"] == 4

@@ -57,11 +57,14 @@ class PlotPane(Widget):
         size_changed = self._drawn_key is None or self._drawn_key[-2:] != (width, height)
         if not size_changed and now - self._last_draw < 1.0 / self.max_fps:
             return False
-        plt.clear_figure()
-        plt.plotsize(width, height)
-        plt.theme("clear")
-        self.draw(width, height)
-        self._text = Text.from_ansi(plt.build(), no_wrap=True, end="")
+        try:
+            plt.clear_figure()
+            plt.plotsize(width, height)
+            plt.theme("clear")
+            self.draw(width, height)
+            self._text = Text.from_ansi(plt.build(), no_wrap=True, end="")
+        except Exception as exc:  # a plotting bug must never take the dashboard down
+            self._text = Text(f"plot unavailable: {type(exc).__name__}: {exc}", style="red")
         self._drawn_key = key
         self._last_draw = now
         self.draws += 1

@@ -28,9 +28,12 @@ def screen_text(app: CifarTui) -> str:
 async def wait_until(pilot: object, cond: Callable[[], bool], timeout: float = 60.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    app = pilot.app  # type: ignore[attr-defined]
     while not cond():
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
+        if not app.is_running:  # pausing a dead app would wait forever
+            raise AssertionError("the app stopped before the condition was met")
         await pilot.pause(0.05)  # type: ignore[attr-defined]
 
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-import torchvision.transforms as T  # noqa: E402
+import torch
+import torchvision
+import torchvision.transforms as T
 
-from bench.common import machine, unpack_cifar_jpeg  # noqa: E402
-from engine.data import load_image_folder  # noqa: E402
-from engine.pipeline import MEAN, STD, LoaderBatches, TensorBatches  # noqa: E402
+from bench.common import machine, unpack_cifar_jpeg
+from engine.data import load_image_folder
+from engine.pipeline import MEAN, STD, LoaderBatches, TensorBatches
 
 
 def rate(batches, seconds: float) -> float:  # type: ignore[no-untyped-def]
@@ -70,7 +70,9 @@ def main() -> None:
         )
         rows.append((bs, tensor, arrays, jpeg))
     print()
-    print("| batch | tensor pipeline (img/s) | seed DataLoader+PIL, arrays in memory | seed-style ImageFolder of JPEGs | ratio vs arrays | ratio vs JPEGs |")
+    print(
+        "| batch | tensor pipeline (img/s) | seed DataLoader+PIL, arrays in memory | seed-style ImageFolder of JPEGs | ratio vs arrays | ratio vs JPEGs |"
+    )
     print("|---|---|---|---|---|---|")
     for bs, tensor, arrays, jpeg in rows:
         print(f"| {bs} | {tensor:,.0f} | {arrays:,.0f} | {jpeg:,.0f} | {tensor / arrays:.1f}x | {tensor / jpeg:.1f}x |")

@@ -16,12 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from bench.common import machine, unpack_cifar_jpeg  # noqa: E402
-from engine import events as ev  # noqa: E402
-from engine.config import from_recipe  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+from bench.common import machine, unpack_cifar_jpeg
+from engine import events as ev
+from engine.config import from_recipe
+from engine.trainer import Trainer
 
 
 def run(name: str, **options: object) -> dict[str, object]:
@@ -84,7 +84,9 @@ def main() -> None:
         r = rows[-1]
         print(f"{name}: {r['epochs']} epochs, acc {100 * float(r['acc']):.2f}%, wall {r['wall']:.1f} s", flush=True)
     print()
-    print("| run | loader | epochs | wall s | data+model load s | compile s | train s | eval s | img/s | test acc | peak GPU mem |")
+    print(
+        "| run | loader | epochs | wall s | data+model load s | compile s | train s | eval s | img/s | test acc | peak GPU mem |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['run']} | {r['loader']} | {r['epochs']} | {r['wall']:.1f} | {r['load']:.1f} | {r['compile']:.1f} | "

@@ -6,7 +6,10 @@ run code from the file.
 
 from __future__ import annotations
 
+import os
 import pickle
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +66,40 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(state["cuda"])
         except (RuntimeError, IndexError):
             pass  # resumed on another GPU count; data order comes from (seed, epoch) anyway
+
+
+class CheckpointStore:
+    """``checkpoints/step-NNNNNNNN.pt`` files, the newest ``keep`` of them kept, plus ``last.pt`` and
+    ``best.pt`` as hard links (atomically replaced), so "last" and "best" cost no extra write."""
+
+    STEP_RE = re.compile(r"^step-(\d+)\.pt$")
+
+    def __init__(self, folder: Path, keep: int) -> None:
+        self.folder = folder
+        self.keep = max(1, keep)
+        if folder.is_dir():  # leftovers of a write that was killed: never a valid checkpoint
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+
+    def save(self, state: dict[str, Any], *, best: bool) -> Path:
+        path = self.folder / f"step-{int(state['global_step']):08d}.pt"
+        save_checkpoint(path, state)
+        self._point(self.folder / "last.pt", path)
+        if best:
+            self._point(self.folder / "best.pt", path)
+        self._prune()
+        return path
+
+    def _point(self, name: Path, target: Path) -> None:
+        tmp = name.with_name(f".{name.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(target, tmp)
+        except OSError:  # no hard links here (some network/FAT file systems): copy
+            shutil.copyfile(target, tmp)
+        os.replace(tmp, name)
+
+    def _prune(self) -> None:
+        steps = sorted(p for p in self.folder.iterdir() if self.STEP_RE.match(p.name))
+        for old in steps[: -self.keep]:
+            old.unlink(missing_ok=True)

@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--overwrite", action="store_true", default=None, help="replace a run directory that already holds a run"
     )
+    g.add_argument(
+        "--keep", type=int, help="keep the newest N step checkpoints besides last.pt and best.pt (default 3)"
+    )
     g.add_argument("--log-every", type=int, help="print the running loss every N batches (default 200)")
     g.add_argument("--progress-hz", type=float, help="progress events per second at most (default 10)")
     p.add_argument("--refresh", type=float, default=1.0, help="dashboard: plot redraws per second at most (default 1)")
@@ -168,7 +171,7 @@ class LinePrinter:
             self.line(f"resumed at step {e.global_step}")
         elif isinstance(e, ev.Finished):
             self.line(
-                f"{e.reason}: {e.epochs_done} epochs, test accuracy {_pct(e.test_accuracy)} "
+                f"{e.reason}{f' ({e.cause})' if e.cause else ''}: {e.epochs_done} epochs, test accuracy {_pct(e.test_accuracy)} "
                 f"(best {_pct(e.best_accuracy)}) in {_duration(e.seconds)}"
                 + (f" | checkpoint {e.checkpoint}" if e.checkpoint else "")
             )
@@ -204,7 +207,7 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
             raise KeyboardInterrupt
         signals.append(signum)
         printer.line(f"[signal] {signal.Signals(signum).name}: saving a checkpoint and stopping at the next batch")
-        controls.stop(save=True)
+        controls.stop(save=True, cause=signal.Signals(signum).name)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -225,7 +228,9 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
         printer.line("per-class test accuracy:")
         for row in per_class_table(final[0]):
             printer.line(row)
-    return EXIT_OK if finished.reason == "completed" and not signals else EXIT_STOPPED
+    if signals:
+        return 128 + signals[0]  # the shell convention: 130 SIGINT, 143 SIGTERM, 129 SIGHUP
+    return EXIT_OK if finished.reason == "completed" else EXIT_STOPPED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

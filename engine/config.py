@@ -114,6 +114,8 @@ class TrainConfig:
     """Checkpoint to continue from."""
     overwrite: bool = False
     """Allow reusing a run directory that already holds a run."""
+    keep: int = 3
+    """Keep the newest this many step checkpoints (plus last.pt and best.pt)."""
     explicit: tuple[str, ...] = ()
     """Names of the options the user gave explicitly (they win over a resumed checkpoint's)."""
 
@@ -196,6 +198,7 @@ def validate(cfg: TrainConfig) -> None:
     _check_range("workers", cfg.workers, 0, 64)
     _check_range("seed", cfg.seed, 0, 2**63 - 1)
     _check_range("log_every", cfg.log_every, 1, 10**9)
+    _check_range("keep", cfg.keep, 1, 10_000)
     _check_range("progress_hz", cfg.progress_hz, 0.0, 1000.0, lo_open=True)
     _check_range("train_limit", cfg.train_limit, 0, 10**9)
     _check_range("test_limit", cfg.test_limit, 0, 10**9)

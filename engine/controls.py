@@ -29,6 +29,7 @@ class Controls:
         self._cond = threading.Condition()
         self._paused = False
         self._pending = Requests()
+        self.stop_cause = ""
 
     @property
     def paused(self) -> bool:
@@ -60,9 +61,10 @@ class Controls:
             self._pending.evaluate = True
             self._cond.notify_all()
 
-    def stop(self, save: bool = False) -> None:
+    def stop(self, save: bool = False, cause: str = "stop requested") -> None:
         """Stop at the next batch boundary, optionally saving a checkpoint first."""
         with self._cond:
+            self.stop_cause = self.stop_cause or cause
             self._pending.stop = True
             self._pending.save_on_stop = self._pending.save_on_stop or save
             self._paused = False

@@ -154,6 +154,8 @@ class Finished(Event):
     best_accuracy: float | None
     seconds: float
     checkpoint: str = ""
+    cause: str = ""
+    """Why a run stopped early: a signal name, 'app quit', 'app gone', 'stop command'..."""
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def serve(conn: Connection) -> int:
             with lock:
                 conn.send(ev.to_dict(event))
         except (BrokenPipeError, EOFError, OSError):
-            controls.stop(save=not told_to_stop.is_set())  # the app is gone: keep the work, then stop
+            controls.stop(save=not told_to_stop.is_set(), cause="dashboard gone")  # keep the work, then stop
 
     config = conn.recv()
     if not isinstance(config, dict):
@@ -54,18 +54,20 @@ def serve(conn: Connection) -> int:
             try:
                 message = conn.recv()
             except (EOFError, OSError):
-                controls.stop(save=not told_to_stop.is_set())
+                controls.stop(save=not told_to_stop.is_set(), cause="dashboard gone")
                 return
             name = message.get("command") if isinstance(message, dict) else None
             if name in COMMANDS:
                 if name in ("stop", "stop_save"):
                     told_to_stop.set()
-                controls.command(name)
+                    controls.stop(save=name == "stop_save", cause="stopped from the dashboard")
+                else:
+                    controls.command(name)
             else:
                 send(ev.Log(f"ignored malformed control command {message!r}", level="warning"))
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, lambda *_: controls.stop(save=True))
+        signal.signal(sig, lambda signum, _: controls.stop(save=True, cause=signal.Signals(signum).name))
     threading.Thread(target=read_commands, name="control-reader", daemon=True).start()
     try:
         Trainer(TrainConfig.from_dict(config), send, controls).run()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine import events as ev
-from engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from engine.checkpoint import CheckpointStore, load_checkpoint, rng_state, set_rng_state
 from engine.config import TrainConfig, validate
 from engine.controls import Controls
 from engine.data import DataBundle, load_data
@@ -33,7 +33,7 @@ Sink = Callable[[ev.Event], None]
 #: Options that may differ from the checkpoint's config when resuming.
 RESUME_MAY_CHANGE = frozenset(
     {"epochs", "device", "run_dir", "runs_root", "log_every", "progress_hz", "workers", "eval_batch_size",
-     "data_dir", "resume", "overwrite", "compile", "loader", "explicit"}
+     "data_dir", "resume", "overwrite", "compile", "loader", "explicit", "keep"}
 )  # fmt: skip
 
 
@@ -271,11 +271,11 @@ class Trainer:
             self.status("compiling", "torch.compile: the first steps are slow while kernels compile")
             step_model = torch.compile(model)  # type: ignore[assignment]
         loop = _Loop(self, cfg, model, step_model, optimizer, scheduler, train_src, test_src, data, device, ema)
-        reason = "completed"
+        reason, cause = "completed", ""
         try:
             loop.train(stats)
         except StopTraining:
-            reason = "stopped"
+            reason, cause = "stopped", self.controls.stop_cause
         self.status("finished" if reason == "completed" else "stopped")
         finished = ev.Finished(
             reason=reason,
@@ -285,6 +285,7 @@ class Trainer:
             best_accuracy=self.best_accuracy,
             seconds=time.perf_counter() - started,
             checkpoint=self.last_checkpoint,
+            cause=cause,
         )
         self.emit(finished)
         return finished
@@ -332,6 +333,7 @@ class _Loop:
                  ema: WeightEma | None = None) -> None:  # fmt: skip
         self.t = trainer
         self.ema = ema
+        self.store = CheckpointStore(trainer.run_dir / CHECKPOINTS, cfg.keep)
         self.cfg = cfg
         self.model = model
         self.step_model = step_model
@@ -397,14 +399,18 @@ class _Loop:
                             "seen": stats.seen, "seconds": stats.seconds},
             "ema": self.ema.state_dict() if self.ema is not None else None,
         }  # fmt: skip
-        folder = t.run_dir / CHECKPOINTS
-        path = folder / "last.pt"
-        save_checkpoint(path, state)
-        t.last_checkpoint = str(path)
-        t.emit(ev.CheckpointSaved(str(path), t.epoch, t.step, t.global_step, reason))
-        if best:
-            save_checkpoint(folder / "best.pt", state)
-            t.emit(ev.CheckpointSaved(str(folder / "best.pt"), t.epoch, t.step, t.global_step, "best"))
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise FloatingPointError(f"weights are no longer finite at step {t.global_step}; not saving them")
+        try:
+            path = self.store.save(state, best=best)
+        except OSError as exc:  # disk full, read-only folder...: report, keep training, older files intact
+            t.emit(ev.Log(f"checkpoint NOT saved ({exc.strerror or exc}); training continues; "
+                          f"last good checkpoint: {t.last_checkpoint or 'none yet'}", level="error"))  # fmt: skip
+        else:
+            t.last_checkpoint = str(path)
+            t.emit(ev.CheckpointSaved(str(path), t.epoch, t.step, t.global_step, reason))
+            if best:
+                t.emit(ev.CheckpointSaved(str(path), t.epoch, t.step, t.global_step, "best"))
         self.t.status("paused" if t.controls.paused else "training")
 
     def run_evaluation(self, reason: str) -> EvalResult:

@@ -152,3 +152,18 @@ async def test_download_failure_offers_demo_data(tmp_path: Path) -> None:
         await pilot.click("#offline")
         await wait_until(pilot, lambda: app.run_state.started is not None)
     assert started == ["cifar10", "demo"]
+
+
+async def test_sighup_saves_stops_and_exits_with_its_code(live_app: CifarTui) -> None:
+    import os
+    import signal
+
+    app = live_app
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.run_state.global_step > 2)
+        os.kill(os.getpid(), signal.SIGHUP)  # what a dropped SSH session sends
+        await wait_until(pilot, lambda: not app.is_running, 30)
+    assert app.return_code == 128 + signal.SIGHUP
+    assert app.run_state.finished is not None and app.run_state.finished.reason == "stopped"
+    assert load_checkpoint(Path(app.run_state.finished.checkpoint))["global_step"] == app.run_state.finished.global_step
+    assert not trainer_children()

@@ -57,8 +57,23 @@ def bad_inputs(tmp: Path, finished: Path) -> list[tuple[list[str], str]]:
             d = tmp / "three" / split / cls
             d.mkdir(parents=True)
             shutil.copy(next((ROOT.parent / "shared/data/cifar10-mini/train/cat").glob("*.jpg")), d / "x.jpg")
+    cat = next((ROOT.parent / "shared/data/cifar10-mini/train/cat").glob("*.jpg"))
+    for name, files in {"zero": {}, "corrupt": {"a": b"\xff\xd8\xff garbage"}, "partial": {}}.items():
+        for cls in ("a", "b"):
+            for split in ("train", "test"):
+                (tmp / name / split / cls).mkdir(parents=True, exist_ok=True)
+                if name != "zero":
+                    shutil.copy(cat, tmp / name / split / cls / "ok.jpg")
+        for cls, data in files.items():
+            (tmp / name / "train" / cls / "broken.jpg").write_bytes(data)
+    shutil.rmtree(tmp / "partial" / "test" / "b")
+    (tmp / "afile").write_text("x")
     return [
         (["--data", "nowhere"], "is neither cifar10 nor demo nor an existing folder"),
+        (["--data", str(tmp / "zero")], "holds no images"),
+        (["--data", str(tmp / "corrupt")], "cannot read image"),
+        (["--data", str(tmp / "partial")], "class folder 'b' is in train/ but not in test/"),
+        (["--run-dir", str(tmp / "afile")], "exists and is not a folder"),
         (["--data", str(tmp / "empty")], "has no train/ folder"),
         (["--data", str(tmp / "notrain")], "has no train/ folder"),
         (["--epochs", "0"], "--epochs must be >= 1"),
@@ -88,8 +103,13 @@ def bad_inputs(tmp: Path, finished: Path) -> list[tuple[list[str], str]]:
 
 
 def test_bad_inputs_give_one_line_and_exit_2(
-    tmp_path: Path, finished_run: Path, capsys: pytest.CaptureFixture[str], mini_data: Path
+    tmp_path: Path,
+    finished_run: Path,
+    capsys: pytest.CaptureFixture[str],
+    mini_data: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # default run directories would appear under ./runs
     before = {p: p.stat().st_mtime_ns for p in finished_run.rglob("*")}
     for extra, expected in bad_inputs(tmp_path, finished_run):
         code, out, err = run_main([*TINY, *extra], capsys)
@@ -99,6 +119,7 @@ def test_bad_inputs_give_one_line_and_exit_2(
         assert "Traceback" not in out + err
     assert not (tmp_path / "pwned").exists()  # the hostile checkpoint ran nothing
     assert before == {p: p.stat().st_mtime_ns for p in finished_run.rglob("*")}  # existing run untouched
+    assert not (tmp_path / "runs").exists()  # no half-made run directories
 
 
 def test_checkpoint_for_other_classes_is_refused(

@@ -175,6 +175,19 @@ def test_fast_recipe_parts_with_ema_run_and_resume(tmp_path: Path) -> None:
     ckpt = load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt")
     assert ckpt["ema"]["updates"] == ckpt["global_step"] == 2
     assert ckpt["config"]["stem"] == "cifar" and ckpt["model"]["conv1.weight"].shape[-1] == 3
-    resumed = Trainer(tiny_config(tmp_path, recipe="fast", run_dir="", resume=str(Path(cfg.run_dir) / "checkpoints" / "last.pt"), epochs=2, batch_size=64, train_limit=128, test_limit=64, ema=0.9), Recorder()).run()
+    resumed = Trainer(
+        tiny_config(
+            tmp_path,
+            recipe="fast",
+            run_dir="",
+            resume=str(Path(cfg.run_dir) / "checkpoints" / "last.pt"),
+            epochs=2,
+            batch_size=64,
+            train_limit=128,
+            test_limit=64,
+            ema=0.9,
+        ),
+        Recorder(),
+    ).run()
     assert resumed.epochs_done == 2
     assert load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt")["ema"]["updates"] == 4

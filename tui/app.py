@@ -9,7 +9,9 @@ so training never waits for drawing. The UI folds buffered events into
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,6 +113,7 @@ class CifarTui(App[int]):
         self._device_sample: DeviceSample | None = None
         self._quitting = False
         self._plot_view = 0
+        self.signal_code = 0
         self.events_seen = 0
 
     # -- layout -----------------------------------------------------------------------------
@@ -137,7 +140,32 @@ class CifarTui(App[int]):
         self.set_interval(min(0.5, 1.0 / self.refresh_hz), self.refresh_plots)
         self.set_interval(self.telemetry_s, self.sample_telemetry)
         self.refresh_text()
+        self._install_signal_handlers()
         self.start_training(self.cfg)
+
+    # -- signals: a dropped SSH session (SIGHUP) or a kill (SIGTERM) saves, stops, restores the terminal
+    HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.HANDLED_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _remove_signal_handlers(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            loop = asyncio.get_running_loop()
+            for sig in self.HANDLED_SIGNALS:
+                with contextlib.suppress(NotImplementedError, ValueError):
+                    loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self.signal_code = 128 + int(sig)
+        self.run_state.log.append(("warning", f"{sig.name}: saving a checkpoint and stopping"))
+        if self.engine is not None and self.engine.alive() and not self.run_state.ended:
+            self._stop_then_quit("stop_save")
+        else:
+            self._finish_quit()
 
     def on_resize(self, event: Resize) -> None:
         self.screen.set_class(event.size.width < 100, "-narrow")
@@ -287,6 +315,8 @@ class CifarTui(App[int]):
         self.push_screen(quit_dialog(), answer)
 
     def _stop_then_quit(self, command: str) -> None:
+        if self._quitting:
+            return
         self._quitting = True
         assert self.engine is not None
         self.engine.send(command)
@@ -308,12 +338,15 @@ class CifarTui(App[int]):
         self.exit(result=code, return_code=code)
 
     def exit_code_for_state(self) -> int:
+        if self.signal_code:
+            return self.signal_code
         state = self.run_state
         if state.failed is not None:
             return 2 if state.failed.error in ("config", "data", "download", "checkpoint", "run_dir") else 1
         return 0 if state.finished is not None and state.finished.reason == "completed" else 130
 
     async def on_unmount(self) -> None:
+        self._remove_signal_handlers()
         # Never leave a trainer behind: cancel the worker and close the engine (the child stops).
         self.workers.cancel_group(self, "trainer")
         if self.engine is not None:

@@ -43,7 +43,7 @@ def test_headless_signal_saves_stops_and_resumes(
                             stderr=subprocess.PIPE, text=True, env=project_env, cwd=ROOT)  # fmt: skip
     wait_for_progress(run, proc)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err
     last = read_events(run)[-1]
@@ -183,7 +183,7 @@ def test_a_crash_is_recorded_with_its_traceback(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(RuntimeError):
         Trainer(cfg, Recorder()).run()
     lines = [json.loads(line) for line in (Path(cfg.run_dir) / "events.jsonl").read_text().splitlines()]
-    failed = [e for e in lines if e["kind"] == "failed"][0]
+    failed = next(e for e in lines if e["kind"] == "failed")
     assert failed["error"] == "crash" and "boom in the training step" in failed["traceback"]
     assert "Traceback (most recent call last)" in failed["traceback"]
 

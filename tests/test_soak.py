@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_events_jsonl_grows_linearly(tmp_path: Path) -> None:
         if i % 25_000 == 24_999:
             sizes.append((tmp_path / "run" / "events.jsonl").stat().st_size)
     sink.close()
-    steps = [b - a for a, b in zip(sizes, sizes[1:])]
+    steps = [b - a for a, b in itertools.pairwise(sizes)]
     assert max(steps) - min(steps) < 0.01 * steps[0]  # same bytes per event all along
     assert steps[0] / 25_000 < 400  # about 300 bytes per progress event
     lines = (tmp_path / "run" / "events.jsonl").read_text().splitlines()

@@ -97,15 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--log-every", type=int, help="print the running loss every N batches (default 200)")
     g.add_argument("--progress-hz", type=float, help="progress events per second at most (default 10)")
     p.add_argument("--refresh", type=float, default=1.0, help="dashboard: plot redraws per second at most (default 1)")
+    p.add_argument("--detach", action="store_true", help="train in the background; reconnect with: cifar-tui attach")
     return p
 
 
-_NOT_CONFIG = {"headless", "recipe", "refresh"}
-
-
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The recipe's config with the explicitly given options on top; ConfigError if invalid."""
-    given: dict[str, Any] = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG and v is not None}
+    """The recipe's config with the explicitly given options on top; ConfigError if invalid.
+    Options that are not training settings (--headless, --refresh, --detach...) are left out."""
+    fields = set(TrainConfig.__dataclass_fields__) - {"recipe"}
+    given: dict[str, Any] = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     return from_recipe(args.recipe, **given)
 
 

@@ -23,6 +23,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 
 from engine import events as ev
 from engine.config import TrainConfig
@@ -30,39 +31,67 @@ from engine.controls import COMMANDS, Controls
 
 
 def serve(conn: Connection) -> int:
-    """Child side: read the config, train, stream events; apply commands as they come."""
+    """Child side: read the config, train, stream events; apply commands as they come.
+
+    ``{"command": "detach"}`` cuts the child loose: its output goes to the run directory's
+    output.log, events only to events.jsonl, and the channel closing no longer stops it.
+    """
     from engine.errors import UserError
     from engine.trainer import Trainer
 
     controls = Controls()
     lock = threading.Lock()
     told_to_stop = threading.Event()
+    detached = threading.Event()
+    detach_wanted = threading.Event()
+    run_dir: list[Path] = []
 
     def send(event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
+            run_dir.append(Path(event.run_dir))
+        if detached.is_set():
+            return  # nobody listens any more: the events are in events.jsonl
         try:
             with lock:
                 conn.send(ev.to_dict(event))
         except (BrokenPipeError, EOFError, OSError):
             controls.stop(save=not told_to_stop.is_set(), cause="dashboard gone")  # keep the work, then stop
+        if isinstance(event, ev.RunStarted) and detach_wanted.is_set():
+            threading.Thread(target=detach, daemon=True).start()
 
     config = conn.recv()
     if not isinstance(config, dict):
         return 2
+    trainer = Trainer(TrainConfig.from_dict(config), send, controls)
+
+    def detach() -> None:
+        if not run_dir:  # not started yet: detach as soon as the run directory exists
+            detach_wanted.set()
+            return
+        log = run_dir[0] / "output.log"
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        trainer.emit(ev.Log(f"detached: training continues in the background (pid {os.getpid()}); output in {log}"))
+        detached.set()
 
     def read_commands() -> None:
         while True:
             try:
                 message = conn.recv()
             except (EOFError, OSError):
-                controls.stop(save=not told_to_stop.is_set(), cause="dashboard gone")
+                if not detached.is_set() and not detach_wanted.is_set():
+                    controls.stop(save=not told_to_stop.is_set(), cause="dashboard gone")
                 return
             name = message.get("command") if isinstance(message, dict) else None
-            if name in COMMANDS:
-                if name in ("stop", "stop_save"):
-                    told_to_stop.set()
-                    controls.stop(save=name == "stop_save", cause="stopped from the dashboard")
-                else:
-                    controls.command(name)
+            if name == "detach":
+                detach()
+            elif name in ("stop", "stop_save"):
+                told_to_stop.set()
+                controls.stop(save=name == "stop_save", cause="stopped from the dashboard")
+            elif name in COMMANDS:
+                controls.command(name)
             else:
                 send(ev.Log(f"ignored malformed control command {message!r}", level="warning"))
 
@@ -70,7 +99,7 @@ def serve(conn: Connection) -> int:
         signal.signal(sig, lambda signum, _: controls.stop(save=True, cause=signal.Signals(signum).name))
     threading.Thread(target=read_commands, name="control-reader", daemon=True).start()
     try:
-        Trainer(TrainConfig.from_dict(config), send, controls).run()
+        trainer.run()
     except UserError:
         return 2
     except Exception:
@@ -84,8 +113,11 @@ def serve(conn: Connection) -> int:
 class TrainerProcess:
     """The app's handle on a training child process."""
 
+    owns_training = True
+
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
+        self.detached = False
         self._conn: Connection | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._partial = b""
@@ -114,6 +146,17 @@ class TrainerProcess:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def detach(self) -> bool:
+        """Ask the trainer to go on without us (it acknowledges with a 'detached:' Log event)."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.send({"command": "detach"})
+        except (BrokenPipeError, OSError):
+            return False
+        self.detached = True
+        return True
 
     def send(self, command: str) -> bool:
         """Send a control command; False if the trainer is gone."""
@@ -177,6 +220,10 @@ class TrainerProcess:
             except OSError:
                 pass
         if self.process is None:
+            return
+        if self.detached:  # it lives on by design
+            if self.process.stdout is not None:
+                self.process.stdout.close()
             return
         try:
             self.process.wait(timeout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from torch import nn
 from engine import events as ev
 from engine.checkpoint import CheckpointStore, load_checkpoint, rng_state, set_rng_state
 from engine.config import TrainConfig, validate
+from engine.control import ControlServer, process_start_time
 from engine.controls import Controls
 from engine.data import DataBundle, load_data
 from engine.ema import WeightEma
@@ -157,12 +159,15 @@ class Trainer:
         self.last_eval: EvalResult | None = None
         self.last_checkpoint = ""
         self.run_dir = Path()
+        self.control: ControlServer | None = None
+        self._emit_lock = threading.RLock()
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, event: ev.Event) -> None:
-        if self.run_sink is not None:
-            self.run_sink(event)
-        self._sink(event)
+        with self._emit_lock:  # the control server's thread emits too
+            if self.run_sink is not None:
+                self.run_sink(event)
+            self._sink(event)
 
     def status(self, state: str, message: str = "") -> None:
         self.emit(ev.Status(state, message))
@@ -198,6 +203,8 @@ class Trainer:
             self.emit(ev.Failed("crash", msg, traceback.format_exc()))
             raise
         finally:
+            if self.control is not None:
+                self.control.close()
             if self.run_sink is not None:
                 self.run_sink.close()
 
@@ -245,6 +252,7 @@ class Trainer:
         self.run_sink = RunDirSink(run_dir, overwrite=cfg.overwrite)
         self.run_sink.open(cfg)
         self.run_dir = run_dir
+        self._open_control(run_dir)
         self.emit(
             ev.RunStarted(
                 run_dir=str(run_dir),
@@ -289,6 +297,14 @@ class Trainer:
         )
         self.emit(finished)
         return finished
+
+    def _open_control(self, run_dir: Path) -> None:
+        """Let dashboards attach later: a control socket, and trainer.json saying how to reach it."""
+        try:
+            self.control = ControlServer(run_dir, self.controls, lambda m: self.emit(ev.Log(m, level="warning")))
+            self.control.record({"started": process_start_time(), "host": platform.node()})
+        except OSError as exc:  # training matters more than steering from elsewhere
+            self.emit(ev.Log(f"no control socket ({exc}); attach will be read-only", level="warning"))
 
     def _sources(self, cfg: TrainConfig, data: DataBundle, device: torch.device) -> tuple[BatchSource, TensorBatches]:
         loader = cfg.loader

@@ -84,6 +84,8 @@ class CifarTui(App[int]):
         Binding("e", "evaluate", "Evaluate now", id="evaluate"),
         Binding("c", "confusion", "Confusion", id="confusion"),
         Binding("v", "cycle_plots", "Plots", id="plots", show=False),
+        Binding("x", "stop_training", "Stop training", id="stop", show=False),
+        Binding("d", "detach", "Detach", id="detach", show=False),
         Binding("q", "quit_app", "Quit", id="quit"),
         Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
@@ -114,6 +116,8 @@ class CifarTui(App[int]):
         self._quitting = False
         self._plot_view = 0
         self.signal_code = 0
+        self._detaching = False
+        self.detached_message = ""
         self.events_seen = 0
 
     # -- layout -----------------------------------------------------------------------------
@@ -211,6 +215,10 @@ class CifarTui(App[int]):
             self.events_seen += 1
             if isinstance(event, ev.Failed):
                 self._on_failure(event)
+            elif self._detaching and isinstance(event, ev.Log) and event.message.startswith("detached:"):
+                self.detached_message = event.message
+                self._quitting = True
+                self.exit(result=0, return_code=0)
 
     def _on_failure(self, failure: ev.Failed) -> None:
         self.notify(failure.message, title="training failed", severity="error", timeout=10)
@@ -298,11 +306,49 @@ class CifarTui(App[int]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    @property
+    def owns_training(self) -> bool:
+        """False when attached to a run that lives in another process: quitting leaves it running."""
+        return bool(getattr(self.engine, "owns_training", True))
+
+    def _training_running(self) -> bool:
+        return self.engine is not None and self.engine.alive() and not self.run_state.ended
+
+    def action_stop_training(self) -> None:
+        if not self._training_running():
+            self.notify("no training is running", severity="warning")
+            return
+
+        def answer(choice: str | None) -> None:
+            if choice in ("save", "nosave"):
+                self._send("stop_save" if choice == "save" else "stop", "stopping at the next batch…")
+
+        self.push_screen(
+            Choice(
+                "Stop training?",
+                [
+                    ("save", "Save and stop", "primary"),
+                    ("nosave", "Stop without saving", "error"),
+                    ("cancel", "Cancel", "default"),
+                ],
+            ),
+            answer,
+        )
+
+    def action_detach(self) -> None:
+        """Leave training running in the background and close the dashboard (cifar-tui attach brings it back)."""
+        detach = getattr(self.engine, "detach", None)
+        if not self._training_running() or not self.owns_training or detach is None:
+            self.notify("nothing to detach", severity="warning")
+            return
+        if detach():
+            self._detaching = True
+            self.notify("detaching…", timeout=2)
+
     def action_quit_app(self) -> None:
         if self._quitting:
             return
-        running = self.engine is not None and self.engine.alive() and not self.run_state.ended
-        if not running:
+        if not self._training_running() or not self.owns_training:
             self._finish_quit()
             return
 
@@ -340,6 +386,8 @@ class CifarTui(App[int]):
     def exit_code_for_state(self) -> int:
         if self.signal_code:
             return self.signal_code
+        if not self.owns_training:
+            return 0  # an attached dashboard leaving is not the run ending
         state = self.run_state
         if state.failed is not None:
             return 2 if state.failed.error in ("config", "data", "download", "checkpoint", "run_dir") else 1

@@ -1,50 +1,182 @@
-"""The ``cifar-tui`` command: the dashboard by default, ``--headless`` for plain log lines."""
+"""The ``cifar-tui`` command: the dashboard by default, ``--headless`` for plain log lines,
+``--detach`` to train in the background, and the ``attach``, ``runs`` and ``export`` subcommands."""
 
 from __future__ import annotations
 
+import argparse
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from engine.cli import EXIT_USAGE, build_parser, config_from_args, run_headless
+from engine.cli import EXIT_USAGE, LinePrinter, _Parser, build_parser, config_from_args, run_headless
+from engine.config import TrainConfig
 from engine.errors import UserError
-from engine.rundir import check_run_dir, checkpoint_run_dir
+from engine.rundir import check_run_dir, checkpoint_run_dir, default_run_dir
+
+SUBCOMMANDS = ("attach", "runs", "export")
+
+
+def fail(message: str) -> int:
+    print(f"cifar-tui: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return {"attach": attach_main, "runs": runs_main, "export": export_main}[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        if cfg.run_dir and not cfg.resume:  # refuse before the screen opens, not after
-            from pathlib import Path
-
-            check_run_dir(Path(cfg.run_dir), resuming_here=False, overwrite=cfg.overwrite)
-        if cfg.resume and cfg.run_dir:
-            from pathlib import Path
-
-            here = Path(cfg.run_dir).resolve() == checkpoint_run_dir(Path(cfg.resume))
+        if cfg.run_dir:  # refuse before the screen opens, not after
+            here = bool(cfg.resume) and Path(cfg.run_dir).resolve() == checkpoint_run_dir(Path(cfg.resume))
             check_run_dir(Path(cfg.run_dir), resuming_here=here, overwrite=cfg.overwrite)
     except UserError as exc:
-        print(f"cifar-tui: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(str(exc))
+    if not 0 < args.refresh <= 30:
+        return fail("--refresh must be > 0 and <= 30")
+    if args.detach:
+        return detach_training(cfg)
     if args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
         if not args.headless:
             print("cifar-tui: not a terminal, running headless (plain lines)", file=sys.stderr)
         return run_headless(cfg)
-    if not 0 < args.refresh <= 30:
-        print("cifar-tui: error: --refresh must be > 0 and <= 30", file=sys.stderr)
-        return EXIT_USAGE
     from tui.app import make_app
 
     app = make_app(cfg, refresh_hz=args.refresh)
     code = app.run()
-    state = app.run_state
-    if state.failed is not None:
+    report_after_app(app)
+    return int(code if code is not None else 0)
+
+
+def report_after_app(app: object) -> None:
+    """One line on the normal screen once the dashboard is gone: the terminal keeps a record."""
+    state = app.run_state  # type: ignore[attr-defined]
+    run_dir = state.started.run_dir if state.started else "?"
+    if getattr(app, "detached_message", ""):
+        print(f"cifar-tui: {app.detached_message}")  # type: ignore[attr-defined]
+        print(f"cifar-tui: reconnect with: cifar-tui attach {run_dir}")
+    elif state.failed is not None:
         print(f"cifar-tui: {state.failed.error}: {state.failed.message}", file=sys.stderr)
     elif state.finished is not None:
         acc = state.finished.test_accuracy
-        print(f"cifar-tui: {state.finished.reason}; test accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}"
-              f"; run directory {state.started.run_dir if state.started else '?'}")  # fmt: skip
+        print(f"cifar-tui: {state.finished.reason}; test accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}; "
+              f"run directory {run_dir}")  # fmt: skip
+    elif not getattr(app, "owns_training", True):
+        print(f"cifar-tui: dashboard closed; training continues in {run_dir}")
+
+
+def detach_training(cfg: TrainConfig) -> int:
+    """Start the trainer, wait until its run directory exists, cut it loose, print how to attach."""
+    from engine import events as ev
+    from engine.process import TrainerProcess
+
+    if not cfg.run_dir and not cfg.resume:
+        cfg = cfg.with_overrides(run_dir=str(default_run_dir(cfg)))
+    proc = TrainerProcess(cfg)
+    proc.start()
+    printer = LinePrinter()
+    run_dir = ""
+    for event in proc.events():
+        if isinstance(event, ev.Failed):
+            proc.close()
+            return fail(event.message)
+        if isinstance(event, ev.RunStarted):
+            run_dir = event.run_dir
+            printer(event)
+            proc.detach()
+        elif isinstance(event, ev.Log) and event.message.startswith("detached:"):
+            print(event.message)
+            break
+        elif isinstance(event, ev.Status | ev.Log):
+            printer(event)
+    proc.close()
+    print(f"watch and steer it: cifar-tui attach {run_dir}")
+    print("list runs: cifar-tui runs")
+    return 0
+
+
+def attach_main(argv: list[str]) -> int:
+    p = _Parser(prog="cifar-tui attach", description="Open the dashboard on a live or finished run.")
+    p.add_argument("run_dir", nargs="?", help="run directory (default: the latest under --runs-root)")
+    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--refresh", type=float, default=1.0)
+    args = p.parse_args(argv)
+    from engine.runs import latest_run
+
+    run_dir = Path(args.run_dir) if args.run_dir else latest_run(Path(args.runs_root))
+    if run_dir is None:
+        return fail(f"no runs under {args.runs_root}/ (start one, or give a run directory)")
+    if not (run_dir / "events.jsonl").is_file():
+        return fail(f"{run_dir} holds no run (no events.jsonl)")
+    if not 0 < args.refresh <= 30:
+        return fail("--refresh must be > 0 and <= 30")
+    if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        return fail("attach needs a terminal")
+    from tui.app import make_app
+    from tui.attach import AttachedEngine
+
+    cfg = _run_config(run_dir)
+    app = make_app(cfg, lambda _cfg: AttachedEngine(run_dir), refresh_hz=args.refresh)
+    code = app.run()
+    report_after_app(app)
     return int(code if code is not None else 0)
+
+
+def _run_config(run_dir: Path) -> TrainConfig:
+    import json
+
+    try:
+        return TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return TrainConfig()
+
+
+def runs_main(argv: list[str]) -> int:
+    p = _Parser(prog="cifar-tui runs", description="List the runs in the runs folder.")
+    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    args = p.parse_args(argv)
+    from engine.runs import list_runs, runs_json
+
+    runs = list_runs(Path(args.runs_root))
+    if args.json:
+        print(runs_json(runs))
+        return 0
+    if not runs:
+        print(f"no runs under {args.runs_root}/")
+        return 0
+    header = f"{'name':<40} {'state':<9} {'recipe':<9} {'data':<16} {'epochs':>7} {'best acc':>8}  {'started':<16} {'duration':>8}"
+    print(header)
+    for r in runs:
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
+        best = f"{100 * r.best_accuracy:.2f}%" if r.best_accuracy is not None else "--"
+        dur = f"{int(r.duration // 60)}m{int(r.duration % 60):02d}s" if r.duration is not None else "--"
+        data = r.data if len(r.data) <= 16 else "…" + r.data[-15:]
+        print(
+            f"{r.name[:40]:<40} {r.state:<9} {r.recipe:<9} {data:<16} {f'{r.epochs_done}/{r.epochs}':>7} {best:>8}  {started:<16} {dur:>8}"
+        )
+    return 0
+
+
+def export_main(argv: list[str]) -> int:
+    p = _Parser(prog="cifar-tui export", description="Write a run's metrics as CSV (steps.csv, epochs.csv).")
+    p.add_argument("run_dir")
+    p.add_argument("--csv", action="store_true", required=True, help="CSV output (the one format for now)")
+    p.add_argument("--out", help="folder for the CSV files (default: the run directory)")
+    args: argparse.Namespace = p.parse_args(argv)
+    from engine.runs import export_csv
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "events.jsonl").is_file():
+        return fail(f"{run_dir} holds no run (no events.jsonl)")
+    try:
+        for path in export_csv(run_dir, Path(args.out) if args.out else run_dir):
+            print(path)
+    except OSError as exc:
+        return fail(f"cannot write CSV: {exc.strerror or exc}")
+    return 0
 
 
 if __name__ == "__main__":

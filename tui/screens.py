@@ -70,7 +70,10 @@ HELP = """\
   [b]e[/b]   evaluate on the test split now; training continues after
   [b]c[/b]   show / hide the confusion matrix
   [b]v[/b]   plots: both, loss only, accuracy only (handy at 80x24)
-  [b]q[/b]   quit (while training: save and quit, quit without saving, or cancel)
+  [b]x[/b]   stop training (asks first: save and stop, stop without saving, cancel)
+  [b]d[/b]   detach: training goes on in the background; [b]cifar-tui attach[/b] brings it back
+  [b]q[/b]   quit (while training: save and quit, quit without saving, or cancel;
+      attached to a background run: just close the dashboard, training goes on)
   [b]?[/b]   this help
 
 Plots redraw at most once a second (--refresh); history is downsampled to a

@@ -1,0 +1,160 @@
+"""A run's control channel: a Unix socket that takes commands from dashboards that attach later.
+
+The socket lives in a private folder (``/tmp/cifar-tui-<uid>/``, mode 0700: Unix socket paths
+are limited to ~100 bytes, run directories are not), its path is recorded in the run
+directory's ``trainer.json`` together with the trainer's pid. Only the owner's user may send
+commands: the folder's mode keeps others out, and the server checks each peer's uid
+(SO_PEERCRED) as well. A malformed command does nothing but log a warning.
+
+Protocol: one JSON object per line, ``{"command": "pause"}``; each gets one reply line,
+``{"ok": true}`` or ``{"ok": false, "error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import struct
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.controls import COMMANDS, Controls
+from engine.fileio import atomic_write_json
+
+TRAINER_FILE = "trainer.json"
+
+
+def process_start_time(pid: int | None = None) -> float | None:
+    """When a live process started (to tell a trainer from a reused pid); None if gone or a zombie."""
+    try:
+        import psutil
+
+        proc = psutil.Process(pid or os.getpid())
+        if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped by its parent
+            return None
+        return float(proc.create_time())
+    except Exception:
+        return None
+
+
+def trainer_alive(run_dir: Path) -> bool:
+    """Whether the process recorded in the run's trainer.json is still that same process."""
+    try:
+        info = json.loads((run_dir / TRAINER_FILE).read_text())
+        pid, started = int(info["pid"]), info.get("started")
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if info.get("ended"):  # the trainer said goodbye (its process may live on: an in-process run)
+        return False
+    now = process_start_time(pid)
+    if now is None:
+        return False
+    return started is None or abs(now - float(started)) < 1.0
+
+
+def socket_path(run_dir: Path) -> Path:
+    folder = Path(tempfile.gettempdir()) / f"cifar-tui-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
+    return folder / f"{digest}.sock"
+
+
+def peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+class ControlServer:
+    """Accepts command connections in a thread; applies commands to ``controls``."""
+
+    def __init__(self, run_dir: Path, controls: Controls, warn: Callable[[str], None]) -> None:
+        self.run_dir = run_dir
+        self.controls = controls
+        self.warn = warn
+        self.path = socket_path(run_dir)
+        self.path.unlink(missing_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(self.path))
+        os.chmod(self.path, 0o600)
+        self.sock.listen(8)
+        self.owner_uid = os.getuid()
+        threading.Thread(target=self._accept, name="control-server", daemon=True).start()
+
+    def record(self, extra: dict[str, Any]) -> None:
+        """Write trainer.json: how to reach this trainer and how to tell whether it still runs."""
+        atomic_write_json(self.run_dir / TRAINER_FILE, {"pid": os.getpid(), "socket": str(self.path), **extra})
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), name="control-conn", daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rwb") as stream:
+            uid = peer_uid(conn)
+            if uid != self.owner_uid:
+                self.warn(f"refused a control connection from uid {uid} (only uid {self.owner_uid} may steer this run)")
+                stream.write(b'{"ok": false, "error": "refused: not the owner of this run"}\n')
+                return
+            for raw in stream:
+                stream.write((json.dumps(self.apply(raw)) + "\n").encode())
+                stream.flush()
+
+    def apply(self, raw: bytes) -> dict[str, Any]:
+        try:
+            message = json.loads(raw)
+            name = message["command"]
+            if name not in COMMANDS:
+                raise ValueError(name)
+        except (ValueError, KeyError, TypeError):
+            self.warn(f"ignored malformed control command {raw[:80]!r}")
+            return {"ok": False, "error": "malformed command"}
+        if name in ("stop", "stop_save"):
+            self.controls.stop(save=name == "stop_save", cause="stopped from an attached dashboard")
+        else:
+            self.controls.command(name)
+        return {"ok": True}
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        self.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError, ValueError):
+            info = json.loads((self.run_dir / TRAINER_FILE).read_text())
+            if info.get("pid") == os.getpid():
+                atomic_write_json(self.run_dir / TRAINER_FILE, {**info, "ended": True})
+
+
+class ControlClient:
+    """A dashboard's end: send a command, read the reply."""
+
+    def __init__(self, path: Path, timeout: float = 5.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(path))
+        self.stream = self.sock.makefile("rwb")
+
+    def send(self, command: str) -> dict[str, Any]:
+        self.stream.write((json.dumps({"command": command}) + "\n").encode())
+        self.stream.flush()
+        line = self.stream.readline()
+        if not line:
+            return {"ok": False, "error": "the trainer closed the connection"}
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.stream.close()
+            self.sock.close()

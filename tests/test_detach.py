@@ -1,0 +1,186 @@
+"""Runs that outlive the terminal: detach, attach (replay + follow + steer), runs list, export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import events as ev
+from engine.control import TRAINER_FILE, ControlClient, ControlServer, trainer_alive
+from engine.controls import Controls
+from engine.rundir import read_events
+from engine.runs import export_csv, list_runs, summarize
+from engine.trainer import Trainer
+from tests.conftest import Recorder, tiny_config
+from tests.test_app import screen_text, wait_until
+from tui.app import make_app
+from tui.attach import AttachedEngine
+from tui.cli import detach_training, main
+from tui.screens import Choice
+
+
+def kinds(run: Path) -> list[str]:
+    return [e.kind for e in read_events(run)]
+
+
+def wait_file(cond, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def attached_app(run: Path):  # type: ignore[no-untyped-def]
+    return make_app(tiny_config(run.parent), lambda cfg: AttachedEngine(run), refresh_hz=4.0)
+
+
+async def test_detach_attach_steer_and_stop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert detach_training(tiny_config(tmp_path, epochs=500, progress_hz=20.0, run_dir=str(run))) == 0
+    out = capsys.readouterr().out
+    assert "detached: training continues in the background" in out and f"cifar-tui attach {run}" in out
+    assert trainer_alive(run)
+    pid = json.loads((run / TRAINER_FILE).read_text())["pid"]
+    try:
+        app = attached_app(run)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app.run_state.global_step > 2)
+            await pilot.press("p")
+            await wait_until(pilot, lambda: app.run_state.state == "paused")
+            await pilot.press("p")
+            await pilot.press("e")
+            await wait_until(
+                pilot, lambda: app.run_state.last_eval is not None and app.run_state.last_eval.reason == "request"
+            )
+            await pilot.press("s")
+            await wait_until(pilot, lambda: "checkpoint saved (request)" in screen_text(app))
+            await pilot.press("q")  # leaves training running: no question asked
+            await wait_until(pilot, lambda: not app.is_running, 10)
+        assert app.return_code == 0 and trainer_alive(run)
+        history = kinds(run)
+        assert {"paused", "resumed", "evaluation", "checkpoint_saved"} <= set(history)
+        seen_before = len(history)
+        wait_file(lambda: len(kinds(run)) > seen_before + 5)  # it kept training while nobody watched
+
+        again = attached_app(run)
+        async with again.run_test(size=(100, 30)) as pilot:
+            await wait_until(pilot, lambda: again.events_seen >= seen_before)  # the full history, replayed
+            assert again.run_state.global_step >= app.run_state.global_step
+            assert len(again.run_state.epochs_done) >= len(app.run_state.epochs_done)
+            await pilot.press("x")
+            await wait_until(pilot, lambda: isinstance(again.screen, Choice) and bool(again.screen.query("#save")))
+            await pilot.click("#save")
+            await wait_until(pilot, lambda: again.run_state.finished is not None)
+            assert again.run_state.finished.cause == "stopped from an attached dashboard"
+            await pilot.press("q")
+        wait_file(lambda: not trainer_alive(run), 30)
+        assert summarize(run).state == "stopped"  # type: ignore[union-attr]
+    finally:
+        if trainer_alive(run):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def test_replay_of_a_finished_run_shows_its_final_per_class_accuracy(tmp_path: Path) -> None:
+    rec = Recorder()
+    cfg = tiny_config(tmp_path, epochs=2)
+    Trainer(cfg, rec).run()
+    final = rec.of(ev.Evaluation)[-1]
+    app = attached_app(Path(cfg.run_dir))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.run_state.finished is not None)
+        assert app.run_state.last_eval is not None
+        assert app.run_state.last_eval.per_class == final.per_class
+        await pilot.pause(0.5)
+        assert f"{100 * final.accuracy:.2f}% overall" in screen_text(app)
+        assert app.engine is not None and app.engine.send("pause") is False  # read-only: nobody to steer
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+def test_torn_lines_unknown_kinds_and_empty_dirs(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path)
+    Trainer(cfg, Recorder()).run()
+    run = Path(cfg.run_dir)
+    with open(run / "events.jsonl", "a") as f:
+        f.write(json.dumps({"kind": "from_the_future", "t": 1.0}) + "\n")
+        f.write('{"kind":"progress","t":1.0,"epoch":0,"ep')  # crash mid-write
+    engine = AttachedEngine(run)
+    engine.start()
+    replay = [e for e in engine.events(poll=0.01) if e is not None]
+    assert isinstance(replay[-1], ev.Finished) and engine.skipped_lines == 1
+    assert len(replay) == len(read_events(run))
+    (tmp_path / "empty").mkdir()
+    empty = AttachedEngine(tmp_path / "empty")
+    empty.start()
+    assert [e.kind for e in empty.events()] == ["failed"]
+    assert summarize(tmp_path / "empty") is None
+
+
+def test_control_channel_refuses_other_users_and_ignores_malformed(tmp_path: Path) -> None:
+    controls = Controls()
+    warnings: list[str] = []
+    server = ControlServer(tmp_path, controls, warnings.append)
+    try:
+        client = ControlClient(server.path)
+        assert client.send("pause") == {"ok": True} and controls.paused
+        client.stream.write(b"this is not json\n")
+        client.stream.flush()
+        assert json.loads(client.stream.readline())["ok"] is False
+        assert controls.paused and not controls.stop_requested  # nothing happened
+        assert "ignored malformed control command" in warnings[-1]
+        client.close()
+        server.owner_uid = os.getuid() + 1  # as if we were another user
+        stranger = ControlClient(server.path)
+        assert stranger.send("stop")["ok"] is False and not controls.stop_requested
+        assert "refused a control connection from uid" in warnings[-1]
+        stranger.close()
+        assert oct(server.path.parent.stat().st_mode & 0o777) == "0o700"  # others cannot even reach it
+    finally:
+        server.close()
+
+
+def test_runs_list_states_json_and_killed_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "runs"
+    Trainer(tiny_config(tmp_path, run_dir=str(root / "a-done")), Recorder()).run()
+    controls = Controls()
+    controls.stop(save=True)
+    Trainer(tiny_config(tmp_path, run_dir=str(root / "b-stopped"), epochs=3), Recorder(), controls).run()
+    # A run whose process died without a final report (kill -9, reboot): not "running" forever.
+    crashed = root / "c-killed"
+    crashed.mkdir()
+    lines = (root / "a-done" / "events.jsonl").read_text().splitlines()
+    (crashed / "events.jsonl").write_text("\n".join(line for line in lines if '"kind":"finished"' not in line) + "\n")
+    (crashed / TRAINER_FILE).write_text(json.dumps({"pid": 999_999_999, "socket": "/nonexistent", "started": 1.0}))
+    states = {r.name: r.state for r in list_runs(root)}
+    assert states == {"a-done": "finished", "b-stopped": "stopped", "c-killed": "stopped"}
+    assert main(["runs", "--runs-root", str(root), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(r["name"] for r in listed) == ["a-done", "b-stopped", "c-killed"]
+    assert listed[0]["name"] == "a-done" and listed[0]["best_accuracy"] is not None  # oldest first
+    assert main(["runs", "--runs-root", str(root)]) == 0
+    table = capsys.readouterr().out
+    assert "a-done" in table and "finished" in table and "1/1" in table
+
+
+def test_export_csv(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, epochs=2)
+    Trainer(cfg, Recorder()).run()
+    steps_csv, epochs_csv = export_csv(Path(cfg.run_dir), tmp_path / "out")
+    epochs = list(csv.DictReader(epochs_csv.open()))
+    assert [row["epoch"] for row in epochs] == ["1", "2"] and 0 <= float(epochs[1]["test_accuracy"]) <= 1
+    steps = list(csv.DictReader(steps_csv.open()))
+    assert int(steps[-1]["global_step"]) == 16 and float(steps[0]["loss"]) > 0
+
+
+def test_attach_and_export_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["attach", "--runs-root", str(tmp_path / "none")]) == 2
+    assert "no runs under" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["export", str(tmp_path / "empty"), "--csv"]) == 2
+    assert "holds no run" in capsys.readouterr().err

@@ -1,0 +1,92 @@
+"""Attach the dashboard to a run that lives elsewhere: replay events.jsonl, then follow it.
+
+Commands go through the run's control socket (see engine.control). Quitting an attached
+dashboard never stops training; stopping is an explicit, confirmed action (key x).
+A finished run, or one whose trainer is gone, attaches as a read-only replay.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from engine import events as ev
+from engine.control import TRAINER_FILE, ControlClient, trainer_alive
+from engine.rundir import EVENTS
+
+
+class AttachedEngine:
+    """The Engine protocol over a run directory instead of a child process."""
+
+    owns_training = False
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.client: ControlClient | None = None
+        self._closed = False
+        self.pid: int | None = None
+        self.skipped_lines = 0
+
+    def start(self) -> None:
+        try:
+            info = json.loads((self.run_dir / TRAINER_FILE).read_text())
+            self.pid = int(info["pid"])
+            if trainer_alive(self.run_dir):
+                self.client = ControlClient(Path(info["socket"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            self.client = None  # read-only replay
+
+    def alive(self) -> bool:
+        return not self._closed and trainer_alive(self.run_dir)
+
+    def send(self, command: str) -> bool:
+        if self.client is None:
+            return False
+        try:
+            return bool(self.client.send(command).get("ok"))
+        except (OSError, ValueError):
+            return False
+
+    def events(self, poll: float = 0.2) -> Iterator[ev.Event | None]:
+        path = self.run_dir / EVENTS
+        if not path.is_file():
+            yield ev.Failed("run_dir", f"{self.run_dir} holds no run (no {EVENTS})")
+            return
+        final_seen = False
+        with open(path, "rb") as f:
+            partial = b""
+            while not self._closed:
+                chunk = f.read()
+                if chunk:
+                    *lines, partial = (partial + chunk).split(b"\n")  # a torn last line waits for its end
+                    for line in lines:
+                        event = self._parse(line)
+                        if event is not None:
+                            yield event
+                            final_seen = final_seen or isinstance(event, ev.Finished | ev.Failed)
+                    continue
+                if final_seen and not self.alive():
+                    return  # the run is over and fully replayed
+                if not self.alive():
+                    yield ev.Log("the trainer process is gone without a final report (killed or rebooted); "
+                                 f"resume with --resume {self.run_dir / 'checkpoints' / 'last.pt'}", level="warning")  # fmt: skip
+                    yield ev.Status("stopped", "trainer process gone")
+                    return
+                yield None
+                time.sleep(poll)
+
+    def _parse(self, line: bytes) -> ev.Event | None:
+        try:
+            event = ev.from_dict(json.loads(line))
+        except (ValueError, AttributeError):
+            event = None
+        if event is None and line.strip():
+            self.skipped_lines += 1  # torn or from a newer version: skip, never crash
+        return event
+
+    def close(self, timeout: float = 15.0) -> None:
+        self._closed = True
+        if self.client is not None:
+            self.client.close()

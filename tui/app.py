@@ -58,6 +58,9 @@ def process_engine(cfg: TrainConfig) -> Engine:
     return TrainerProcess(cfg)
 
 
+_NEVER = object()
+
+
 class EventsReady(Message):
     """New engine events are in the app's buffer. A newer one replaces an unprocessed older one."""
 
@@ -97,7 +100,7 @@ class CifarTui(App[int]):
         engine_factory: EngineFactory = process_engine,
         *,
         refresh_hz: float = 1.0,
-        text_hz: float = 4.0,
+        text_hz: float = 2.0,
         telemetry_s: float = 2.0,
         point_budget: int = 400,
     ) -> None:
@@ -111,7 +114,7 @@ class CifarTui(App[int]):
         self.engine: Engine | None = None
         self._buffer: list[ev.Event] = []
         self._buffer_lock = threading.Lock()
-        self._shown_version = -1
+        self._forget_shown()
         self._device_sample: DeviceSample | None = None
         self._quitting = False
         self._plot_view = 0
@@ -181,9 +184,16 @@ class CifarTui(App[int]):
         self.run_state = RunState(point_budget=self.run_state.point_budget)
         for plot in self.query(PlotPane):
             plot.state = self.run_state
-        self._shown_version = -1
+        self._forget_shown()
         self.run_state.message = "importing torch, starting the training process"
         self._watch_engine(cfg)
+
+    def _forget_shown(self) -> None:
+        """Everything is redrawn at the next text refresh."""
+        self._shown_version = -1
+        self._shown_header: tuple[object, ...] = ("never",)
+        self._shown_eval: object = _NEVER
+        self._shown_started: object = _NEVER
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="trainer", description="training process")
     def _watch_engine(self, cfg: TrainConfig) -> None:
@@ -244,10 +254,18 @@ class CifarTui(App[int]):
         if state.version == self._shown_version:
             return
         self._shown_version = state.version
-        self.query_one(RunHeader).show(state)
         self.query_one(ProgressPane).show(state)
-        self.query_one(ClassesPane).show(state.last_eval)
-        self._show_device()
+        # The other panes change rarely: re-render them only when their inputs changed.
+        header_key = (id(state.started), state.message if state.started is None else "", self.owns_training)
+        if header_key != self._shown_header:
+            self._shown_header = header_key
+            self.query_one(RunHeader).show(state, attached=not self.owns_training)
+        if state.last_eval is not self._shown_eval:
+            self._shown_eval = state.last_eval
+            self.query_one(ClassesPane).show(state.last_eval)
+        if state.started is not self._shown_started:
+            self._shown_started = state.started
+            self._show_device()
 
     def refresh_plots(self) -> None:
         for plot in self.query(PlotPane):

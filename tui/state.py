@@ -56,6 +56,8 @@ class RunState:
     last_checkpoint: str = ""
     finished: ev.Finished | None = None
     failed: ev.Failed | None = None
+    paused_at: float | None = None
+    """Wall-clock time the trainer actually paused (from its Paused event)."""
     version: int = 0
     wall_started: float = field(default_factory=time.time)
     train_loss: Series = field(init=False)
@@ -121,6 +123,7 @@ class RunState:
             if e.reason not in ("epoch", "best"):
                 self.log.append(("info", f"checkpoint saved ({e.reason}): {e.path}"))
         elif isinstance(e, ev.Paused):
+            self.paused_at = e.t
             self.log.append(("info", f"paused at step {e.global_step}"))
         elif isinstance(e, ev.Resumed):
             self.log.append(("info", f"resumed at step {e.global_step}"))

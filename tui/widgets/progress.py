@@ -24,13 +24,14 @@ STATE_STYLE = {
 class RunHeader(Static):
     """Recipe, key hyper-parameters, data and run directory."""
 
-    def show(self, state: RunState) -> None:
+    def show(self, state: RunState, attached: bool = False) -> None:
         c, s = state.config, state.started
         if not c or s is None:
             self.update(Text("cifar-tui · " + (state.message or "starting…"), style="bold"))
             return
         line1 = Text.assemble(
             ("cifar-tui ", "bold"),
+            ("attached " if attached else "", "bold reverse"),
             (f"{c['recipe']} ", "bold magenta"),
             f"· {c['arch']} ({c['weights'] if len(c['weights']) < 12 else 'file'} weights, {c['stem']} stem) "
             f"· batch {c['batch_size']} · {c['optimizer']} lr {c['lr']:g}"
@@ -51,6 +52,8 @@ class RunHeader(Static):
 
 class ProgressPane(Static):
     """State, epoch and step bars, speed, elapsed and ETA."""
+
+    _parts = 0
 
     def show(self, state: RunState) -> None:
         label = STATE_LABELS.get(state.state, state.state)
@@ -88,4 +91,6 @@ class ProgressPane(Static):
             f = state.finished
             parts.append(Text(f"{f.reason} after {f.epochs_done} epochs in {duration(f.seconds)} · "
                               f"test acc {pct(f.test_accuracy, 2)} · press q to quit", style="bold green"))  # fmt: skip
-        self.update(Group(*parts))  # type: ignore[arg-type]
+        # A layout pass costs more than the text itself: only when the number of lines changes.
+        self.update(Group(*parts), layout=len(parts) != self._parts)  # type: ignore[arg-type]
+        self._parts = len(parts)

@@ -520,10 +520,14 @@ class _Loop:
             wait += waited
             now = time.perf_counter()
             boundary = t.step % cfg.log_every == 0
-            if boundary or t.step == steps or now - last_emit >= self.min_interval:
+            report = boundary or t.step == steps or now - last_emit >= self.min_interval
+            # Reading the loss syncs a GPU: there it is checked at each report (<= 1/progress_hz s);
+            # on the CPU it costs nothing, so every step.
+            if report or self.device.type == "cpu":
                 loss_value = float(detached)
                 if not math.isfinite(loss_value):
                     raise FloatingPointError(f"loss became {loss_value} at epoch {t.epoch + 1}, step {t.step}")
+            if report:
                 span = max(now - last_emit, 1e-9)
                 t.emit(
                     ev.Progress(

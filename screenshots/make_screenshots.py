@@ -48,6 +48,14 @@ async def main() -> None:
             await pilot.pause(0.5)
             app.save_screenshot("confusion.svg", str(HERE))
             await pilot.press("c")
+        # The finished run again, as `cifar-tui attach` shows it: a read-only replay of events.jsonl.
+        from tui.attach import AttachedEngine
+
+        replay = make_app(cfg, lambda _c: AttachedEngine(Path(cfg.run_dir)), refresh_hz=2.0)
+        async with replay.run_test(size=(100, 30)) as pilot:
+            await wait_until(pilot, lambda: replay.run_state.finished is not None)
+            await pilot.pause(1.5)
+            replay.save_screenshot("attached-replay.svg", str(HERE))
         small = make_app(cfg.with_overrides(run_dir=f"{tmp}/small", epochs=2), refresh_hz=2.0)
         async with small.run_test(size=(80, 24)) as pilot:
             await wait_until(pilot, lambda: small.run_state.epoch >= 1 and small.run_state.step > 20)

@@ -124,3 +124,9 @@ def export_csv(run_dir: Path, out_dir: Path) -> list[Path]:
 
 def runs_json(runs: list[RunSummary]) -> str:
     return json.dumps([r.to_dict() for r in runs], indent=2)
+
+
+def accuracy_curve(run_dir: Path) -> tuple[list[float], list[float]]:
+    """(epochs, test accuracy %) of a run, for overlaying runs."""
+    epochs = [e for e in read_events(run_dir) if isinstance(e, ev.EpochEnd)]
+    return [float(e.epoch) for e in epochs], [100 * e.test_accuracy for e in epochs]

@@ -184,3 +184,27 @@ def test_attach_and_export_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtu
     (tmp_path / "empty").mkdir()
     assert main(["export", str(tmp_path / "empty"), "--csv"]) == 2
     assert "holds no run" in capsys.readouterr().err
+
+
+async def test_runs_screen_lists_runs_and_overlays_accuracy(tmp_path: Path) -> None:
+    from tui.runs_screen import RunsScreen
+
+    root = tmp_path / "runs"
+    for name in ("first", "second"):
+        Trainer(tiny_config(tmp_path, run_dir=str(root / name), epochs=2), Recorder()).run()
+    app = make_app(tiny_config(tmp_path), lambda cfg: AttachedEngine(root / "second"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.run_state.finished is not None)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        assert [r.name for r in screen.runs] == ["first", "second"]
+        assert {Path(p).name for p in screen.selected} == {"second"}  # the run on screen starts selected
+        await pilot.press("space")  # the cursor starts on the first row
+        await pilot.pause(0.3)
+        assert {Path(p).name for p in screen.selected} == {"first", "second"}
+        text = screen_text(app)
+        assert "test accuracy %" in text and "first" in text and "second" in text
+        await pilot.press("r")
+        await pilot.press("q")

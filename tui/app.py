@@ -87,6 +87,7 @@ class CifarTui(App[int]):
         Binding("e", "evaluate", "Evaluate now", id="evaluate"),
         Binding("c", "confusion", "Confusion", id="confusion"),
         Binding("v", "cycle_plots", "Plots", id="plots", show=False),
+        Binding("r", "runs", "Runs", id="runs", show=False),
         Binding("x", "stop_training", "Stop training", id="stop", show=False),
         Binding("d", "detach", "Detach", id="detach", show=False),
         Binding("q", "quit_app", "Quit", id="quit"),
@@ -321,6 +322,13 @@ class CifarTui(App[int]):
         for plot in self.query(PlotPane):
             plot.display = plot.id in shown
 
+    def action_runs(self) -> None:
+        from tui.runs_screen import RunsScreen
+
+        started = self.run_state.started
+        root = Path(started.run_dir).parent if started else Path(self.cfg.runs_root)
+        self.push_screen(RunsScreen(root, started.run_dir if started else ""))
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
@@ -422,7 +430,3 @@ class CifarTui(App[int]):
 def make_app(cfg: TrainConfig, engine_factory: EngineFactory | None = None, **options: float) -> CifarTui:
     """The one factory used by the CLI and by tests."""
     return CifarTui(cfg, engine_factory or process_engine, **options)  # type: ignore[arg-type]
-
-
-def screenshot_name(run_dir: str, label: str) -> str:
-    return f"{Path(run_dir).name}-{label}.svg"

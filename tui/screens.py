@@ -70,6 +70,7 @@ HELP = """\
   [b]e[/b]   evaluate on the test split now; training continues after
   [b]c[/b]   show / hide the confusion matrix
   [b]v[/b]   plots: both, loss only, accuracy only (handy at 80x24)
+  [b]r[/b]   runs: every run in the runs folder, overlay their test accuracy
   [b]x[/b]   stop training (asks first: save and stop, stop without saving, cancel)
   [b]d[/b]   detach: training goes on in the background; [b]cifar-tui attach[/b] brings it back
   [b]q[/b]   quit (while training: save and quit, quit without saving, or cancel;

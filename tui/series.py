@@ -54,10 +54,6 @@ class Series:
             return [*self.xs, self._acc_x / self._acc_n], [*self.ys, self._acc_y / self._acc_n]
         return self.xs, self.ys
 
-    @property
-    def last(self) -> float | None:
-        return self.ys[-1] if self.ys and not self._acc_n else (self._acc_y / self._acc_n if self._acc_n else None)
-
 
 def ema(values: list[float], alpha: float = 0.1) -> list[float]:
     """Exponential moving average (debiased at the start, like TensorBoard's smoothing)."""

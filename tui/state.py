@@ -6,7 +6,6 @@ Plain Python, no Textual and no torch: the app, the snapshot tests and a replay 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +58,6 @@ class RunState:
     paused_at: float | None = None
     """Wall-clock time the trainer actually paused (from its Paused event)."""
     version: int = 0
-    wall_started: float = field(default_factory=time.time)
     train_loss: Series = field(init=False)
     learning_rate: Series = field(init=False)
     test_loss: Series = field(init=False)

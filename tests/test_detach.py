@@ -128,7 +128,11 @@ def test_control_channel_refuses_other_users_and_ignores_malformed(tmp_path: Pat
     server = ControlServer(tmp_path, controls, warnings.append)
     try:
         client = ControlClient(server.path)
+        other = ControlClient(server.path)  # several dashboards at once
         assert client.send("pause") == {"ok": True} and controls.paused
+        assert other.send("resume") == {"ok": True} and not controls.paused
+        assert client.send("pause") == {"ok": True} and controls.paused
+        other.close()
         client.stream.write(b"this is not json\n")
         client.stream.flush()
         assert json.loads(client.stream.readline())["ok"] is False

@@ -21,7 +21,7 @@ from engine.errors import UserError
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad option in one line (no usage dump) and exits 2."""
 
     def error(self, message: str) -> NoReturn:
@@ -37,7 +37,7 @@ def _flag(value: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="cifar-tui",
         description="Train an image classifier (ResNet-18 on CIFAR-10 by default) and watch it live.",
         epilog="Defaults come from --recipe; an explicit option overrides the recipe's value.",

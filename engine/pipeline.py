@@ -141,13 +141,9 @@ class LoaderBatches:
     def __init__(self, split: Split, batch_size: int, device: torch.device, seed: int, workers: int) -> None:
         import torchvision.transforms as T
 
+        size = int(split.images.shape[-1])
         transform = T.Compose(
-            [
-                T.RandomHorizontalFlip(),
-                T.RandomCrop(32 if split.images.shape[-1] == 32 else split.images.shape[-1], padding=PAD),
-                T.ToTensor(),
-                T.Normalize(MEAN, STD),
-            ]
+            [T.RandomHorizontalFlip(), T.RandomCrop(size, padding=PAD), T.ToTensor(), T.Normalize(MEAN, STD)]
         )
         self.dataset = _ArrayImages(split, transform)
         self.batch_size = batch_size

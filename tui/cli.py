@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.cli import EXIT_USAGE, LinePrinter, _Parser, build_parser, config_from_args, run_headless
+from engine.cli import EXIT_USAGE, LinePrinter, OneLineParser, build_parser, config_from_args, run_headless
 from engine.config import TrainConfig
 from engine.errors import UserError
 from engine.rundir import check_run_dir, checkpoint_run_dir, default_run_dir
@@ -98,7 +98,7 @@ def detach_training(cfg: TrainConfig) -> int:
 
 
 def attach_main(argv: list[str]) -> int:
-    p = _Parser(prog="cifar-tui attach", description="Open the dashboard on a live or finished run.")
+    p = OneLineParser(prog="cifar-tui attach", description="Open the dashboard on a live or finished run.")
     p.add_argument("run_dir", nargs="?", help="run directory (default: the latest under --runs-root)")
     p.add_argument("--runs-root", default="runs")
     p.add_argument("--refresh", type=float, default=1.0)
@@ -134,7 +134,7 @@ def _run_config(run_dir: Path) -> TrainConfig:
 
 
 def runs_main(argv: list[str]) -> int:
-    p = _Parser(prog="cifar-tui runs", description="List the runs in the runs folder.")
+    p = OneLineParser(prog="cifar-tui runs", description="List the runs in the runs folder.")
     p.add_argument("--runs-root", default="runs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args = p.parse_args(argv)
@@ -161,7 +161,7 @@ def runs_main(argv: list[str]) -> int:
 
 
 def export_main(argv: list[str]) -> int:
-    p = _Parser(prog="cifar-tui export", description="Write a run's metrics as CSV (steps.csv, epochs.csv).")
+    p = OneLineParser(prog="cifar-tui export", description="Write a run's metrics as CSV (steps.csv, epochs.csv).")
     p.add_argument("run_dir")
     p.add_argument("--csv", action="store_true", required=True, help="CSV output (the one format for now)")
     p.add_argument("--out", help="folder for the CSV files (default: the run directory)")

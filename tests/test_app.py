@@ -152,6 +152,7 @@ async def test_download_failure_offers_demo_data(tmp_path: Path) -> None:
         await pilot.click("#offline")
         await wait_until(pilot, lambda: app.run_state.started is not None)
     assert started == ["cifar10", "demo"]
+    assert app.cfg.weights == "none"  # offline all the way: the ImageNet weights would fail next
 
 
 async def test_sighup_saves_stops_and_exits_with_its_code(live_app: CifarTui) -> None:

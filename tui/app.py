@@ -234,11 +234,18 @@ class CifarTui(App[int]):
     def _on_failure(self, failure: ev.Failed) -> None:
         self.notify(failure.message, title="training failed", severity="error", timeout=10)
         if failure.error == "download":
+            # No network for one download means none for the other: go fully offline in one step
+            # (a local --weights file is kept).
             offline = self.cfg.with_overrides(
                 **({"data": "demo"} if "CIFAR-10" in failure.message else {}),
-                **({"weights": "none"} if "weights" in failure.message else {}),
+                **({"weights": "none"} if self.cfg.weights == "imagenet" else {}),
             )
-            what = "the built-in demo data" if offline.data == "demo" else "no pretrained weights"
+            what = " and ".join(
+                part
+                for part, used in (("the built-in demo data", offline.data != self.cfg.data),
+                                   ("no pretrained weights", offline.weights != self.cfg.weights))
+                if used
+            )  # fmt: skip
             self.push_screen(
                 Choice(
                     f"Download failed (no network?).\nStart now with {what} instead?",

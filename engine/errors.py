@@ -42,3 +42,11 @@ class RunDirError(UserError):
     """The run directory cannot be used (already holds a run, not writable)."""
 
     kind = "run_dir"
+
+
+#: Failed-event kinds a user fixes by changing input (exit code 2), as opposed to crashes (1).
+#: Out of memory is one: the fix is a smaller --batch-size.
+USER_ERROR_KINDS = frozenset(
+    {cls.kind for cls in (UserError, ConfigError, DataError, DownloadError, CheckpointError, RunDirError)}
+    | {"out_of_memory"}
+)

@@ -7,6 +7,7 @@ as they happen. ``kind`` names each type on the wire.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
@@ -190,6 +191,15 @@ EVENT_TYPES: dict[str, type[Event]] = {
 def to_dict(event: Event) -> dict[str, Any]:
     """The event as a JSON-able dict with its ``kind``."""
     return {"kind": event.kind, **asdict(event)}
+
+
+def from_json_line(line: str | bytes) -> Event | None:
+    """One events.jsonl line as an event; None for a torn line or a kind this version does not know."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return from_dict(data) if isinstance(data, dict) else None
 
 
 def from_dict(data: dict[str, Any]) -> Event | None:

@@ -106,10 +106,7 @@ def read_events(path: Path) -> list[ev.Event]:
     except FileNotFoundError:
         return out
     for line in lines:
-        try:
-            event = ev.from_dict(json.loads(line))
-        except (json.JSONDecodeError, AttributeError):
-            continue
+        event = ev.from_json_line(line)
         if event is not None:
             out.append(event)
     return out

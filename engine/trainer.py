@@ -184,29 +184,28 @@ class Trainer:
         try:
             return self._run()
         except UserError as exc:
-            self.status("failed", str(exc))
-            self.emit(ev.Failed(exc.kind, str(exc)))
+            self._fail(exc.kind, str(exc))
             raise
         except torch.OutOfMemoryError as exc:
-            msg = f"out of GPU memory at batch size {self.cfg.batch_size}; try --batch-size {max(1, self.cfg.batch_size // 2)}"
-            self.status("failed", msg)
-            self.emit(ev.Failed("out_of_memory", msg, traceback.format_exc()))
+            bs = self.cfg.batch_size
+            msg = f"out of GPU memory at batch size {bs}; try --batch-size {max(1, bs // 2)}"
+            self._fail("out_of_memory", msg, traceback.format_exc())
             raise UserError(msg) from exc
         except FloatingPointError as exc:
-            msg = f"{exc}; last good checkpoint: {self.last_checkpoint or 'none yet'}"
-            self.status("failed", msg)
-            self.emit(ev.Failed("nan_loss", msg))
+            self._fail("nan_loss", f"{exc}; last good checkpoint: {self.last_checkpoint or 'none yet'}")
             raise
         except Exception as exc:
-            msg = f"{type(exc).__name__}: {exc}"
-            self.status("failed", msg)
-            self.emit(ev.Failed("crash", msg, traceback.format_exc()))
+            self._fail("crash", f"{type(exc).__name__}: {exc}", traceback.format_exc())
             raise
         finally:
             if self.control is not None:
                 self.control.close()
             if self.run_sink is not None:
                 self.run_sink.close()
+
+    def _fail(self, error: str, message: str, tb: str = "") -> None:
+        self.status("failed", message)
+        self.emit(ev.Failed(error, message, tb))
 
     def _run(self) -> ev.Finished:
         cfg = self.cfg

@@ -28,6 +28,7 @@ from textual.worker import get_current_worker
 
 from engine import events as ev
 from engine.config import TrainConfig
+from engine.errors import USER_ERROR_KINDS
 from tui.screens import Choice, ConfusionScreen, HelpScreen, quit_dialog
 from tui.state import RunState
 from tui.widgets.classes import ClassesPane
@@ -423,7 +424,7 @@ class CifarTui(App[int]):
             return 0  # an attached dashboard leaving is not the run ending
         state = self.run_state
         if state.failed is not None:
-            return 2 if state.failed.error in ("config", "data", "download", "checkpoint", "run_dir") else 1
+            return 2 if state.failed.error in USER_ERROR_KINDS else 1
         return 0 if state.finished is not None and state.finished.reason == "completed" else 130
 
     async def on_unmount(self) -> None:

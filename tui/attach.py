@@ -78,10 +78,7 @@ class AttachedEngine:
                 time.sleep(poll)
 
     def _parse(self, line: bytes) -> ev.Event | None:
-        try:
-            event = ev.from_dict(json.loads(line))
-        except (ValueError, AttributeError):
-            event = None
+        event = ev.from_json_line(line)
         if event is None and line.strip():
             self.skipped_lines += 1  # torn or from a newer version: skip, never crash
         return event

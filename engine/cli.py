@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--progress-hz", type=float, help="progress events per second at most (default 10)")
     p.add_argument("--refresh", type=float, default=1.0, help="dashboard: plot redraws per second at most (default 1)")
     p.add_argument("--detach", action="store_true", help="train in the background; reconnect with: cifar-tui attach")
+    p.add_argument("--on-hangup", choices=("stop", "detach"), default="stop",
+                   help="dashboard: when the terminal goes away (SSH drop), save and stop training (default), "
+                        "or keep it running in the background")  # fmt: skip
     return p
 
 

@@ -121,6 +121,7 @@ class TrainerProcess:
         self._conn: Connection | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._partial = b""
+        self._send_lock = threading.Lock()  # the UI thread and the terminal guard both send
 
     def start(self) -> None:
         parent_sock, child_sock = socket.socketpair()
@@ -152,7 +153,8 @@ class TrainerProcess:
         if self._conn is None:
             return False
         try:
-            self._conn.send({"command": "detach"})
+            with self._send_lock:
+                self._conn.send({"command": "detach"})
         except (BrokenPipeError, OSError):
             return False
         self.detached = True
@@ -165,7 +167,8 @@ class TrainerProcess:
         if self._conn is None:
             return False
         try:
-            self._conn.send({"command": command})
+            with self._send_lock:
+                self._conn.send({"command": command})
             return True
         except (BrokenPipeError, OSError):
             return False

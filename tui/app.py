@@ -15,7 +15,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -31,6 +31,7 @@ from engine.config import TrainConfig
 from engine.errors import USER_ERROR_KINDS
 from tui.screens import Choice, ConfusionScreen, HelpScreen, quit_dialog
 from tui.state import RunState
+from tui.terminal import TerminalGuard
 from tui.widgets.classes import ClassesPane
 from tui.widgets.device import DevicePane, DeviceSample, sample_device
 from tui.widgets.plots import AccuracyPlot, LossPlot, PlotPane
@@ -105,8 +106,13 @@ class CifarTui(App[int]):
         text_hz: float = 2.0,
         telemetry_s: float = 2.0,
         point_budget: int = 400,
+        guard: TerminalGuard | None = None,
+        on_hangup: str = "stop",
     ) -> None:
-        super().__init__()
+        super().__init__(driver_class=guard.driver_class() if guard is not None else None)
+        self.guard = guard
+        self.on_hangup = on_hangup
+        self._ui_loop: asyncio.AbstractEventLoop | None = None
         self.cfg = cfg
         self.engine_factory = engine_factory
         self.refresh_hz = refresh_hz
@@ -156,7 +162,9 @@ class CifarTui(App[int]):
     HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
     def _install_signal_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._ui_loop = asyncio.get_running_loop()
+        if self.guard is not None:
+            return  # the terminal guard handles them, even while the loop is blocked
         for sig in self.HANDLED_SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self._on_signal, sig)
@@ -172,6 +180,34 @@ class CifarTui(App[int]):
         self.signal_code = 128 + int(sig)
         self.run_state.log.append(("warning", f"{sig.name}: saving a checkpoint and stopping"))
         if self.engine is not None and self.engine.alive() and not self.run_state.ended:
+            self._stop_then_quit("stop_save")
+        else:
+            self._finish_quit()
+
+    def on_terminal_lost(self, reason: str, code: int, hangup: bool) -> None:
+        """Called by the TerminalGuard's thread: the terminal is gone or a termination signal came.
+
+        The trainer is told at once from this thread (the UI loop may be blocked); then the loop
+        is asked to quit. If it cannot, the guard ends the process and the trainer, seeing its
+        channel close, saves and stops by itself (or, detached, goes on)."""
+        self.signal_code = code
+        engine = self.engine
+        if engine is not None and self.owns_training and engine.alive() and not self.run_state.ended:
+            detach = getattr(engine, "detach", None)
+            if hangup and self.on_hangup == "detach" and detach is not None and detach():
+                self.detached_message = f"terminal lost ({reason}): training continues in the background"
+            else:
+                engine.send("stop_save")
+        if self._ui_loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
+                self._ui_loop.call_soon_threadsafe(self._quit_after_loss, reason)
+
+    def _quit_after_loss(self, reason: str) -> None:
+        if self.detached_message:
+            self._quitting = True
+            self.exit(result=self.signal_code, return_code=self.signal_code)
+        elif self._training_running() and self.owns_training:
+            self.run_state.log.append(("warning", f"{reason}: saving a checkpoint and stopping"))
             self._stop_then_quit("stop_save")
         else:
             self._finish_quit()
@@ -435,6 +471,6 @@ class CifarTui(App[int]):
             self.engine.close()
 
 
-def make_app(cfg: TrainConfig, engine_factory: EngineFactory | None = None, **options: float) -> CifarTui:
+def make_app(cfg: TrainConfig, engine_factory: EngineFactory | None = None, **options: Any) -> CifarTui:
     """The one factory used by the CLI and by tests."""
-    return CifarTui(cfg, engine_factory or process_engine, **options)  # type: ignore[arg-type]
+    return CifarTui(cfg, engine_factory or process_engine, **options)

@@ -6,13 +6,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine.cli import EXIT_USAGE, LinePrinter, OneLineParser, build_parser, config_from_args, run_headless
 from engine.config import TrainConfig
 from engine.errors import UserError
 from engine.rundir import check_run_dir, checkpoint_run_dir, default_run_dir
+
+if TYPE_CHECKING:
+    from tui.app import CifarTui
+    from tui.terminal import TerminalGuard
 
 SUBCOMMANDS = ("attach", "runs", "export")
 
@@ -44,10 +49,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_headless(cfg)
     from tui.app import make_app
 
-    app = make_app(cfg, refresh_hz=args.refresh)
-    code = app.run()
-    report_after_app(app)
-    return int(code if code is not None else 0)
+    return run_app(lambda guard: make_app(cfg, refresh_hz=args.refresh, guard=guard, on_hangup=args.on_hangup))
+
+
+def run_app(build: Callable[[TerminalGuard], CifarTui]) -> int:
+    """Run a dashboard under a TerminalGuard: a lost terminal or SIGTERM/SIGHUP always ends it."""
+    from tui.terminal import TerminalGuard
+
+    app: CifarTui | None = None
+
+    def on_lost(reason: str, code: int, hangup: bool) -> None:
+        if app is not None:
+            app.on_terminal_lost(reason, code, hangup)
+
+    guard = TerminalGuard(on_lost)
+    app = build(guard)
+    guard.start()
+    try:
+        code = app.run()
+    finally:
+        guard.stop()
+    if not guard.hung_up:  # nobody is left to read it otherwise
+        report_after_app(app)
+    return int(code if code is not None else (guard.exit_code or 0))
 
 
 def report_after_app(app: object) -> None:
@@ -118,10 +142,7 @@ def attach_main(argv: list[str]) -> int:
     from tui.attach import AttachedEngine
 
     cfg = _run_config(run_dir)
-    app = make_app(cfg, lambda _cfg: AttachedEngine(run_dir), refresh_hz=args.refresh)
-    code = app.run()
-    report_after_app(app)
-    return int(code if code is not None else 0)
+    return run_app(lambda guard: make_app(cfg, lambda _cfg: AttachedEngine(run_dir), refresh_hz=args.refresh, guard=guard))
 
 
 def _run_config(run_dir: Path) -> TrainConfig:

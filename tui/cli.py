@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import TYPE_CHECKING
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.cli import EXIT_USAGE, LinePrinter, OneLineParser, build_parser, config_from_args, run_headless
 from engine.config import TrainConfig
@@ -142,7 +142,9 @@ def attach_main(argv: list[str]) -> int:
     from tui.attach import AttachedEngine
 
     cfg = _run_config(run_dir)
-    return run_app(lambda guard: make_app(cfg, lambda _cfg: AttachedEngine(run_dir), refresh_hz=args.refresh, guard=guard))
+    return run_app(
+        lambda guard: make_app(cfg, lambda _cfg: AttachedEngine(run_dir), refresh_hz=args.refresh, guard=guard)
+    )
 
 
 def _run_config(run_dir: Path) -> TrainConfig:

@@ -187,6 +187,10 @@ def per_class_table(evaluation: ev.Evaluation) -> list[str]:
     return [f"  {name:<{width}}  {100 * acc:6.2f}%" for name, acc in zip(evaluation.class_names, evaluation.per_class)]
 
 
+class _StoppedInSetup(BaseException):
+    """Raised from the signal handler to leave a download or decode that has nothing to save."""
+
+
 def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
     """Train in this process, printing plain lines. Returns the exit code.
 
@@ -205,16 +209,23 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
         if isinstance(e, ev.Evaluation):
             final[:] = [e]
 
+    trainer = Trainer(cfg, sink, controls)
+
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if signals:
             raise KeyboardInterrupt
         signals.append(signum)
-        printer.line(f"[signal] {signal.Signals(signum).name}: saving a checkpoint and stopping at the next batch")
-        controls.stop(save=True, cause=signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        controls.stop(save=True, cause=name)
+        if trainer.end_if_not_started(name):
+            raise _StoppedInSetup  # downloading or decoding: nothing to save, leave now
+        printer.line(f"[signal] {name}: saving a checkpoint and stopping at the next batch")
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        finished = Trainer(cfg, sink, controls).run()
+        finished = trainer.run()
+    except _StoppedInSetup:
+        return 128 + signals[0]
     except UserError as exc:
         print(f"cifar-tui: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE

@@ -144,9 +144,12 @@ def _decode(path: str, size: int) -> torch.Tensor:
 def _decode_split(items: list[tuple[str, int, int, int]], size: int) -> Split:
     images = torch.empty((len(items), 3, size, size), dtype=torch.uint8)
     # PIL releases the GIL while decoding, so threads help even for tiny images.
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1)) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1))
+    try:
         for i, img in enumerate(pool.map(lambda it: _decode(it[0], size), items, chunksize=256)):
             images[i] = img
+    finally:  # a stop (or a bad image) must not wait for the rest of the folder to decode
+        pool.shutdown(wait=False, cancel_futures=True)
     return Split(images, torch.tensor([it[1] for it in items], dtype=torch.int64))
 
 

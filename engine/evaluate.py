@@ -30,6 +30,10 @@ def confusion_stats(confusion: torch.Tensor) -> tuple[float, list[float]]:
     return (correct / total if total else 0.0), per_class
 
 
+class EvaluationInterrupted(Exception):
+    """A stop came in the middle of an evaluation (which can take minutes on a CPU)."""
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -38,8 +42,10 @@ def evaluate(
     *,
     autocast: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
     tta: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> EvalResult:
-    """Evaluate in eval mode (BatchNorm running stats), restoring the previous mode after."""
+    """Evaluate in eval mode (BatchNorm running stats), restoring the previous mode after.
+    ``should_stop`` is asked between batches; EvaluationInterrupted if it says so."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=source.device)
@@ -47,6 +53,8 @@ def evaluate(
     count = 0
     try:
         for x, y in source.batches(0):
+            if should_stop():
+                raise EvaluationInterrupted
             with autocast():
                 logits = model(x).float()
                 if tta:  # average with the mirrored image: free accuracy at 2x eval cost

@@ -21,13 +21,91 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import Any
 
 from engine import events as ev
 from engine.config import TrainConfig
 from engine.controls import COMMANDS, Controls
+
+#: Kernel buffer per socket direction (Linux doubles it). The trainer's in-memory queue, not the
+#: kernel, absorbs a stalled dashboard (see EventChannel), so a small buffer costs nothing and
+#: keeps what a resumed dashboard must first wade through short.
+CHANNEL_BUFFER = 4096
+
+
+class EventChannel:
+    """Sends events to the app from its own thread, so training never waits on the dashboard.
+
+    A stalled app (SIGSTOP, Ctrl-S, a congested SSH link) stops reading; the kernel's socket
+    buffers fill and ``conn.send`` would block. Here it blocks only this thread: events queue
+    in memory (every one is in events.jsonl already) and are delivered when the app reads
+    again. Past ``max_pending`` queued events, progress events are dropped first (counted,
+    and said once delivery resumes), so a stall of days cannot exhaust memory.
+    """
+
+    def __init__(self, conn: Connection, on_gone: Callable[[], None], max_pending: int = 200_000) -> None:
+        self._conn = conn
+        self._on_gone = on_gone
+        self._max = max_pending
+        self._queue: deque[dict[str, Any]] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._sending = False
+        self.dropped = 0
+        self.gone = False
+        self._thread = threading.Thread(target=self._run, name="event-sender", daemon=True)
+        self._thread.start()
+
+    def put(self, message: dict[str, Any]) -> None:
+        """Queue a message; never blocks."""
+        with self._cond:
+            if self.gone or self._closed:
+                return
+            if len(self._queue) >= self._max and message.get("kind") == "progress":
+                self.dropped += 1
+                return
+            self._queue.append(message)
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                message = self._queue.popleft()
+                dropped, self.dropped = self.dropped, 0
+                self._sending = True
+            try:
+                if dropped:
+                    self._conn.send(ev.to_dict(ev.Log(f"the dashboard fell behind: {dropped} progress events not "
+                                                      "shown (all are in events.jsonl)", level="warning")))  # fmt: skip
+                self._conn.send(message)
+            except (OSError, EOFError, ValueError):
+                with self._cond:
+                    self.gone = True
+                    self._queue.clear()
+                    self._sending = False
+                    self._cond.notify_all()
+                self._on_gone()
+                return
+            with self._cond:
+                self._sending = False
+                self._cond.notify_all()
+
+    def close(self, timeout: float) -> bool:
+        """Deliver what is queued (up to ``timeout`` s, the app may be stopped), then stop; True if all went."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            delivered = self._cond.wait_for(lambda: not self._queue and not self._sending, timeout)
+            self._queue.clear()
+            return delivered and not self.gone
 
 
 def serve(conn: Connection) -> int:
@@ -35,27 +113,30 @@ def serve(conn: Connection) -> int:
 
     ``{"command": "detach"}`` cuts the child loose: its output goes to the run directory's
     output.log, events only to events.jsonl, and the channel closing no longer stops it.
+    A stop before training began (downloading, decoding) ends the child at once: there is
+    nothing to save and nothing on disk yet.
     """
     from engine.errors import UserError
     from engine.trainer import Trainer
 
     controls = Controls()
-    lock = threading.Lock()
     told_to_stop = threading.Event()
     detached = threading.Event()
     detach_wanted = threading.Event()
     run_dir: list[Path] = []
+
+    def dashboard_gone() -> None:
+        if not detached.is_set() and not detach_wanted.is_set():
+            controls.stop(save=not told_to_stop.is_set(), cause="dashboard gone")  # keep the work, then stop
+
+    channel = EventChannel(conn, dashboard_gone)
 
     def send(event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
             run_dir.append(Path(event.run_dir))
         if detached.is_set():
             return  # nobody listens any more: the events are in events.jsonl
-        try:
-            with lock:
-                conn.send(ev.to_dict(event))
-        except (BrokenPipeError, EOFError, OSError):
-            controls.stop(save=not told_to_stop.is_set(), cause="dashboard gone")  # keep the work, then stop
+        channel.put(ev.to_dict(event))
         if isinstance(event, ev.RunStarted) and detach_wanted.is_set():
             threading.Thread(target=detach, daemon=True).start()
 
@@ -76,38 +157,58 @@ def serve(conn: Connection) -> int:
         trainer.emit(ev.Log(f"detached: training continues in the background (pid {os.getpid()}); output in {log}"))
         detached.set()
 
+    def stop(save: bool, cause: str) -> None:
+        controls.stop(save=save, cause=cause)
+        if trainer.end_if_not_started(cause):  # downloading or decoding: nothing to keep
+            channel.close(timeout=10.0)
+            os._exit(130)
+
     def read_commands() -> None:
         while True:
             try:
                 message = conn.recv()
             except (EOFError, OSError):
                 if not detached.is_set() and not detach_wanted.is_set():
-                    controls.stop(save=not told_to_stop.is_set(), cause="dashboard gone")
+                    stop(save=not told_to_stop.is_set(), cause="dashboard gone")
                 return
             name = message.get("command") if isinstance(message, dict) else None
             if name == "detach":
                 detach()
             elif name in ("stop", "stop_save"):
                 told_to_stop.set()
-                controls.stop(save=name == "stop_save", cause="stopped from the dashboard")
+                stop(save=name == "stop_save", cause="stopped from the dashboard")
             elif name in COMMANDS:
                 controls.command(name)
             else:
                 send(ev.Log(f"ignored malformed control command {message!r}", level="warning"))
 
+    def on_signal(signum: int, _frame: object) -> None:
+        threading.Thread(target=stop, args=(True, signal.Signals(signum).name), daemon=True).start()
+
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, lambda signum, _: controls.stop(save=True, cause=signal.Signals(signum).name))
+        signal.signal(sig, on_signal)
     threading.Thread(target=read_commands, name="control-reader", daemon=True).start()
+    code = 0
     try:
         trainer.run()
     except UserError:
-        return 2
+        code = 2
     except Exception:
-        return 1  # already sent as a Failed event with its traceback
-    finally:
-        with lock:
-            conn.close()
-    return 0
+        code = 1  # already sent as a Failed event with its traceback
+    # The app may be stopped right now: wait a while for it to take the last events (they are in
+    # events.jsonl too, where the app looks for a final event the channel did not bring).
+    channel.close(timeout=30.0)
+    conn.close()
+    return code
+
+
+def final_event_in(run_dir: Path, since: float) -> ev.Event | None:
+    """The run's Finished or Failed event written at or after ``since`` (this session's, not an
+    earlier one's of a resumed run), from events.jsonl; None if there is none."""
+    from engine.rundir import read_events
+
+    ends = [e for e in read_events(run_dir) if isinstance(e, ev.Finished | ev.Failed) and e.t >= since]
+    return ends[-1] if ends else None
 
 
 class TrainerProcess:
@@ -125,6 +226,9 @@ class TrainerProcess:
 
     def start(self) -> None:
         parent_sock, child_sock = socket.socketpair()
+        for sock in (parent_sock, child_sock):
+            for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                sock.setsockopt(socket.SOL_SOCKET, opt, CHANNEL_BUFFER)
         fd = child_sock.fileno()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "engine.worker", str(fd)],
@@ -173,30 +277,36 @@ class TrainerProcess:
         except (BrokenPipeError, OSError):
             return False
 
-    def _output_lines(self) -> list[str]:
+    def _output_lines(self) -> tuple[list[str], bool]:
+        """Complete lines of the child's output, and whether it has ended (a last line without
+        a newline is given then: it must never keep the reader waiting)."""
         assert self.process is not None and self.process.stdout is not None
         chunk = os.read(self.process.stdout.fileno(), 65536)
-        if not chunk:
-            return []
         data = self._partial + chunk
+        if not chunk:
+            self._partial = b""
+            return ([data.decode("utf-8", "replace").rstrip()] if data.strip() else []), True
         *lines, self._partial = data.split(b"\n")
-        return [line.decode("utf-8", "replace").rstrip() for line in lines if line.strip()]
+        return [line.decode("utf-8", "replace").rstrip() for line in lines if line.strip()], False
 
     def events(self, poll: float = 0.2) -> Iterator[ev.Event | None]:
         """Events until the child ends; None every ``poll`` s of silence (a chance to check for
-        cancellation). If the child dies without a final event, a Failed event says so."""
+        cancellation). If the channel brought no final event, the run's events.jsonl is asked for
+        it (the app may have been stopped while the run ended); failing that, a Failed event says
+        how the process ended."""
         assert self.process is not None and self._conn is not None and self.process.stdout is not None
         out = self.process.stdout
         sources: list[object] = [self._conn, out]
         final = False
+        run_dir, run_began = "", 0.0
         while sources:
             ready = wait(sources, timeout=poll)  # type: ignore[arg-type]
             if not ready:
                 yield None
                 continue
             if out in ready:
-                lines = self._output_lines()
-                if not lines and not self._partial:
+                lines, ended = self._output_lines()
+                if ended:
                     sources.remove(out)
                 for line in lines:
                     yield ev.Log(line, level="output")
@@ -209,11 +319,27 @@ class TrainerProcess:
                 event = ev.from_dict(data) if isinstance(data, dict) else None
                 if event is not None:
                     final = final or isinstance(event, ev.Finished | ev.Failed)
+                    if isinstance(event, ev.RunStarted):
+                        run_dir, run_began = event.run_dir, event.t
                     yield event
         code = self.process.wait()
+        if not final and run_dir:
+            last = final_event_in(Path(run_dir), since=run_began)
+            if last is not None:
+                final = True
+                yield last
         if not final:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
             yield ev.Failed("crash", f"the training process {how} without a final report")
+
+    def kill(self) -> None:
+        """Escalation: end the training process and its DataLoader workers now. Checkpoints on
+        disk stay intact (every write is atomic); what was not saved is lost."""
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)  # its own session: workers included
+            except (ProcessLookupError, PermissionError):
+                self.process.kill()
 
     def close(self, timeout: float = 15.0) -> None:
         """Close the channel (the child then stops at its next batch) and make sure it is gone."""

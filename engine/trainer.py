@@ -25,7 +25,7 @@ from engine.controls import Controls
 from engine.data import DataBundle, load_data
 from engine.ema import WeightEma
 from engine.errors import CheckpointError, ConfigError, UserError
-from engine.evaluate import EvalResult, evaluate
+from engine.evaluate import EvalResult, EvaluationInterrupted, evaluate
 from engine.models import build_model
 from engine.pipeline import BatchSource, LoaderBatches, TensorBatches
 from engine.rundir import CHECKPOINTS, RunDirSink, check_run_dir, checkpoint_run_dir, default_run_dir
@@ -161,6 +161,10 @@ class Trainer:
         self.run_dir = Path()
         self.control: ControlServer | None = None
         self._emit_lock = threading.RLock()
+        self._phase = "setup"  # setup (nothing on disk yet) -> run, or -> abandoned by a stop during setup
+        self._phase_lock = threading.Lock()
+        self._began = time.perf_counter()
+        self.start_global_step = 0  # where this process started (a resume starts later)
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, event: ev.Event) -> None:
@@ -202,6 +206,35 @@ class Trainer:
                 self.control.close()
             if self.run_sink is not None:
                 self.run_sink.close()
+
+    def end_if_not_started(self, cause: str) -> bool:
+        """A stop while downloading, decoding or building: report the run stopped and return True
+        (the caller may then end the process at once: nothing is trained, nothing is on disk).
+        False once the run directory is in use: the stop is honoured at the next batch."""
+        with self._phase_lock:
+            if self._phase != "setup":
+                return False
+            self._phase = "abandoned"
+        self._report_unstarted(cause)
+        return True
+
+    def _report_unstarted(self, cause: str) -> ev.Finished:
+        self.status("stopped", f"stopped before training began ({cause})")
+        finished = ev.Finished("stopped", 0, 0, None, None, time.perf_counter() - self._began, cause=cause)
+        self.emit(finished)
+        return finished
+
+    def _enter_run(self) -> bool:
+        """Leave setup for the run directory; False if a stop came first (then nothing is written)."""
+        with self._phase_lock:
+            if self._phase == "abandoned":
+                return False
+            if self.controls.stop_requested:
+                self._phase = "abandoned"
+                self._report_unstarted(self.controls.stop_cause)
+                return False
+            self._phase = "run"
+            return True
 
     def _fail(self, error: str, message: str, tb: str = "") -> None:
         self.status("failed", message)
@@ -248,6 +281,11 @@ class Trainer:
             if ema is not None and ckpt.get("ema"):
                 ema.load_state_dict(ckpt["ema"])
 
+        if not self._enter_run():
+            return ev.Finished(
+                "stopped", 0, 0, None, None, time.perf_counter() - started, cause=self.controls.stop_cause
+            )
+        self.start_global_step = self.global_step
         self.run_sink = RunDirSink(run_dir, overwrite=cfg.overwrite)
         self.run_sink.open(cfg)
         self.run_dir = run_dir
@@ -387,10 +425,16 @@ class _Loop:
         self.t.status("training")
 
     def _apply(self, stats: _EpochStats) -> None:
-        req = self.t.controls.take()
-        if req.evaluate:
-            self.run_evaluation("request")
-        if req.save or (req.stop and req.save_on_stop):
+        controls = self.t.controls
+        req = controls.take()
+        if req.evaluate and not req.stop:
+            try:
+                self.run_evaluation("request")
+            except EvaluationInterrupted:
+                req = controls.take()  # the stop that interrupted it
+        if req.stop and req.save_on_stop and self.t.global_step == self.t.start_global_step:
+            self.t.emit(ev.Log("stopped before any training step: no checkpoint written"))
+        elif req.save or (req.stop and req.save_on_stop):
             self.save("stop" if req.stop else "request", stats)
         if req.stop:
             raise StopTraining
@@ -433,7 +477,8 @@ class _Loop:
         t.status("evaluating", f"evaluating on {len(self.data.test)} test images")
         began = time.perf_counter()
         model = self.ema.model if self.ema is not None else self.step_model
-        result = evaluate(model, self.test_src, self.num_classes, autocast=self.autocast, tta=self.cfg.tta)
+        result = evaluate(model, self.test_src, self.num_classes, autocast=self.autocast, tta=self.cfg.tta,
+                          should_stop=lambda: t.controls.stop_requested)  # fmt: skip
         seconds = time.perf_counter() - began
         self.last_eval_seconds = seconds
         if reason == "request":
@@ -459,7 +504,11 @@ class _Loop:
             excluded_before = self.excluded
             self.train_epoch(stats)
             train_seconds = time.perf_counter() - epoch_began - (self.excluded - excluded_before)
-            result = self.run_evaluation("epoch")
+            try:
+                result = self.run_evaluation("epoch")
+            except EvaluationInterrupted:
+                self._apply(stats)  # saves the epoch's training if asked, then stops
+                raise StopTraining from None
             is_best = t.best_accuracy is None or result.accuracy > t.best_accuracy
             t.best_accuracy = max(result.accuracy, t.best_accuracy or 0.0)
             seen = max(stats.seen, 1)

@@ -153,8 +153,12 @@ def test_runs_list_states_json_and_killed_process(tmp_path: Path, capsys: pytest
     root = tmp_path / "runs"
     Trainer(tiny_config(tmp_path, run_dir=str(root / "a-done")), Recorder()).run()
     controls = Controls()
-    controls.stop(save=True)
-    Trainer(tiny_config(tmp_path, run_dir=str(root / "b-stopped"), epochs=3), Recorder(), controls).run()
+
+    def stop_after_a_step(event: ev.Event) -> None:
+        if isinstance(event, ev.Progress):
+            controls.stop(save=True)
+
+    Trainer(tiny_config(tmp_path, run_dir=str(root / "b-stopped"), epochs=3), stop_after_a_step, controls).run()
     # A run whose process died without a final report (kill -9, reboot): not "running" forever.
     crashed = root / "c-killed"
     crashed.mkdir()

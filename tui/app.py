@@ -108,10 +108,13 @@ class CifarTui(App[int]):
         point_budget: int = 400,
         guard: TerminalGuard | None = None,
         on_hangup: str = "stop",
+        quit_timeout_s: float = 60.0,
     ) -> None:
         super().__init__(driver_class=guard.driver_class() if guard is not None else None)
         self.guard = guard
         self.on_hangup = on_hangup
+        self.quit_timeout_s = quit_timeout_s
+        self._quit_dialog: Choice | None = None
         self._ui_loop: asyncio.AbstractEventLoop | None = None
         self.cfg = cfg
         self.engine_factory = engine_factory
@@ -416,19 +419,25 @@ class CifarTui(App[int]):
             self.notify("detaching…", timeout=2)
 
     def action_quit_app(self) -> None:
-        if self._quitting:
+        if self._quitting:  # a second press while the trainer winds down: do not wait any longer
+            self._escalate("quit pressed again")
+            return
+        if self._quit_dialog is not None:  # Ctrl-C twice: the safe answer, never a second dialog
+            self._quit_dialog.dismiss("save")
             return
         if not self._training_running() or not self.owns_training:
             self._finish_quit()
             return
 
         def answer(choice: str | None) -> None:
+            self._quit_dialog = None
             if choice == "save":
                 self._stop_then_quit("stop_save")
             elif choice == "nosave":
                 self._stop_then_quit("stop")
 
-        self.push_screen(quit_dialog(), answer)
+        self._quit_dialog = quit_dialog()
+        self.push_screen(self._quit_dialog, answer)
 
     def _stop_then_quit(self, command: str) -> None:
         if self._quitting:
@@ -436,16 +445,37 @@ class CifarTui(App[int]):
         self._quitting = True
         assert self.engine is not None
         self.engine.send(command)
-        self.run_state.message = "saving a checkpoint and stopping…" if command == "stop_save" else "stopping…"
+        self.run_state.message = (
+            "saving a checkpoint and stopping… (q again: stop now without waiting)"
+            if command == "stop_save"
+            else "stopping… (q again: stop now)"
+        )
         self.run_state.version += 1
+        self.refresh_text()
         self._wait_and_exit()
+
+    def _escalate(self, why: str) -> None:
+        """Stop waiting for the trainer: end its process now (checkpoints on disk stay intact)."""
+        kill = getattr(self.engine, "kill", None)
+        if kill is not None and self.owns_training:
+            kill()
+            self.run_state.log.append(("warning", f"{why}: training process ended without waiting"))
+        self._finish_quit()
 
     @work(group="quit")
     async def _wait_and_exit(self) -> None:
-        for worker in list(self.workers):
-            if worker.group == "trainer":
-                with contextlib.suppress(Exception):  # a failed worker has already reported its failure
-                    await worker.wait()  # the trainer sends its final events, then the process ends
+        # The trainer sends its final events, then its process ends and its worker with it.
+        waits = [asyncio.ensure_future(w.wait()) for w in list(self.workers) if w.group == "trainer"]
+        if waits:
+            _done, pending = await asyncio.wait(waits, timeout=self.quit_timeout_s)
+            for task in waits:
+                if task.done() and not task.cancelled():
+                    task.exception()  # a failed worker has already reported its failure
+            if pending:
+                for task in pending:
+                    task.cancel()
+                self._escalate(f"no answer from the trainer in {self.quit_timeout_s:.0f}s")
+                return
         self._finish_quit()
 
     def _finish_quit(self) -> None:

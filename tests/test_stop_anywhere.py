@@ -1,0 +1,205 @@
+"""Stop is honoured in every phase; a second press escalates; a stalled reader never stalls training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from engine import events as ev
+from engine.checkpoint import load_checkpoint
+from engine.controls import Controls
+from engine.process import CHANNEL_BUFFER, EventChannel, TrainerProcess, final_event_in
+from engine.rundir import read_events
+from engine.trainer import Trainer
+from tests.conftest import Recorder, tiny_config
+from tests.pty_app import PtyApp, count_in_events, wait_until
+from tests.scripted import ScriptedEngine, script, tutorial_config
+from tui.app import make_app
+from tui.screens import Choice
+
+
+def test_stop_before_training_began_ends_the_child_at_once_and_writes_nothing(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path)
+    proc = TrainerProcess(cfg)
+    proc.start()
+    proc.send("stop_save")  # while the child is still importing torch and loading data
+    events = [e for e in proc.events() if e is not None]
+    proc.close()
+    finished = [e for e in events if isinstance(e, ev.Finished)]
+    assert len(finished) == 1 and finished[0].reason == "stopped" and finished[0].global_step == 0
+    assert not any(isinstance(e, ev.RunStarted | ev.Failed | ev.CheckpointSaved) for e in events)
+    assert not Path(cfg.run_dir).exists()
+
+
+def test_stop_during_setup_in_process_leaves_no_run_directory(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path)
+    controls = Controls()
+    holder: list[Trainer] = []
+    rec = Recorder()
+
+    def sink(event: ev.Event) -> None:
+        rec(event)
+        if isinstance(event, ev.Status) and event.state == "loading_data":
+            controls.stop(save=True, cause="test")
+            assert holder[0].end_if_not_started("test")
+
+    holder.append(Trainer(cfg, sink, controls))
+    finished = holder[0].run()
+    assert finished.reason == "stopped" and len(rec.of(ev.Finished)) == 1
+    assert not Path(cfg.run_dir).exists()
+
+
+def test_stop_during_a_long_evaluation_is_honoured_before_it_ends(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, epochs=3, test_limit=1000, eval_batch_size=10)
+    controls = Controls()
+
+    def sink(event: ev.Event) -> None:
+        rec(event)
+        if isinstance(event, ev.Status) and event.state == "evaluating":
+            controls.stop(save=True, cause="test")
+
+    rec = Recorder()
+    finished = Trainer(cfg, sink, controls).run()
+    assert finished.reason == "stopped" and not rec.of(ev.Evaluation)
+    ckpt = load_checkpoint(Path(finished.checkpoint))
+    assert ckpt["global_step"] == finished.global_step == 8  # the epoch's training is kept
+
+
+def test_stop_with_nothing_trained_saves_no_checkpoint(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, epochs=2)
+    controls = Controls()
+    rec = Recorder()
+
+    def sink(event: ev.Event) -> None:
+        rec(event)
+        if isinstance(event, ev.RunStarted):
+            controls.stop(save=True, cause="test")
+
+    finished = Trainer(cfg, sink, controls).run()
+    assert finished.reason == "stopped" and finished.checkpoint == ""
+    assert not rec.of(ev.CheckpointSaved)
+    assert not list((Path(cfg.run_dir) / "checkpoints").glob("*.pt"))
+
+
+class _NeverReads:
+    """A socket pair whose far end is never read: the kernel buffers fill, send blocks."""
+
+    def __init__(self) -> None:
+        self.a, self.b = socket.socketpair()
+        self.conn = Connection(os.dup(self.a.fileno()))
+
+
+def test_event_channel_never_blocks_on_a_reader_that_stopped_reading() -> None:
+    pair = _NeverReads()
+    gone = threading.Event()
+    channel = EventChannel(pair.conn, gone.set, max_pending=5000)
+    big = {"kind": "log", "message": "x" * 2000, "level": "info"}
+    for _ in range(2000):  # 4 MB: far more than any socket buffer
+        channel.put(big)
+    for i in range(20000):
+        channel.put({"kind": "progress", "global_step": i})
+    assert channel.dropped > 0  # progress past the bound is dropped, never waited for
+    assert not gone.is_set()
+    pair.b.close()  # the reader goes away: the sender notices, nothing hangs
+    wait_until(gone.is_set, what="the channel to notice the reader is gone")
+    assert channel.close(timeout=5) is False
+
+
+def test_the_runs_end_is_recovered_from_events_jsonl_for_this_session_only(tmp_path: Path) -> None:
+    """When the channel could not bring the final event (the app was stopped as the run ended),
+    the reader takes it from events.jsonl, but never an earlier session's end of a resumed run."""
+    cfg = tiny_config(tmp_path)
+    rec = Recorder()
+    Trainer(cfg, rec).run()
+    started = rec.of(ev.RunStarted)[0]
+    found = final_event_in(Path(cfg.run_dir), since=started.t)
+    assert isinstance(found, ev.Finished) and found.reason == "completed"
+    assert final_event_in(Path(cfg.run_dir), since=found.t + 1) is None
+
+
+def test_reader_ends_when_the_last_output_line_has_no_newline(tmp_path: Path) -> None:
+    proc = TrainerProcess(tiny_config(tmp_path))
+    parent, child = socket.socketpair()
+    proc.process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdout.write('last words'); sys.exit(3)"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    proc._conn = Connection(os.dup(parent.fileno()))
+    parent.close()
+    child.close()
+    result: list[list[ev.Event]] = []
+    reader = threading.Thread(target=lambda: result.append([e for e in proc.events() if e is not None]), daemon=True)
+    reader.start()
+    reader.join(60)
+    assert not reader.is_alive(), "the reader hung after the child exited"
+    logs = [e.message for e in result[0] if isinstance(e, ev.Log)]
+    assert logs == ["last words"]
+    assert isinstance(result[0][-1], ev.Failed) and "exited with code 3" in result[0][-1].message
+
+
+def test_a_stopped_dashboard_never_stalls_training_and_catches_up(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["--data", "demo", "--weights", "none", "--train-limit", "2000", "--test-limit", "16", "--batch-size", "4",
+            "--arch", "mobilenet_v3_small", "--device", "cpu", "--loader", "tensor", "--epochs", "400", "--progress-hz", "1000",
+            "--run-dir", str(run)]  # fmt: skip
+    app = PtyApp(args)
+    try:
+        wait_until(lambda: count_in_events(run, '"kind":"progress"') > 0, what="training")
+        os.kill(app.pid, signal.SIGSTOP)
+        size_at_stop = (run / "events.jsonl").stat().st_size
+        # Training must write well past what the channel's kernel buffers can hold while the app is stopped.
+        limit = 3 * 4 * 2 * CHANNEL_BUFFER  # two sockets, send and receive, doubled by Linux; 3x over
+        wait_until(lambda: (run / "events.jsonl").stat().st_size - size_at_stop > limit,
+                   what=f"training to write {limit} bytes of events while the app is stopped")  # fmt: skip
+        os.kill(app.pid, signal.SIGCONT)
+        steps = count_in_events(run, '"kind":"progress"')
+        assert steps > 0
+        os.kill(app.pid, signal.SIGTERM)
+        assert app.wait() == 128 + signal.SIGTERM
+    finally:
+        app.kill()
+    events = read_events(run)
+    assert isinstance(events[-1], ev.Finished)
+    global_steps = [e.global_step for e in events if isinstance(e, ev.Progress)]
+    assert global_steps == sorted(global_steps) and len(set(global_steps)) == len(global_steps)
+
+
+class _Stubborn(ScriptedEngine):
+    """A trainer that never answers a stop (stuck in a long call)."""
+
+    def __init__(self, events: list[ev.Event]) -> None:
+        super().__init__(events)
+        self.killed = False
+
+    def events(self, poll: float = 0.2) -> Iterator[ev.Event | None]:
+        yield from self.script
+        while not self.closed and not self.killed:
+            yield None
+            threading.Event().wait(0.05)
+
+    def kill(self) -> None:
+        self.killed = True
+
+
+async def test_second_quit_escalates_and_ctrl_c_twice_never_stacks_dialogs() -> None:
+    cfg = tutorial_config()
+    engine = _Stubborn(script(cfg, 1))
+    app = make_app(cfg, lambda _c: engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("ctrl+c")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, Choice)
+        await pilot.press("ctrl+c")  # the second Ctrl-C answers the dialog (save and quit), never a second one
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, Choice)
+        assert engine.commands == ["stop_save"]
+        assert app.is_running  # waiting for the trainer to save
+        await pilot.press("q")  # again: stop waiting
+        await pilot.pause(0.2)
+    assert engine.killed and app.return_code == 130

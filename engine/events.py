@@ -8,6 +8,7 @@ as they happen. ``kind`` names each type on the wire.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
@@ -191,6 +192,26 @@ EVENT_TYPES: dict[str, type[Event]] = {
 def to_dict(event: Event) -> dict[str, Any]:
     """The event as a JSON-able dict with its ``kind``."""
     return {"kind": event.kind, **asdict(event)}
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: such floats become null (readers see a missing value)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def to_json_line(event: Event) -> str:
+    """The event as one line of strict JSON (no bare NaN, which most JSON readers refuse)."""
+    data = to_dict(event)
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(data), separators=(",", ":"), allow_nan=False)
 
 
 def from_json_line(line: str | bytes) -> Event | None:

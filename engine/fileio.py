@@ -41,6 +41,25 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save through :func:`atomic_write`. torch reports a failed write (disk full) as a
+    RuntimeError from its zip writer; it is raised here as the OSError it is."""
     import torch
 
-    atomic_write(path, lambda f: torch.save(obj, f))
+    try:
+        atomic_write(path, lambda f: torch.save(obj, f))
+    except RuntimeError as exc:
+        raise write_error(path, exc) from exc
+
+
+def write_error(path: Path, exc: BaseException) -> OSError:
+    """An OSError for a failed write that says why when the file system can tell (disk full)."""
+    import errno
+    import shutil
+
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = -1
+    if 0 <= free < 64 * 1024 * 1024:
+        return OSError(errno.ENOSPC, f"No space left on device ({free // 1024} KB free in {path.parent})")
+    return OSError(errno.EIO, f"write failed: {str(exc).splitlines()[0][:200]}")

@@ -6,10 +6,13 @@ replayed without the process that made it.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import errno
+import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -57,13 +60,22 @@ def checkpoint_run_dir(checkpoint: Path) -> Path:
 
 class RunDirSink:
     """Event sink that writes events.jsonl. Events before ``RunStarted`` are held in memory,
-    so a run that fails on bad input leaves nothing on disk."""
+    so a run that fails on bad input leaves nothing on disk.
 
-    def __init__(self, path: Path, *, overwrite: bool = False) -> None:
+    Once open it never raises: a failed write (disk full, I/O error) is cut back to the last
+    whole line, so the file stays valid JSON lines, and ``on_error`` hears about it once (the
+    trainer sends that to the live dashboard). Later events are tried again; when the disk has
+    room again the log goes on and ``on_error`` hears how many events are missing."""
+
+    def __init__(self, path: Path, *, overwrite: bool = False, on_error: Callable[[str], None] | None = None) -> None:
         self.path = path
         self.overwrite = overwrite
+        self.on_error = on_error or (lambda _message: None)
         self._pending: list[ev.Event] = []
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
+        self._good_size = 0
+        self._opened = False
+        self.lost = 0
 
     def open(self, config: TrainConfig) -> None:
         """Create the folder and write config.json; flush held events."""
@@ -74,7 +86,9 @@ class RunDirSink:
                     (self.path / name).unlink(missing_ok=True)
                 shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)
             atomic_write_json(self.path / CONFIG, config.to_dict())
-            self._file = open(self.path / EVENTS, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
+            self._file = self._open_events()
+            self._good_size = self._file.seek(0, os.SEEK_END)
+            self._opened = True
         except OSError as exc:
             raise RunDirError(f"cannot write run directory {self.path}: {exc.strerror or exc}") from exc
         for event in self._pending:
@@ -82,20 +96,51 @@ class RunDirSink:
         self._pending.clear()
 
     def _write(self, event: ev.Event) -> None:
-        assert self._file is not None
-        self._file.write(json.dumps(ev.to_dict(event), separators=(",", ":")) + "\n")
-        self._file.flush()
+        line = (ev.to_json_line(event) + "\n").encode("utf-8")
+        try:
+            if self._file is None:  # closed after a failed write: try again
+                self._file = self._open_events()
+            written = self._file.write(line)
+            if written != len(line):  # a short write: the disk filled up in the middle of the line
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except (OSError, ValueError) as exc:
+            self._write_failed(exc)
+            return
+        self._good_size += len(line)
+        if self.lost:
+            self.on_error(f"{EVENTS} is written again; {self.lost} event(s) are missing from it")
+            self.lost = 0
+
+    def _open_events(self) -> IO[bytes]:
+        # Unbuffered: one write() per line, so a failure leaves nothing half-sent in a buffer.
+        return open(self.path / EVENTS, "ab", buffering=0)
+
+    def _write_failed(self, exc: OSError | ValueError) -> None:
+        first = not self.lost
+        self.lost += 1
+        if self._file is not None:
+            with contextlib.suppress(OSError, ValueError):  # cut the torn line: the file stays valid
+                os.ftruncate(self._file.fileno(), self._good_size)
+            with contextlib.suppress(OSError, ValueError):
+                self._file.close()
+            self._file = None
+        if first:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.on_error(f"cannot write {self.path / EVENTS} ({why}); training goes on and the dashboard "
+                          "still shows it, but events are missing from the file until there is room")  # fmt: skip
 
     def __call__(self, event: ev.Event) -> None:
-        if self._file is None:
+        if not self._opened:
             self._pending.append(event)
         else:
             self._write(event)
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
             self._file = None
+        self._opened = False
 
 
 def read_events(path: Path) -> list[ev.Event]:

@@ -286,7 +286,9 @@ class Trainer:
                 "stopped", 0, 0, None, None, time.perf_counter() - started, cause=self.controls.stop_cause
             )
         self.start_global_step = self.global_step
-        self.run_sink = RunDirSink(run_dir, overwrite=cfg.overwrite)
+        self.run_sink = RunDirSink(
+            run_dir, overwrite=cfg.overwrite, on_error=lambda m: self._sink(ev.Log(m, level="error"))
+        )
         self.run_sink.open(cfg)
         self.run_dir = run_dir
         self._open_control(run_dir)

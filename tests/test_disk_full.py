@@ -1,0 +1,100 @@
+"""A real full disk: a small tmpfs under the run directory (needs root, as in CI; skipped otherwise)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine import events as ev
+from engine.checkpoint import load_checkpoint
+from engine.trainer import Trainer
+from tests.conftest import Recorder, tiny_config
+
+CHECKPOINT_BYTES = 12_401_593  # mobilenet_v3_small with optimizer state, 10 classes (measured)
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size_bytes: int) -> Iterator[Path]:
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def events_file_is_valid(run: Path) -> list[dict]:
+    lines = (run / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]  # every line whole, strict JSON
+
+
+def test_checkpoint_on_a_full_disk_reports_and_training_goes_on(tmp_path: Path) -> None:
+    # Room for one checkpoint and the log, not for a second checkpoint beside it.
+    with small_tmpfs(tmp_path / "disk", int(CHECKPOINT_BYTES * 1.6)) as disk:
+        cfg = tiny_config(disk, arch="mobilenet_v3_small", epochs=3)
+        rec = Recorder()
+        finished = Trainer(cfg, rec).run()
+        assert finished.reason == "completed" and finished.epochs_done == 3
+        errors = [e.message for e in rec.of(ev.Log) if e.level == "error"]
+        assert len(errors) == 2 and all("No space left on device" in m and "training continues" in m for m in errors)
+        folder = Path(cfg.run_dir) / "checkpoints"
+        assert load_checkpoint(folder / "last.pt")["global_step"] == 8  # the older checkpoint, intact
+        assert not list(folder.glob(".*.tmp"))  # no torn temporary file left to fill the disk
+        kinds = [e["kind"] for e in events_file_is_valid(Path(cfg.run_dir))]
+        assert kinds[-1] == "finished"
+
+
+def test_events_log_on_a_full_disk_the_dashboard_still_hears_everything(tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "disk", 4 * 1024 * 1024) as disk:
+        cfg = tiny_config(disk, arch="mobilenet_v3_small", epochs=2, keep=1, train_limit=1024)
+        filler = disk / "filler"
+        rec = Recorder()
+        progress = {"n": 0}
+
+        def sink(event: ev.Event) -> None:
+            rec(event)
+            if isinstance(event, ev.Progress):
+                progress["n"] += 1
+                if progress["n"] == 2:  # fill the disk to the last byte
+                    with open(filler, "wb") as f, contextlib.suppress(OSError):
+                        while True:
+                            f.write(b"\0" * 65536)
+                            f.flush()
+                    with open(filler, "ab", buffering=0) as f:  # and the last few bytes of a block
+                        with contextlib.suppress(OSError):
+                            while f.write(b"\0"):
+                                pass
+            elif isinstance(event, ev.EpochEnd) and event.epoch == 1:
+                filler.unlink()  # room again (a few pages of events later)
+
+        finished = Trainer(cfg, sink).run()
+        assert finished.reason == "completed"
+        errors = [e.message for e in rec.of(ev.Log) if e.level == "error"]
+        assert any("cannot write" in m and "events.jsonl" in m for m in errors)
+        assert any("written again" in m and "missing" in m for m in errors)
+        written = events_file_is_valid(Path(cfg.run_dir))
+        assert written[-1]["kind"] == "finished" and len(written) < len(rec.events)
+        assert isinstance(rec.events[-1], ev.Finished)  # the live sink heard everything
+
+
+def test_no_nan_in_events_jsonl(tmp_path: Path) -> None:
+    from engine.rundir import RunDirSink
+
+    sink = RunDirSink(tmp_path / "run")
+    sink.open(tiny_config(tmp_path))
+    sink(ev.Log("x"))
+    sink(ev.EpochEnd(1, 2, float("nan"), 0.5, float("inf"), 0.1, 10.0, 1.0, 0.1, 0.01))
+    sink.close()
+    lines = (tmp_path / "run" / "events.jsonl").read_text().splitlines()
+    assert all("NaN" not in line and "Infinity" not in line for line in lines)
+    assert json.loads(lines[-1])["train_loss"] is None
+    os.sync()

@@ -69,10 +69,9 @@ def test_events_log_on_a_full_disk_the_dashboard_still_hears_everything(tmp_path
                         while True:
                             f.write(b"\0" * 65536)
                             f.flush()
-                    with open(filler, "ab", buffering=0) as f:  # and the last few bytes of a block
-                        with contextlib.suppress(OSError):
-                            while f.write(b"\0"):
-                                pass
+                    with open(filler, "ab", buffering=0) as f, contextlib.suppress(OSError):
+                        while f.write(b"\0"):  # and the last few bytes of a block
+                            pass
             elif isinstance(event, ev.EpochEnd) and event.epoch == 1:
                 filler.unlink()  # room again (a few pages of events later)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import shutil
@@ -41,21 +42,79 @@ def holds_run(path: Path) -> bool:
     return (path / EVENTS).exists() or (path / CONFIG).exists()
 
 
-def check_run_dir(path: Path, *, resuming_here: bool, overwrite: bool) -> None:
-    """Refuse a run directory that already holds a run, unless resuming into it or told to overwrite."""
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"run directory {path} exists and is not a folder")
-    if holds_run(path) and not (resuming_here or overwrite):
-        raise RunDirError(
-            f"run directory {path} already holds a run; use --resume {path / CHECKPOINTS / 'last.pt'} "
-            "to continue it, --overwrite to replace it, or another --run-dir"
-        )
+def check_run_dir(path: Path, *, resuming_here: bool, overwrite: bool, owned: bool = False) -> None:
+    """Refuse a run directory that already holds a run (unless resuming into it or told to
+    overwrite), a folder of other files, and a run that a live trainer owns."""
+    try:
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"run directory {path} exists and is not a folder")
+        if holds_run(path):
+            if not (resuming_here or overwrite):
+                raise RunDirError(
+                    f"run directory {path} already holds a run; use --resume {path / CHECKPOINTS / 'last.pt'} "
+                    "to continue it, --overwrite to replace it, or another --run-dir"
+                )
+            owner = None if owned else live_owner(path)
+            if owner is not None:
+                raise RunDirError(f"run directory {path} is in use by a live trainer (pid {owner}); "
+                                  "watch it with: cifar-tui attach " + str(path))  # fmt: skip
+        elif path.is_dir() and any(p.name != RunDirLock.NAME for p in path.iterdir()):
+            raise RunDirError(f"{path} is a folder of other files, not a run directory; give a new or empty --run-dir")
+    except OSError as exc:
+        raise RunDirError(f"cannot use run directory {path}: {exc.strerror or exc}") from exc
 
 
-def checkpoint_run_dir(checkpoint: Path) -> Path:
-    """The run directory a checkpoint belongs to (…/RUN/checkpoints/x.pt -> …/RUN)."""
+def checkpoint_run_dir(checkpoint: Path) -> Path | None:
+    """The run directory a checkpoint lies in (…/RUN/checkpoints/x.pt -> …/RUN, absolute), or
+    None when it lies elsewhere (copied out of its run): a resume then gets a new run directory."""
     parent = checkpoint.resolve().parent
-    return parent.parent if parent.name == CHECKPOINTS else parent
+    if parent.name == CHECKPOINTS and holds_run(parent.parent):
+        return parent.parent
+    return None
+
+
+class RunDirLock:
+    """Exclusive ownership of a run directory by one live process: ``flock`` on ``.lock``,
+    released by the kernel when the owner dies however it dies (kill -9 leaves nothing stuck)."""
+
+    NAME = ".lock"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path / self.NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+def live_owner(path: Path) -> int | None:
+    """The pid of the live process that owns a run directory, or None."""
+    lock = RunDirLock(path)
+    try:
+        if not (path / RunDirLock.NAME).exists():
+            return None
+        if lock.acquire():
+            lock.release()
+            return None
+        text = (path / RunDirLock.NAME).read_text().strip()
+        return int(text) if text.isdigit() else -1
+    except OSError:
+        return None
 
 
 class RunDirSink:
@@ -67,9 +126,13 @@ class RunDirSink:
     trainer sends that to the live dashboard). Later events are tried again; when the disk has
     room again the log goes on and ``on_error`` hears how many events are missing."""
 
-    def __init__(self, path: Path, *, overwrite: bool = False, on_error: Callable[[str], None] | None = None) -> None:
+    def __init__(self, path: Path, *, overwrite: bool = False, resuming_here: bool = False, unique: bool = False,
+                 on_error: Callable[[str], None] | None = None) -> None:  # fmt: skip
         self.path = path
         self.overwrite = overwrite
+        self.resuming_here = resuming_here
+        self.unique = unique  # a default name: never an existing folder, add -2, -3... instead
+        self.lock = RunDirLock(path)
         self.on_error = on_error or (lambda _message: None)
         self._pending: list[ev.Event] = []
         self._file: IO[bytes] | None = None
@@ -78,9 +141,15 @@ class RunDirSink:
         self.lost = 0
 
     def open(self, config: TrainConfig) -> None:
-        """Create the folder and write config.json; flush held events."""
+        """Create the folder, take ownership of it, write config.json; flush held events."""
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            self._create()
+            if not self.lock.acquire():
+                raise RunDirError(
+                    f"run directory {self.path} is in use by a live trainer (pid {live_owner(self.path)})"
+                )
+            if not self.unique:  # it may have changed hands since the first check
+                check_run_dir(self.path, resuming_here=self.resuming_here, overwrite=self.overwrite, owned=True)
             if self.overwrite and not config.resume:
                 for name in (EVENTS, CONFIG):
                     (self.path / name).unlink(missing_ok=True)
@@ -90,7 +159,11 @@ class RunDirSink:
             self._good_size = self._file.seek(0, os.SEEK_END)
             self._opened = True
         except OSError as exc:
+            self.lock.release()
             raise RunDirError(f"cannot write run directory {self.path}: {exc.strerror or exc}") from exc
+        except RunDirError:
+            self.lock.release()
+            raise
         for event in self._pending:
             self._write(event)
         self._pending.clear()
@@ -110,6 +183,22 @@ class RunDirSink:
         if self.lost:
             self.on_error(f"{EVENTS} is written again; {self.lost} event(s) are missing from it")
             self.lost = 0
+
+    def _create(self) -> None:
+        if not self.unique:
+            self.path.mkdir(parents=True, exist_ok=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        base = self.path
+        for n in range(2, 1000):  # two runs started in the same second get different folders
+            try:
+                self.path.mkdir()
+            except FileExistsError:
+                self.path = base.with_name(f"{base.name}-{n}")
+                self.lock = RunDirLock(self.path)
+                continue
+            return
+        raise RunDirError(f"cannot find a free run directory name next to {base}")
 
     def _open_events(self) -> IO[bytes]:
         # Unbuffered: one write() per line, so a failure leaves nothing half-sent in a buffer.
@@ -141,6 +230,7 @@ class RunDirSink:
                 self._file.close()
             self._file = None
         self._opened = False
+        self.lock.release()
 
 
 def read_events(path: Path) -> list[ev.Event]:

@@ -81,9 +81,15 @@ def merge_resume_config(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
         raise ConfigError(
             f"--{fixed[0].replace('_', '-')} cannot change when resuming (the checkpoint used {getattr(base, fixed[0])!r})"
         )
-    merged = base.with_overrides(**{n: v for n, v in changes.items() if n in RESUME_MAY_CHANGE}, resume=cfg.resume)
-    if not merged.run_dir:
-        merged = merged.with_overrides(run_dir=str(checkpoint_run_dir(Path(cfg.resume))))
+    # Where to write: the user's --run-dir, else the checkpoint's own run (wherever we are run
+    # from), else a new run directory; never the saved (maybe relative) path, never a non-run folder.
+    own = checkpoint_run_dir(Path(cfg.resume))
+    run_dir = cfg.run_dir if "run_dir" in cfg.explicit else str(own) if own is not None else ""
+    merged = base.with_overrides(
+        **{n: v for n, v in changes.items() if n in RESUME_MAY_CHANGE and n != "run_dir"},
+        resume=cfg.resume,
+        run_dir=run_dir,
+    )
     validate(merged)
     return merged
 
@@ -254,7 +260,8 @@ class Trainer:
                 )
         run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
         resuming_here = bool(cfg.resume) and run_dir.resolve() == checkpoint_run_dir(Path(cfg.resume))
-        check_run_dir(run_dir, resuming_here=resuming_here, overwrite=cfg.overwrite)
+        if cfg.run_dir:
+            check_run_dir(run_dir, resuming_here=resuming_here, overwrite=cfg.overwrite)
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
 
@@ -287,9 +294,11 @@ class Trainer:
             )
         self.start_global_step = self.global_step
         self.run_sink = RunDirSink(
-            run_dir, overwrite=cfg.overwrite, on_error=lambda m: self._sink(ev.Log(m, level="error"))
-        )
+            run_dir, overwrite=cfg.overwrite, resuming_here=resuming_here, unique=not cfg.run_dir,
+            on_error=lambda m: self._sink(ev.Log(m, level="error")),
+        )  # fmt: skip
         self.run_sink.open(cfg)
+        run_dir = self.run_sink.path
         self.run_dir = run_dir
         self._open_control(run_dir)
         self.emit(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from engine.cli import EXIT_USAGE, LinePrinter, OneLineParser, build_parser, config_from_args, run_headless
 from engine.config import TrainConfig
 from engine.errors import UserError
-from engine.rundir import check_run_dir, checkpoint_run_dir, default_run_dir
+from engine.rundir import check_run_dir, checkpoint_run_dir
 
 if TYPE_CHECKING:
     from tui.app import CifarTui
@@ -34,9 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        if cfg.run_dir:  # refuse before the screen opens, not after
-            here = bool(cfg.resume) and Path(cfg.run_dir).resolve() == checkpoint_run_dir(Path(cfg.resume))
-            check_run_dir(Path(cfg.run_dir), resuming_here=here, overwrite=cfg.overwrite)
+        check_early(cfg)
     except UserError as exc:
         return fail(str(exc))
     if not 0 < args.refresh <= 30:
@@ -74,6 +72,16 @@ def run_app(build: Callable[[TerminalGuard], CifarTui]) -> int:
     return int(code if code is not None else (guard.exit_code or 0))
 
 
+def check_early(cfg: TrainConfig) -> None:
+    """Refuse an unusable run directory before the screen opens, not after the data loaded."""
+    own = checkpoint_run_dir(Path(cfg.resume)) if cfg.resume else None
+    if cfg.run_dir:
+        here = own is not None and Path(cfg.run_dir).resolve() == own
+        check_run_dir(Path(cfg.run_dir), resuming_here=here, overwrite=cfg.overwrite)
+    elif own is not None:
+        check_run_dir(own, resuming_here=True, overwrite=False)
+
+
 def report_after_app(app: object) -> None:
     """One line on the normal screen once the dashboard is gone: the terminal keeps a record."""
     state = app.run_state  # type: ignore[attr-defined]
@@ -96,8 +104,6 @@ def detach_training(cfg: TrainConfig) -> int:
     from engine import events as ev
     from engine.process import TrainerProcess
 
-    if not cfg.run_dir and not cfg.resume:
-        cfg = cfg.with_overrides(run_dir=str(default_run_dir(cfg)))
     proc = TrainerProcess(cfg)
     proc.start()
     printer = LinePrinter()

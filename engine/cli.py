@@ -204,10 +204,14 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
     final: list[ev.Evaluation] = []
     signals: list[int] = []
 
+    failures: list[ev.Failed] = []
+
     def sink(e: ev.Event) -> None:
         printer(e)
         if isinstance(e, ev.Evaluation):
             final[:] = [e]
+        elif isinstance(e, ev.Failed):
+            failures.append(e)
 
     trainer = Trainer(cfg, sink, controls)
 
@@ -233,7 +237,8 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
         print("cifar-tui: interrupted", file=sys.stderr, flush=True)
         return EXIT_STOPPED
     except Exception as exc:  # the traceback is in events.jsonl; keep the terminal readable
-        print(f"cifar-tui: training failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        why = failures[-1].message if failures else f"{type(exc).__name__}: {exc}"
+        print(f"cifar-tui: training failed: {why}", file=sys.stderr, flush=True)
         return EXIT_CRASH
     finally:
         for s, handler in previous.items():

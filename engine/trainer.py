@@ -142,6 +142,14 @@ class _EpochStats:
         )
 
 
+def all_finite(model: nn.Module) -> bool:
+    """Parameters and floating buffers (BatchNorm statistics) all finite, read with one sync."""
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    if not tensors:
+        return True
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
 class StopTraining(Exception):
     """Raised inside the loop when a stop request is honoured."""
 
@@ -202,7 +210,8 @@ class Trainer:
             self._fail("out_of_memory", msg, traceback.format_exc())
             raise UserError(msg) from exc
         except FloatingPointError as exc:
-            self._fail("nan_loss", f"{exc}; last good checkpoint: {self.last_checkpoint or 'none yet'}")
+            self._fail("diverged", f"training diverged: {exc}; last good checkpoint: {self.last_checkpoint or 'none yet'} "
+                                   "(try a lower --lr or a longer --warmup-epochs)")  # fmt: skip
             raise
         except Exception as exc:
             self._fail("crash", f"{type(exc).__name__}: {exc}", traceback.format_exc())
@@ -412,6 +421,9 @@ class _Loop:
         self.started = time.perf_counter()
         self.excluded = 0.0  # seconds paused or evaluating on request: not training time
         self.last_eval_seconds = 0.0
+        # Cross-entropy starts near ln(C); a hundred times that means the weights have blown up
+        # (a healthy run, warm-up spikes included, stays far below).
+        self.explode_at = 100.0 * math.log(max(2, self.num_classes))
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.cfg.amp and self.device.type == "cuda":
@@ -469,8 +481,9 @@ class _Loop:
                             "seen": stats.seen, "seconds": stats.seconds},
             "ema": self.ema.state_dict() if self.ema is not None else None,
         }  # fmt: skip
-        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            raise FloatingPointError(f"weights are no longer finite at step {t.global_step}; not saving them")
+        if not all_finite(self.model):
+            raise FloatingPointError(f"weights or BatchNorm statistics are no longer finite at step {t.global_step}; "
+                                     "not saving them")  # fmt: skip
         try:
             path = self.store.save(state, best=best)
         except OSError as exc:  # disk full, read-only folder...: report, keep training, older files intact
@@ -491,6 +504,8 @@ class _Loop:
         result = evaluate(model, self.test_src, self.num_classes, autocast=self.autocast, tta=self.cfg.tta,
                           should_stop=lambda: t.controls.stop_requested)  # fmt: skip
         seconds = time.perf_counter() - began
+        if not math.isfinite(result.loss):
+            raise FloatingPointError(f"test loss became {result.loss} after epoch {t.epoch + 1}, step {t.step}")
         self.last_eval_seconds = seconds
         if reason == "request":
             self.excluded += seconds
@@ -584,8 +599,9 @@ class _Loop:
             # on the CPU it costs nothing, so every step.
             if report or self.device.type == "cpu":
                 loss_value = float(detached)
-                if not math.isfinite(loss_value):
-                    raise FloatingPointError(f"loss became {loss_value} at epoch {t.epoch + 1}, step {t.step}")
+                if not math.isfinite(loss_value) or loss_value > self.explode_at:
+                    what = f"became {loss_value}" if not math.isfinite(loss_value) else f"exploded to {loss_value:.4g}"
+                    raise FloatingPointError(f"loss {what} at epoch {t.epoch + 1}, step {t.step}")
             if report:
                 span = max(now - last_emit, 1e-9)
                 t.emit(

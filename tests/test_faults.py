@@ -133,7 +133,7 @@ def test_nan_loss_stops_with_step_and_last_good_checkpoint(tmp_path: Path, monke
     with pytest.raises(FloatingPointError):
         Trainer(cfg, rec).run()
     failed = rec.of(ev.Failed)[0]
-    assert failed.error == "nan_loss" and "step 4" in failed.message and "step-00000008.pt" in failed.message
+    assert failed.error == "diverged" and "step 4" in failed.message and "step-00000008.pt" in failed.message
     for path in (Path(cfg.run_dir) / "checkpoints").glob("*.pt"):
         assert all(torch.isfinite(t).all() for t in load_checkpoint(path)["model"].values() if t.is_floating_point())
 
@@ -179,3 +179,34 @@ def test_killed_trainer_process_is_reported(tmp_path: Path) -> None:
             events.append(event)
     proc.close()
     assert isinstance(events[-1], ev.Failed) and "killed by signal 9" in events[-1].message
+
+
+def _strict(line: str) -> dict:
+    def refuse(name: str) -> None:
+        raise ValueError(f"bare {name} in events.jsonl")
+
+    data: dict = json.loads(line, parse_constant=refuse)
+    return data
+
+
+def test_a_diverging_run_fails_clearly_and_never_saves_non_finite_state(tmp_path: Path, project_env: dict) -> None:
+    run = tmp_path / "run"
+    done = subprocess.run([*CMD, "--epochs", "3", "--lr", "100", "--run-dir", str(run)], capture_output=True,
+                          text=True, env=project_env, cwd=ROOT, timeout=600)  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "diverged" in done.stderr and "Traceback" not in done.stderr
+    events = [_strict(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["kind"] == "failed" and events[-1]["error"] == "diverged"
+    assert not any(e["kind"] == "finished" for e in events)
+    for path in (run / "checkpoints").glob("*.pt"):
+        state = load_checkpoint(path)["model"]
+        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()), path
+
+
+def test_non_finite_batchnorm_statistics_count_as_divergence() -> None:
+    from engine.trainer import all_finite
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    assert all_finite(model)
+    model[1].running_var.fill_(float("inf"))  # weights fine, statistics blown up
+    assert not all_finite(model)

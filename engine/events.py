@@ -7,11 +7,13 @@ as they happen. ``kind`` names each type on the wire.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from dataclasses import asdict, dataclass, field
+from types import UnionType
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 
 @dataclass(frozen=True)
@@ -215,12 +217,42 @@ def to_json_line(event: Event) -> str:
 
 
 def from_json_line(line: str | bytes) -> Event | None:
-    """One events.jsonl line as an event; None for a torn line or a kind this version does not know."""
+    """One events.jsonl line as an event; None for a torn or damaged line (invalid UTF-8, too deeply
+    nested, fields of the wrong type) or a kind this version does not know."""
     try:
         data = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return from_dict(data) if isinstance(data, dict) else None
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a field's type (one level into lists): a damaged or hand-edited
+    file must not hand a string to code that adds numbers."""
+    origin = get_origin(hint)
+    if origin in (Union, UnionType):
+        return any(_fits(value, h) for h in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is Any:
+        return True
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    if origin is list:
+        (item,) = get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+@functools.cache
+def _field_types(cls: type[Event]) -> dict[str, Any]:
+    return {name: hint for name, hint in get_type_hints(cls).items() if name != "kind"}
 
 
 def from_dict(data: dict[str, Any]) -> Event | None:
@@ -229,8 +261,11 @@ def from_dict(data: dict[str, Any]) -> Event | None:
     cls = EVENT_TYPES.get(str(data.get("kind")))
     if cls is None:
         return None
-    names = {f.name for f in fields(cls)}
+    types = _field_types(cls)
+    values = {k: v for k, v in data.items() if k in types}
+    if not all(_fits(v, types[k]) for k, v in values.items()):
+        return None
     try:
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**values)
     except TypeError:
         return None

@@ -237,8 +237,8 @@ def read_events(path: Path) -> list[ev.Event]:
     """Events from a run directory's events.jsonl; a torn last line and unknown kinds are skipped."""
     out: list[ev.Event] = []
     try:
-        lines = (path / EVENTS).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+        lines = (path / EVENTS).read_bytes().splitlines()  # bytes: one bad line never hides the rest
+    except (FileNotFoundError, NotADirectoryError):
         return out
     for line in lines:
         event = ev.from_json_line(line)

@@ -42,7 +42,7 @@ def summarize(run_dir: Path) -> RunSummary | None:
     events = read_events(run_dir)
     started = next((e for e in events if isinstance(e, ev.RunStarted)), None)
     if started is None:
-        return None
+        return damaged(run_dir) if (run_dir / EVENTS).stat().st_size else None
     epochs = [e for e in events if isinstance(e, ev.EpochEnd)]
     final = next((e for e in reversed(events) if isinstance(e, ev.Finished | ev.Failed)), None)
     last_resume = next((e for e in reversed(events) if isinstance(e, ev.RunStarted)), started)
@@ -70,17 +70,34 @@ def summarize(run_dir: Path) -> RunSummary | None:
     )
 
 
+def damaged(run_dir: Path) -> RunSummary:
+    """A run whose files cannot be read: listed as such, never hiding the others."""
+    return RunSummary(run_dir.name, str(run_dir), "damaged", "?", "?", 0, 0, None, None, None)
+
+
+def safe_summary(run_dir: Path) -> RunSummary | None:
+    try:
+        return summarize(run_dir)
+    except Exception:  # one unreadable run (permissions, garbage, a file system error) hides nothing else
+        return damaged(run_dir)
+
+
 def list_runs(root: Path) -> list[RunSummary]:
-    """Runs under ``root``, oldest first."""
-    if not root.is_dir():
+    """Runs under ``root``, oldest first; unreadable ones as ``damaged``."""
+    try:
+        folders = [p for p in sorted(root.iterdir()) if (p / EVENTS).is_file()] if root.is_dir() else []
+    except OSError:
         return []
-    runs = [summarize(p) for p in sorted(root.iterdir()) if (p / EVENTS).is_file()]
+    runs = [safe_summary(p) for p in folders]
     return sorted((r for r in runs if r is not None), key=lambda r: (r.started or 0.0, r.name))
 
 
 def latest_run(root: Path) -> Path | None:
-    candidates = [p for p in root.iterdir() if (p / EVENTS).is_file()] if root.is_dir() else []
-    return max(candidates, key=lambda p: (p / EVENTS).stat().st_mtime, default=None)
+    try:
+        candidates = [p for p in root.iterdir() if (p / EVENTS).is_file()] if root.is_dir() else []
+        return max(candidates, key=lambda p: (p / EVENTS).stat().st_mtime, default=None)
+    except OSError:
+        return None
 
 
 def _csv_bytes(header: list[str], rows: Sequence[Sequence[object]]) -> bytes:

@@ -262,7 +262,11 @@ class CifarTui(App[int]):
         with self._buffer_lock:
             batch, self._buffer = self._buffer, []
         for event in batch:
-            self.run_state.apply(event)
+            try:
+                self.run_state.apply(event)
+            except Exception as exc:  # a damaged events.jsonl (attach) must not take the dashboard down
+                self.run_state.log.append(("warning", f"skipped a damaged {event.kind} event ({type(exc).__name__})"))
+                continue
             self.events_seen += 1
             if isinstance(event, ev.Failed):
                 self._on_failure(event)

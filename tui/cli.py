@@ -157,8 +157,9 @@ def _run_config(run_dir: Path) -> TrainConfig:
     import json
 
     try:
-        return TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    except (OSError, ValueError, TypeError):
+        data = json.loads((run_dir / "config.json").read_bytes())
+        return TrainConfig.from_dict(data) if isinstance(data, dict) else TrainConfig()
+    except Exception:  # a damaged config.json: the events still replay
         return TrainConfig()
 
 
@@ -205,6 +206,8 @@ def export_main(argv: list[str]) -> int:
             print(path)
     except OSError as exc:
         return fail(f"cannot write CSV: {exc.strerror or exc}")
+    except Exception as exc:  # a damaged run: say so, never a traceback
+        return fail(f"cannot export {run_dir}: its files are damaged ({type(exc).__name__})")
     return 0
 
 

@@ -7,7 +7,6 @@ as they happen. ``kind`` names each type on the wire.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import time
@@ -250,9 +249,13 @@ def _fits(value: Any, hint: Any) -> bool:
     return True
 
 
-@functools.cache
+_FIELD_TYPES: dict[str, dict[str, Any]] = {}
+
+
 def _field_types(cls: type[Event]) -> dict[str, Any]:
-    return {name: hint for name, hint in get_type_hints(cls).items() if name != "kind"}
+    if cls.kind not in _FIELD_TYPES:
+        _FIELD_TYPES[cls.kind] = {name: hint for name, hint in get_type_hints(cls).items() if name != "kind"}
+    return _FIELD_TYPES[cls.kind]
 
 
 def from_dict(data: dict[str, Any]) -> Event | None:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import struct
 import tempfile
 import threading
@@ -58,12 +59,38 @@ def trainer_alive(run_dir: Path) -> bool:
     return started is None or abs(now - float(started)) < 1.0
 
 
-def socket_path(run_dir: Path) -> Path:
+def control_folder() -> Path:
+    """``/tmp/cifar-tui-<uid>/``, checked with lstat: a real directory (not a symlink), owned by
+    this user, mode 0700. Anything else in its place is refused (OSError), never used."""
     folder = Path(tempfile.gettempdir()) / f"cifar-tui-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(folder, 0o700)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise OSError(f"{folder} is not a private folder of yours (a symlink, a file or another user's); remove it")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(folder, 0o700)  # ours and a real folder (lstat above): tighten it
+    return folder
+
+
+def socket_path(run_dir: Path) -> Path:
     digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
-    return folder / f"{digest}.sock"
+    return control_folder() / f"{digest}.sock"
+
+
+def remove_stale_sockets(folder: Path) -> None:
+    """Sockets of trainers that died without cleaning up (kill -9): nobody answers, remove them."""
+    for path in folder.glob("*.sock"):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1.0)
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        finally:
+            probe.close()
 
 
 def peer_uid(conn: socket.socket) -> int:
@@ -73,14 +100,24 @@ def peer_uid(conn: socket.socket) -> int:
 
 
 class ControlServer:
-    """Accepts command connections in a thread; applies commands to ``controls``."""
+    """Accepts command connections in a thread; applies commands to ``controls``.
+
+    What a client can do is bounded: at most ``MAX_CLIENTS`` connections at once, lines of at
+    most ``MAX_LINE`` bytes, ``IDLE_S`` seconds of silence before the server hangs up (clients
+    reconnect). A bad or abandoned connection costs a warning at most, never a traceback."""
+
+    MAX_CLIENTS = 16
+    MAX_LINE = 1024
+    IDLE_S = 600.0
 
     def __init__(self, run_dir: Path, controls: Controls, warn: Callable[[str], None]) -> None:
         self.run_dir = run_dir
         self.controls = controls
         self.warn = warn
         self.path = socket_path(run_dir)
+        remove_stale_sockets(self.path.parent)
         self.path.unlink(missing_ok=True)
+        self._slots = threading.BoundedSemaphore(self.MAX_CLIENTS)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(self.path))
         os.chmod(self.path, 0o600)
@@ -98,18 +135,37 @@ class ControlServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            if not self._slots.acquire(blocking=False):
+                with contextlib.suppress(OSError), conn:
+                    conn.sendall(b'{"ok": false, "error": "too many connections"}\n')
+                continue
             threading.Thread(target=self._serve, args=(conn,), name="control-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rwb") as stream:
-            uid = peer_uid(conn)
-            if uid != self.owner_uid:
-                self.warn(f"refused a control connection from uid {uid} (only uid {self.owner_uid} may steer this run)")
-                stream.write(b'{"ok": false, "error": "refused: not the owner of this run"}\n')
-                return
-            for raw in stream:
-                stream.write((json.dumps(self.apply(raw)) + "\n").encode())
-                stream.flush()
+        try:
+            conn.settimeout(self.IDLE_S)
+            with conn, conn.makefile("rwb") as stream:
+                uid = peer_uid(conn)
+                if uid != self.owner_uid:
+                    self.warn(
+                        f"refused a control connection from uid {uid} (only uid {self.owner_uid} may steer this run)"
+                    )
+                    stream.write(b'{"ok": false, "error": "refused: not the owner of this run"}\n')
+                    return
+                while True:
+                    raw = stream.readline(self.MAX_LINE + 1)
+                    if not raw:
+                        return
+                    if len(raw) > self.MAX_LINE:
+                        self.warn(f"dropped a control connection sending a line over {self.MAX_LINE} bytes")
+                        stream.write(b'{"ok": false, "error": "line too long"}\n')
+                        return
+                    stream.write((json.dumps(self.apply(raw)) + "\n").encode())
+                    stream.flush()
+        except (OSError, ValueError):
+            pass  # the client went away, stalled past IDLE_S, or sent garbage: nothing to do
+        finally:
+            self._slots.release()
 
     def apply(self, raw: bytes) -> dict[str, Any]:
         try:
@@ -117,7 +173,7 @@ class ControlServer:
             name = message["command"]
             if name not in COMMANDS:
                 raise ValueError(name)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             self.warn(f"ignored malformed control command {raw[:80]!r}")
             return {"ok": False, "error": "malformed command"}
         if name in ("stop", "stop_save"):
@@ -140,19 +196,38 @@ class ControlClient:
     """A dashboard's end: send a command, read the reply."""
 
     def __init__(self, path: Path, timeout: float = 5.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._connect()
+
+    def _connect(self) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(str(path))
+        self.sock.settimeout(self.timeout)
+        try:
+            self.sock.connect(str(self.path))
+            if peer_uid(self.sock) != os.getuid():  # someone else's socket in our place: never talk to it
+                raise PermissionError(f"{self.path} is not served by one of your processes")
+        except OSError:
+            self.sock.close()
+            raise
         self.stream = self.sock.makefile("rwb")
 
     def send(self, command: str) -> dict[str, Any]:
-        self.stream.write((json.dumps({"command": command}) + "\n").encode())
-        self.stream.flush()
-        line = self.stream.readline()
-        if not line:
-            return {"ok": False, "error": "the trainer closed the connection"}
-        reply: dict[str, Any] = json.loads(line)
-        return reply
+        """Send one command and read the reply; reconnects once if the trainer hung up an idle link."""
+        for attempt in (1, 2):
+            try:
+                self.stream.write((json.dumps({"command": command}) + "\n").encode())
+                self.stream.flush()
+                line = self.stream.readline(ControlServer.MAX_LINE)
+            except (BrokenPipeError, ConnectionResetError):
+                line = b""
+            if line:
+                reply = json.loads(line)
+                return reply if isinstance(reply, dict) else {"ok": False, "error": "bad reply"}
+            if attempt == 1:
+                self.close()
+                self._connect()
+        return {"ok": False, "error": "the trainer closed the connection"}
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -42,7 +42,8 @@ def summarize(run_dir: Path) -> RunSummary | None:
     events = read_events(run_dir)
     started = next((e for e in events if isinstance(e, ev.RunStarted)), None)
     if started is None:
-        return damaged(run_dir) if (run_dir / EVENTS).stat().st_size else None
+        events_file = run_dir / EVENTS
+        return damaged(run_dir) if events_file.is_file() and events_file.stat().st_size else None
     epochs = [e for e in events if isinstance(e, ev.EpochEnd)]
     final = next((e for e in reversed(events) if isinstance(e, ev.Finished | ev.Failed)), None)
     last_resume = next((e for e in reversed(events) if isinstance(e, ev.RunStarted)), started)

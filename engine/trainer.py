@@ -84,7 +84,7 @@ def merge_resume_config(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
     # Where to write: the user's --run-dir, else the checkpoint's own run (wherever we are run
     # from), else a new run directory; never the saved (maybe relative) path, never a non-run folder.
     own = checkpoint_run_dir(Path(cfg.resume))
-    run_dir = cfg.run_dir if "run_dir" in cfg.explicit else str(own) if own is not None else ""
+    run_dir = cfg.run_dir if cfg.run_dir else str(own) if own is not None else ""
     merged = base.with_overrides(
         **{n: v for n, v in changes.items() if n in RESUME_MAY_CHANGE and n != "run_dir"},
         resume=cfg.resume,

@@ -116,13 +116,24 @@ class TensorBatches:
             yield x, y
 
 
-class _ArrayImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
-    """uint8 HWC images served as PIL images through torchvision transforms (as CIFAR10 does)."""
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of one image in one epoch: the same whichever worker draws it."""
+    return ((seed * 1_000_003 + epoch) * 100_000_007 + index) % (2**63)
 
-    def __init__(self, split: Split, transform: object) -> None:
+
+class _ArrayImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """uint8 HWC images served as PIL images through torchvision transforms (as CIFAR10 does).
+
+    Each image's random flip and crop come from ``sample_seed(seed, epoch, index)``, not from a
+    worker's running RNG stream, so which worker takes which batch (and where a resumed epoch
+    starts) changes nothing: resume is exact on this pipeline too."""
+
+    def __init__(self, split: Split, transform: object, seed: int) -> None:
         self.images = split.images.permute(0, 2, 3, 1).contiguous().numpy()
         self.labels = split.labels.tolist()
         self.transform = transform
+        self.seed = seed
+        self.epoch = 0  # set before each epoch's loader starts its workers
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -130,7 +141,9 @@ class _ArrayImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         from PIL import Image
 
-        return self.transform(Image.fromarray(self.images[i])), self.labels[i]  # type: ignore[operator]
+        with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left as it was
+            torch.manual_seed(sample_seed(self.seed, self.epoch, i))
+            return self.transform(Image.fromarray(self.images[i])), self.labels[i]  # type: ignore[operator]
 
 
 class LoaderBatches:
@@ -145,7 +158,7 @@ class LoaderBatches:
         transform = T.Compose(
             [T.RandomHorizontalFlip(), T.RandomCrop(size, padding=PAD), T.ToTensor(), T.Normalize(MEAN, STD)]
         )
-        self.dataset = _ArrayImages(split, transform)
+        self.dataset = _ArrayImages(split, transform, seed)
         self.batch_size = batch_size
         self.device = device
         self.seed = seed
@@ -156,12 +169,13 @@ class LoaderBatches:
         g = epoch_generator(self.seed, epoch)
         order = torch.randperm(len(self.dataset), generator=g)
         used = order[start_step * self.batch_size : self.steps_per_epoch * self.batch_size].tolist()
+        self.dataset.epoch = epoch
         loader = torch.utils.data.DataLoader(
             self.dataset,
             batch_size=self.batch_size,
             sampler=used,
             num_workers=self.workers,
-            generator=g,  # seeds the workers' augmentation RNG from (seed, epoch)
+            generator=g,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )

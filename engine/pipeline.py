@@ -116,22 +116,33 @@ class TensorBatches:
             yield x, y
 
 
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The augmentation seed of one image in one epoch: the same whichever worker draws it."""
-    return ((seed * 1_000_003 + epoch) * 100_000_007 + index) % (2**63)
+def sample_draws(seed: int, epoch: int, index: int) -> tuple[bool, int, int]:
+    """One image's flip and crop offsets (top, left in [0, 2*PAD]) in one epoch, from a hash of
+    ``(seed, epoch, index)`` (splitmix64): the same whichever worker draws it, and far cheaper
+    than reseeding torch's RNG per image."""
+    mask = (1 << 64) - 1
+    z = (((seed * 1_000_003 + epoch) * 100_000_007 + index) * 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    z ^= z >> 31
+    span = 2 * PAD + 1
+    return bool(z & 1), (z >> 8) % span, (z >> 24) % span
 
 
 class _ArrayImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
-    """uint8 HWC images served as PIL images through torchvision transforms (as CIFAR10 does).
+    """uint8 HWC images served as PIL images through the seed's transforms (as CIFAR10 does).
 
-    Each image's random flip and crop come from ``sample_seed(seed, epoch, index)``, not from a
-    worker's running RNG stream, so which worker takes which batch (and where a resumed epoch
-    starts) changes nothing: resume is exact on this pipeline too."""
+    RandomHorizontalFlip and RandomCrop(size, padding=4) draw from :func:`sample_draws`
+    instead of a worker's running RNG stream (same distributions), so which worker takes
+    which batch, and where a resumed epoch starts, changes nothing: resume is exact here too."""
 
-    def __init__(self, split: Split, transform: object, seed: int) -> None:
+    def __init__(self, split: Split, seed: int) -> None:
+        import torchvision.transforms as T
+
         self.images = split.images.permute(0, 2, 3, 1).contiguous().numpy()
         self.labels = split.labels.tolist()
-        self.transform = transform
+        self.size = int(split.images.shape[-1])
+        self.to_tensor = T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])
         self.seed = seed
         self.epoch = 0  # set before each epoch's loader starts its workers
 
@@ -139,11 +150,15 @@ class _ArrayImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        import torchvision.transforms.functional as TF
         from PIL import Image
 
-        with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left as it was
-            torch.manual_seed(sample_seed(self.seed, self.epoch, i))
-            return self.transform(Image.fromarray(self.images[i])), self.labels[i]  # type: ignore[operator]
+        flip, top, left = sample_draws(self.seed, self.epoch, i)
+        img = Image.fromarray(self.images[i])
+        if flip:  # RandomHorizontalFlip()
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        img = TF.crop(TF.pad(img, [PAD]), top, left, self.size, self.size)  # RandomCrop(size, padding=4)
+        return self.to_tensor(img), self.labels[i]
 
 
 class LoaderBatches:
@@ -152,13 +167,7 @@ class LoaderBatches:
     name = "dataloader"
 
     def __init__(self, split: Split, batch_size: int, device: torch.device, seed: int, workers: int) -> None:
-        import torchvision.transforms as T
-
-        size = int(split.images.shape[-1])
-        transform = T.Compose(
-            [T.RandomHorizontalFlip(), T.RandomCrop(size, padding=PAD), T.ToTensor(), T.Normalize(MEAN, STD)]
-        )
-        self.dataset = _ArrayImages(split, transform, seed)
+        self.dataset = _ArrayImages(split, seed)
         self.batch_size = batch_size
         self.device = device
         self.seed = seed

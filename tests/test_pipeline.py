@@ -105,3 +105,21 @@ def test_demo_set_is_deterministic_and_balanced() -> None:
     assert torch.bincount(tya).tolist() == [100] * len(CLASS_NAMES)
     assert xa.shape == (5000, 3, 32, 32) and xa.dtype == torch.uint8
     assert not any(torch.equal(ta[0], x) for x in xa[:500])  # test images are not training images
+
+
+def test_dataloader_augmentation_is_the_seeds_and_independent_of_workers() -> None:
+    """Flip p=0.5 and crop offsets uniform in [0, 8], as RandomHorizontalFlip + RandomCrop(32, padding=4);
+    the same batches whether 0 or 2 workers draw them."""
+    from engine.pipeline import LoaderBatches, sample_draws
+
+    draws = [sample_draws(0, 3, i) for i in range(45_000)]
+    assert abs(sum(f for f, _, _ in draws) / len(draws) - 0.5) < 0.01
+    for k in (1, 2):
+        counts = torch.bincount(torch.tensor([d[k] for d in draws]), minlength=2 * PAD + 1).float() / len(draws)
+        assert counts.numel() == 2 * PAD + 1 and (counts - 1 / (2 * PAD + 1)).abs().max() < 0.01
+    split = _split(96)
+    one = list(LoaderBatches(split, 32, torch.device("cpu"), seed=5, workers=0).batches(1))
+    two = list(LoaderBatches(split, 32, torch.device("cpu"), seed=5, workers=2).batches(1))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(one, two))
+    other_epoch = list(LoaderBatches(split, 32, torch.device("cpu"), seed=5, workers=0).batches(2))
+    assert not torch.equal(one[0][0], other_epoch[0][0])

@@ -112,6 +112,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return from_recipe(args.recipe, **given)
 
 
+def tolerant_output() -> None:
+    """Never fail on printing a file name that is not valid UTF-8 (or not in the locale's charset)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
+def printable(text: str) -> str:
+    """Text any terminal can take: undecodable bytes of file names (surrogates) become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
@@ -130,7 +143,8 @@ class LinePrinter:
         self.last_status = ""
 
     def line(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        # File names that are not valid UTF-8 arrive as surrogates: show them, never fail on them.
+        print(printable(text), file=self.out, flush=True)
 
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.Status):
@@ -231,14 +245,14 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
     except _StoppedInSetup:
         return 128 + signals[0]
     except UserError as exc:
-        print(f"cifar-tui: error: {exc}", file=sys.stderr, flush=True)
+        print(printable(f"cifar-tui: error: {exc}"), file=sys.stderr, flush=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("cifar-tui: interrupted", file=sys.stderr, flush=True)
         return EXIT_STOPPED
     except Exception as exc:  # the traceback is in events.jsonl; keep the terminal readable
         why = failures[-1].message if failures else f"{type(exc).__name__}: {exc}"
-        print(f"cifar-tui: training failed: {why}", file=sys.stderr, flush=True)
+        print(printable(f"cifar-tui: training failed: {why}"), file=sys.stderr, flush=True)
         return EXIT_CRASH
     finally:
         for s, handler in previous.items():
@@ -254,6 +268,7 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Headless-only entry point (``python -m engine``)."""
+    tolerant_output()
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,19 @@ def _check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool
         raise ConfigError(f"--{name.replace('_', '-')} must be {low} and <= {hi}, got {value}")
 
 
+def path_kind(option: str, value: str) -> str:
+    """'file', 'dir', 'other' or 'missing'; ConfigError when the system cannot even look
+    (a name too long, a loop of links, no permission to search a folder on the way)."""
+    try:
+        st = os.stat(value)
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{option}: cannot use {value[:80]!r}: {why}") from exc
+    return "dir" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
+
+
 def validate(cfg: TrainConfig) -> None:
     """Raise ConfigError with a one-line message for the first invalid value."""
     _check_range("epochs", cfg.epochs, 1, 100_000)
@@ -217,16 +231,19 @@ def validate(cfg: TrainConfig) -> None:
     if not _DEVICE_RE.match(cfg.device):
         raise ConfigError(f"unknown device {cfg.device!r} (use auto, cpu, cuda, cuda:N or mps)")
     if cfg.weights not in ("imagenet", "none"):
-        path = Path(cfg.weights)
-        if not path.is_file():
+        kind = path_kind("--weights", cfg.weights)
+        if kind != "file":
             raise ConfigError(f"--weights: no such file: {cfg.weights} (use imagenet, none or a state dict file)")
     if cfg.data not in DATA_BUILTINS:
-        path = Path(cfg.data)
-        if not path.exists():
+        kind = path_kind("--data", cfg.data)
+        if kind == "missing":
             raise ConfigError(f"--data: {cfg.data!r} is neither {' nor '.join(DATA_BUILTINS)} nor an existing folder")
-        if not path.is_dir():
+        if kind != "dir":
             raise ConfigError(
                 f"--data: {cfg.data} is not a folder (expected an ImageFolder tree with train/ and test/)"
             )
-    if cfg.resume and not Path(cfg.resume).is_file():
+    if cfg.resume and path_kind("--resume", cfg.resume) != "file":
         raise ConfigError(f"--resume: no such checkpoint file: {cfg.resume}")
+    for option, value in (("--run-dir", cfg.run_dir), ("--runs-root", cfg.runs_root), ("--data-dir", cfg.data_dir)):
+        if value:
+            path_kind(option, value)  # a name the system refuses (too long, a NUL) fails here, not later

@@ -74,7 +74,7 @@ def control_folder() -> Path:
 
 
 def socket_path(run_dir: Path) -> Path:
-    digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(os.fsencode(run_dir.resolve())).hexdigest()[:16]
     return control_folder() / f"{digest}.sock"
 
 

@@ -154,14 +154,23 @@ def _decode_split(items: list[tuple[str, int, int, int]], size: int) -> Split:
 
 
 def folder_cache_key(root: Path, size: int, listing: list[tuple[str, int, int, int]]) -> str:
-    h = hashlib.sha256(f"v1|{root.resolve()}|{size}".encode())
+    h = hashlib.sha256(f"v1|{root.resolve()}|{size}".encode("utf-8", "surrogateescape"))
     for path, label, nbytes, mtime in listing:
-        h.update(f"{path}|{label}|{nbytes}|{mtime}\n".encode())
+        h.update(f"{path}|{label}|{nbytes}|{mtime}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:24]
 
 
 def load_image_folder(root: Path, size: int, notify: Notify, cache_dir: Path | None = None) -> DataBundle:
-    """An ImageFolder tree (train/<class>/*, test/<class>/* or val/<class>/*), decoded once and cached."""
+    """An ImageFolder tree (train/<class>/*, test/<class>/* or val/<class>/*), decoded once and cached.
+    A folder the system will not list (permissions, I/O error, odd names) is a DataError naming it."""
+    try:
+        return _load_image_folder(root, size, notify, cache_dir)
+    except OSError as exc:
+        where = exc.filename if exc.filename else root
+        raise DataError(f"cannot read {where}: {exc.strerror or exc}") from exc
+
+
+def _load_image_folder(root: Path, size: int, notify: Notify, cache_dir: Path | None) -> DataBundle:
     train_dir = root / "train"
     if not train_dir.is_dir():
         raise DataError(f"{root} has no train/ folder (expected {root}/train/<class>/ and {root}/test/<class>/)")

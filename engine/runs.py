@@ -106,7 +106,7 @@ def _csv_bytes(header: list[str], rows: Sequence[Sequence[object]]) -> bytes:
     writer = csv.writer(buf)
     writer.writerow(header)
     writer.writerows(rows)
-    return buf.getvalue().encode()
+    return buf.getvalue().encode("utf-8", "surrogateescape")
 
 
 def export_csv(run_dir: Path, out_dir: Path) -> list[Path]:

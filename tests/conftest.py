@@ -93,3 +93,17 @@ def project_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+async def settle(pilot: object, events: int = 0, timeout: float = 120.0) -> None:
+    """Wait until the app has taken ``events`` events and every pane shows them (then one frame)."""
+    import asyncio
+
+    app = pilot.app  # type: ignore[attr-defined]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (app.events_seen >= events and app.run_state.started is not None and app.is_settled()):
+        if loop.time() > deadline:
+            raise AssertionError(f"the app did not settle in {timeout}s (hang guard)")
+        await pilot.pause(0.05)  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]

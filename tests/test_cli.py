@@ -90,7 +90,7 @@ def bad_inputs(tmp: Path, finished: Path) -> list[tuple[list[str], str]]:
         (["--recipe", "fastest"], "unknown recipe"),
         (["--optimizer", "lbfgs"], "unknown optimizer"),
         (["--device", "tpu"], "unknown device"),
-        (["--device", "cuda"], "no CUDA GPU is available"),
+        (["--device", "cuda:4096"], "--device cuda:4096: "),  # no such GPU, with or without a GPU here
         (["--weights", str(tmp / "nope.pt")], "--weights: no such file"),
         (["--resume", str(tmp / "nope.pt")], "--resume: no such checkpoint file"),
         (["--resume", str(tmp / "corrupt.pt")], "corrupt or truncated"),

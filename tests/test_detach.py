@@ -96,8 +96,7 @@ async def test_replay_of_a_finished_run_shows_its_final_per_class_accuracy(tmp_p
         await wait_until(pilot, lambda: app.run_state.finished is not None)
         assert app.run_state.last_eval is not None
         assert app.run_state.last_eval.per_class == final.per_class
-        await pilot.pause(0.5)
-        assert f"{100 * final.accuracy:.2f}% overall" in screen_text(app)
+        await wait_until(pilot, lambda: f"{100 * final.accuracy:.2f}% overall" in screen_text(app))
         assert app.engine is not None and app.engine.send("pause") is False  # read-only: nobody to steer
         await pilot.press("q")
     assert app.return_code == 0
@@ -210,9 +209,7 @@ async def test_runs_screen_lists_runs_and_overlays_accuracy(tmp_path: Path) -> N
         assert [r.name for r in screen.runs] == ["first", "second"]
         assert {Path(p).name for p in screen.selected} == {"second"}  # the run on screen starts selected
         await pilot.press("space")  # the cursor starts on the first row
-        await pilot.pause(0.3)
-        assert {Path(p).name for p in screen.selected} == {"first", "second"}
-        text = screen_text(app)
-        assert "test accuracy %" in text and "first" in text and "second" in text
+        await wait_until(pilot, lambda: {Path(p).name for p in screen.selected} == {"first", "second"})
+        await wait_until(pilot, lambda: all(w in screen_text(app) for w in ("test accuracy %", "first", "second")))
         await pilot.press("r")
         await pilot.press("q")

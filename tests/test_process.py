@@ -44,9 +44,9 @@ def test_child_saves_and_stops_when_the_app_side_closes(tmp_path: Path) -> None:
 
 
 def test_child_failure_is_reported_not_raised(tmp_path: Path) -> None:
-    proc = TrainerProcess(tiny_config(tmp_path, device="cuda"))  # no GPU here
+    proc = TrainerProcess(tiny_config(tmp_path, device="cuda:4096"))  # no such GPU on any machine
     proc.start()
     events = [e for e in proc.events() if e is not None]
     proc.close()
     failed = [e for e in events if isinstance(e, ev.Failed)]
-    assert failed and failed[0].error == "config" and "no CUDA GPU" in failed[0].message
+    assert failed and failed[0].error == "config" and "--device cuda:4096" in failed[0].message

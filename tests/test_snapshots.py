@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from engine import events as ev
+from tests.conftest import settle as settle_app
 from tests.scripted import T0, ScriptedEngine, script, tutorial_config
 from tui.app import CifarTui
-from tui.widgets.plots import PlotPane
 
 
 def app_for(end: str, epochs_done: int = 3, extra: list[ev.Event] | None = None) -> CifarTui:
@@ -20,12 +20,8 @@ def app_for(end: str, epochs_done: int = 3, extra: list[ev.Event] | None = None)
 
 
 async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
-    app = pilot.app
-    for _ in range(100):
-        await pilot.pause(0.05)
-        if all(p.draws for p in app.query(PlotPane)) and app.run_state.started is not None:
-            break
-    await pilot.pause(0.4)  # one more text refresh
+    """Every scripted event taken and shown: waits on the app, not on the clock."""
+    await settle_app(pilot, events=len(pilot.app.engine.script))
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 50)])
@@ -50,6 +46,6 @@ def test_confusion_matrix(snap_compare) -> None:  # type: ignore[no-untyped-def]
     async def open_confusion(pilot) -> None:  # type: ignore[no-untyped-def]
         await settle(pilot)
         await pilot.press("c")
-        await pilot.pause(0.2)
+        await pilot.pause()
 
     assert snap_compare(app_for("finished", epochs_done=10), terminal_size=(120, 40), run_before=open_confusion)

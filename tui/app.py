@@ -319,6 +319,13 @@ class CifarTui(App[int]):
             self._shown_started = state.started
             self._show_device()
 
+    def is_settled(self) -> bool:
+        """Every buffered event folded in and every pane showing it (tests and screenshots wait on this)."""
+        with self._buffer_lock:
+            if self._buffer:
+                return False
+        return self._shown_version == self.run_state.version and all(p.is_current() for p in self.query(PlotPane))
+
     def refresh_plots(self) -> None:
         for plot in self.query(PlotPane):
             plot.maybe_redraw()

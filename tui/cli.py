@@ -10,7 +10,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.cli import EXIT_USAGE, LinePrinter, OneLineParser, build_parser, config_from_args, run_headless
+from engine.cli import (
+    EXIT_USAGE,
+    LinePrinter,
+    OneLineParser,
+    build_parser,
+    config_from_args,
+    printable,
+    run_headless,
+    tolerant_output,
+)
 from engine.config import TrainConfig
 from engine.errors import UserError
 from engine.rundir import check_run_dir, checkpoint_run_dir
@@ -23,11 +32,12 @@ SUBCOMMANDS = ("attach", "runs", "export")
 
 
 def fail(message: str) -> int:
-    print(f"cifar-tui: error: {message}", file=sys.stderr)
+    print(printable(f"cifar-tui: error: {message}"), file=sys.stderr)
     return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tolerant_output()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         return {"attach": attach_main, "runs": runs_main, "export": export_main}[argv[0]](argv[1:])
@@ -170,7 +180,10 @@ def runs_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from engine.runs import list_runs, runs_json
 
-    runs = list_runs(Path(args.runs_root))
+    root = Path(args.runs_root)
+    if root.exists() and not root.is_dir():
+        return fail(f"--runs-root {root} is not a folder")
+    runs = list_runs(root)
     if args.json:
         print(runs_json(runs))
         return 0

@@ -47,6 +47,9 @@ class GuardedOutput:
             return len(text)
         try:
             return self._file.write(text)
+        except UnicodeEncodeError:  # a file name that is not valid UTF-8 (surrogates): show U+FFFD instead
+            encoding = getattr(self._file, "encoding", None) or "utf-8"
+            return self.write(text.encode(encoding, "replace").decode(encoding))
         except (OSError, ValueError) as exc:
             self._guard.lose(f"terminal write failed ({exc})", hangup=True)
             return len(text)

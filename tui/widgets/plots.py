@@ -47,6 +47,13 @@ class PlotPane(Widget):
     def has_data(self) -> bool:
         return True
 
+    def is_current(self) -> bool:
+        """Whether what is shown reflects the latest data and size (or there is nothing to draw)."""
+        width, height = self.content_size.width, self.content_size.height
+        if width < 10 or height < 4 or not self.has_data():
+            return True
+        return self._drawn_key == (*self.data_key(), width, height)
+
     def maybe_redraw(self, now: float | None = None) -> bool:
         """Rebuild the plot if its data or size changed and the rate cap allows; True if it did."""
         now = time.monotonic() if now is None else now

@@ -477,11 +477,10 @@ class CifarTui(App[int]):
     async def _wait_and_exit(self) -> None:
         # The trainer sends its final events, then its process ends and its worker with it.
         waits = [asyncio.ensure_future(w.wait()) for w in list(self.workers) if w.group == "trainer"]
+        for task in waits:  # however this ends (we may be cancelled as the app exits), no error is left unread
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
         if waits:
             _done, pending = await asyncio.wait(waits, timeout=self.quit_timeout_s)
-            for task in waits:
-                if task.done() and not task.cancelled():
-                    task.exception()  # a failed worker has already reported its failure
             if pending:
                 for task in pending:
                     task.cancel()

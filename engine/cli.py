@@ -6,6 +6,7 @@ Importing this module does not import torch; only running training does.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -17,6 +18,7 @@ from engine import events as ev
 from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe
 from engine.controls import Controls
 from engine.errors import UserError
+from engine.wording import model_phrase, plural
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 
@@ -36,31 +38,86 @@ def _flag(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected on/off, got {value!r}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+DASHBOARD_EPILOG = """\
+commands:
+  cifar-tui [OPTIONS]              train with the live dashboard (--headless: plain lines)
+  cifar-tui attach [RUN_DIR]       the dashboard on a live or finished run (default: the latest)
+  cifar-tui runs [--json]          list the runs under --runs-root
+  cifar-tui export RUN_DIR --csv   write steps.csv and epochs.csv
+
+dashboard keys:
+  p pause/resume   s save a checkpoint   e evaluate now   c confusion matrix   v plots
+  r runs   x stop training   d detach   q quit (asks while training)   ? help
+
+exit codes:
+  0 completed   1 training crashed or diverged   2 bad input   130 stopped early
+  129 terminal lost or SIGHUP   143 SIGTERM
+
+examples:
+  cifar-tui --data demo                         offline demo data, trains at once
+  cifar-tui --recipe fast --headless            the fast recipe, plain log lines
+  cifar-tui --data ~/pets --epochs 5 --detach   your own ImageFolder, in the background
+"""
+
+ENGINE_EPILOG = """\
+exit codes: 0 completed, 1 training crashed or diverged, 2 bad input, 130 stopped early,
+128+signal for SIGTERM (143) and SIGHUP (129). The dashboard is `cifar-tui`.
+"""
+
+
+def recipe_defaults(recipe: str) -> dict[str, Any]:
+    """Every training option's value under ``recipe`` (the dataclass defaults, then the recipe)."""
+    from dataclasses import fields
+
+    base = {f.name: f.default for f in fields(TrainConfig)}
+    return {**base, **RECIPES.get(recipe, {})}
+
+
+def _peek_recipe(argv: Sequence[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg == "--recipe" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--recipe="):
+            return arg.split("=", 1)[1]
+    return "tutorial"
+
+
+def build_parser(
+    argv: Sequence[str] = (), *, prog: str = "cifar-tui", dashboard: bool = True
+) -> argparse.ArgumentParser:
+    """The options; help shows each one's value under the recipe named in ``argv`` (tutorial)."""
+    recipe = _peek_recipe(argv)
     p = OneLineParser(
-        prog="cifar-tui",
-        description="Train an image classifier (ResNet-18 on CIFAR-10 by default) and watch it live.",
-        epilog="Defaults come from --recipe; an explicit option overrides the recipe's value.",
+        prog=prog,
+        description=(
+            "Train an image classifier (ResNet-18 on CIFAR-10 by default)"
+            + (" and watch it live." if dashboard else ", headless (plain lines).")
+            + f" Defaults shown are the {recipe!r} recipe's; an explicit option overrides it."
+        ),
+        epilog=DASHBOARD_EPILOG if dashboard else ENGINE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--headless",
-        action="store_true",
-        help="no dashboard: plain log lines (also used when stdout is not a terminal)",
-    )
-    p.add_argument("--recipe", default="tutorial", help=f"preset: {', '.join(RECIPES)} (default tutorial)")
+    if dashboard:
+        p.add_argument(
+            "--headless",
+            action="store_true",
+            help="no dashboard: plain log lines (also used when stdout is not a terminal)",
+        )
+    p.add_argument("--recipe", default="tutorial", help=f"preset: {', '.join(RECIPES)} (default: tutorial)")
     g = p.add_argument_group("data")
     g.add_argument(
         "--data",
-        help="cifar10 (default), demo (built-in, offline) or PATH to an ImageFolder tree with train/ and test/",
+        help="cifar10, demo (built-in, offline; implies --weights none) or PATH to an ImageFolder tree "
+        "with train/ and test/",
     )
-    g.add_argument("--data-dir", help="where CIFAR-10 is downloaded and cached (default: ~/.cache/cifar-tui/data)")
-    g.add_argument("--image-size", type=int, help="resize folder images to this square size (default 32)")
+    g.add_argument("--data-dir", help="where CIFAR-10 is downloaded and cached")
+    g.add_argument("--image-size", type=int, help="resize folder images to this square size")
     g.add_argument("--train-limit", type=int, help="use a seeded random subset of this many training images")
     g.add_argument("--test-limit", type=int, help="use a seeded random subset of this many test images")
     g.add_argument("--loader", help="tensor (batch augmentation on the device), dataloader (the seed's) or auto")
     g.add_argument("--workers", type=int, help="DataLoader workers (dataloader only, default 2)")
     g = p.add_argument_group("model")
-    g.add_argument("--arch", help="torchvision model name (default resnet18)")
+    g.add_argument("--arch", help="torchvision model name")
     g.add_argument("--weights", help="imagenet (download), none, or PATH to a state dict file")
     g.add_argument("--stem", help="imagenet (7x7/2 + max-pool) or cifar (3x3/1, no pool)")
     g = p.add_argument_group("training")
@@ -83,25 +140,47 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     g = p.add_argument_group("run")
-    g.add_argument("--run-dir", help="run directory (default: a new folder under --runs-root)")
-    g.add_argument("--runs-root", help="folder for new run directories (default ./runs)")
+    g.add_argument("--run-dir", help="run directory")
+    g.add_argument("--runs-root", help="folder for new run directories")
     g.add_argument(
         "--resume", metavar="CHECKPOINT", help="continue from a checkpoint (same epoch, step and LR schedule)"
     )
     g.add_argument(
         "--overwrite", action="store_true", default=None, help="replace a run directory that already holds a run"
     )
-    g.add_argument(
-        "--keep", type=int, help="keep the newest N step checkpoints besides last.pt and best.pt (default 3)"
-    )
-    g.add_argument("--log-every", type=int, help="print the running loss every N batches (default 200)")
-    g.add_argument("--progress-hz", type=float, help="progress events per second at most (default 10)")
-    p.add_argument("--refresh", type=float, default=1.0, help="dashboard: plot redraws per second at most (default 1)")
-    p.add_argument("--detach", action="store_true", help="train in the background; reconnect with: cifar-tui attach")
-    p.add_argument("--on-hangup", choices=("stop", "detach"), default="stop",
-                   help="dashboard: when the terminal goes away (SSH drop), save and stop training (default), "
-                        "or keep it running in the background")  # fmt: skip
+    g.add_argument("--keep", type=int, help="keep the newest N step checkpoints besides last.pt and best.pt")
+    g.add_argument("--log-every", type=int, help="print the running loss every N batches")
+    g.add_argument("--progress-hz", type=float, help="progress events per second at most")
+    if dashboard:
+        g = p.add_argument_group("dashboard")
+        g.add_argument("--refresh", type=float, default=1.0, help="plot redraws per second at most (default 1)")
+        g.add_argument(
+            "--detach", action="store_true", help="train in the background; reconnect with: cifar-tui attach"
+        )
+        g.add_argument("--on-hangup", choices=("stop", "detach"), default="stop",
+                       help="when the terminal goes away (SSH drop): save and stop training (default), "
+                            "or keep it running in the background")  # fmt: skip
+    _show_defaults(p, recipe_defaults(recipe))
     return p
+
+
+_SPECIAL_DEFAULTS = {"data_dir": "~/.cache/cifar-tui/data", "train_limit": "all", "test_limit": "all",
+                     "run_dir": "a new folder under --runs-root", "ema": "off"}  # fmt: skip
+
+
+def _show_defaults(parser: argparse.ArgumentParser, values: dict[str, Any]) -> None:
+    """Append '(default: X)' with the recipe's value to each training option's help."""
+    for action in parser._actions:
+        if action.dest not in values or action.dest in ("resume", "overwrite") or "default" in (action.help or ""):
+            continue
+        value = values[action.dest]
+        if action.dest in _SPECIAL_DEFAULTS and value in ("", 0, None):
+            shown: object = _SPECIAL_DEFAULTS[action.dest]
+        elif isinstance(value, bool):
+            shown = "on" if value else "off"
+        else:
+            shown = value if value not in ("", None) else "none"
+        action.help = f"{action.help or ''} (default: {shown})".strip().replace("%", "%%")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -160,8 +239,8 @@ class LinePrinter:
         elif isinstance(e, ev.RunStarted):
             c = e.config
             self.line(
-                f"recipe {c['recipe']} | {c['arch']} (weights {c['weights']}, {c['stem']} stem) | batch {c['batch_size']} "
-                f"| {c['optimizer']} lr {c['lr']:g} momentum {c['momentum']:g} | {c['epochs']} epochs"
+                f"recipe {c['recipe']} | {model_phrase(c)} | batch {c['batch_size']} "
+                f"| {c['optimizer']} lr {c['lr']:g} momentum {c['momentum']:g} | {plural(int(c['epochs']), 'epoch')}"
             )
             cuda = f", CUDA {e.cuda_version}" if e.cuda_version and e.device.startswith("cuda") else ""
             self.line(f"device {e.device} ({e.device_name}) | torch {e.torch_version}{cuda} | {e.num_threads} threads")
@@ -188,7 +267,7 @@ class LinePrinter:
             self.line(f"resumed at step {e.global_step}")
         elif isinstance(e, ev.Finished):
             self.line(
-                f"{e.reason}{f' ({e.cause})' if e.cause else ''}: {e.epochs_done} epochs, test accuracy {_pct(e.test_accuracy)} "
+                f"{e.reason}{f' ({e.cause})' if e.cause else ''}: {plural(e.epochs_done, 'epoch')}, test accuracy {_pct(e.test_accuracy)} "
                 f"(best {_pct(e.best_accuracy)}) in {_duration(e.seconds)}"
                 + (f" | checkpoint {e.checkpoint}" if e.checkpoint else "")
             )
@@ -229,7 +308,11 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
 
     trainer = Trainer(cfg, sink, controls)
 
+    owner = os.getpid()
+
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner:
+            return  # a DataLoader worker that inherited the handler: its parent speaks for it
         if signals:
             raise KeyboardInterrupt
         signals.append(signum)
@@ -269,7 +352,8 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Headless-only entry point (``python -m engine``)."""
     tolerant_output()
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv, prog="python -m engine", dashboard=False).parse_args(argv)
     try:
         cfg = config_from_args(args)
     except UserError as exc:

@@ -171,6 +171,8 @@ def from_recipe(recipe: str, **overrides: Any) -> TrainConfig:
         raise ConfigError(f"unknown recipe {recipe!r} (choose from: {', '.join(RECIPES)})")
     given = {k: v for k, v in overrides.items() if v is not None}
     values = {**RECIPES[recipe], **given}
+    if values.get("data", TrainConfig.data) == "demo" and "weights" not in given:
+        values["weights"] = "none"  # the offline demo never reaches for the network unless asked to
     cfg = TrainConfig(recipe=recipe, explicit=tuple(sorted(given)), **values)
     validate(cfg)
     return cfg

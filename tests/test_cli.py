@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.config import from_recipe
 from tests.conftest import ROOT
 from tui.cli import main
 
@@ -154,3 +155,46 @@ def test_real_command_in_a_subprocess(tmp_path: Path, project_env: dict[str, str
     bad = subprocess.run([sys.executable, "-m", "tui.cli", "--headless", "--data", "demo", "--lr", "-1"],
                          capture_output=True, text=True, env=project_env, cwd=tmp_path, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.strip() == "cifar-tui: error: --lr must be > 0.0 and <= 100.0, got -1.0"
+
+
+def test_help_shows_each_options_value_under_the_recipe_and_the_whole_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import re
+
+    def help_text(*argv: str) -> str:
+        with pytest.raises(SystemExit) as done:
+            main([*argv, "--help"])
+        assert done.value.code == 0
+        return re.sub(r"\s+", " ", capsys.readouterr().out)
+
+    text = help_text()
+    for shown in ("--epochs EPOCHS (default: 10)", "(default: 64)", "peak learning rate (default: 0.001)",
+                  "file (default: imagenet)", "cifar-tui attach", "cifar-tui runs", "cifar-tui export",
+                  "p pause/resume", "? help", "129 terminal lost", "examples:"):  # fmt: skip
+        assert shown in text, shown
+    assert "--epochs EPOCHS (default: 18)" in help_text("--recipe", "fast")
+
+
+def test_a_misspelt_command_suggests_the_right_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'cifar-tui runs'?" in err
+
+
+def test_the_engines_command_describes_only_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main as engine_main
+
+    with pytest.raises(SystemExit):
+        engine_main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m engine") and "--detach" not in out and "--refresh" not in out
+    with pytest.raises(SystemExit) as done:
+        engine_main(["--detach"])  # never silently run in the foreground
+    assert done.value.code == 2
+
+
+def test_demo_data_implies_no_pretrained_weights_unless_asked() -> None:
+    assert from_recipe("tutorial", data="demo").weights == "none"  # the quickstart trains offline at once
+    assert from_recipe("tutorial", data="demo", weights="imagenet").weights == "imagenet"
+    assert from_recipe("tutorial").weights == "imagenet"  # the seed's recipe, value for value

@@ -210,3 +210,16 @@ def test_non_finite_batchnorm_statistics_count_as_divergence() -> None:
     assert all_finite(model)
     model[1].running_var.fill_(float("inf"))  # weights fine, statistics blown up
     assert not all_finite(model)
+
+
+def test_ctrl_c_with_dataloader_workers_is_reported_once(tmp_path: Path, project_env: dict) -> None:
+    """A terminal's Ctrl-C reaches the whole process group, DataLoader workers included."""
+    run = tmp_path / "run"
+    cmd = [*CMD, "--epochs", "100", "--loader", "dataloader", "--workers", "2", "--run-dir", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=project_env, cwd=ROOT,
+                            start_new_session=True)  # fmt: skip
+    wait_for_progress(run, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert out.count("[signal] SIGINT") == 1 and "Traceback" not in err

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -41,7 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         return {"attach": attach_main, "runs": runs_main, "export": export_main}[argv[0]](argv[1:])
-    args = build_parser().parse_args(argv)
+    if argv and not argv[0].startswith("-"):
+        close = difflib.get_close_matches(argv[0], SUBCOMMANDS, n=1, cutoff=0.5)
+        hint = f"did you mean 'cifar-tui {close[0]}'?" if close else f"commands: {', '.join(SUBCOMMANDS)}"
+        return fail(f"unknown command {argv[0]!r}; {hint} (training takes options only: cifar-tui --help)")
+    args = build_parser(argv).parse_args(argv)
     try:
         cfg = config_from_args(args)
         check_early(cfg)

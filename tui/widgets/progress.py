@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from engine.wording import model_phrase, plural
 from tui.format import duration, pct
 from tui.state import STATE_LABELS, RunState
 
@@ -33,11 +34,11 @@ class RunHeader(Static):
             ("cifar-tui ", "bold"),
             ("attached " if attached else "", "bold reverse"),
             (f"{c['recipe']} ", "bold magenta"),
-            f"· {c['arch']} ({c['weights'] if len(c['weights']) < 12 else 'file'} weights, {c['stem']} stem) "
+            f"· {model_phrase(c)} "
             f"· batch {c['batch_size']} · {c['optimizer']} lr {c['lr']:g}"
             + (f" m {c['momentum']:g}" if c["optimizer"] == "sgd" else "")
             + (f" wd {c['weight_decay']:g}" if c["weight_decay"] else "")
-            + f" · {c['schedule']} · {c['epochs']} epochs",
+            + f" · {c['schedule']} · {plural(int(c['epochs']), 'epoch')}",
         )
         line2 = Text(
             f"data {s.data_source}: {s.train_size:,} train / {s.test_size:,} test, {len(s.class_names)} classes "
@@ -89,7 +90,7 @@ class ProgressPane(Static):
             parts.append(Text(f"{state.failed.error}: {state.failed.message}", style="bold red"))
         elif state.finished is not None:
             f = state.finished
-            parts.append(Text(f"{f.reason} after {f.epochs_done} epochs in {duration(f.seconds)} · "
+            parts.append(Text(f"{f.reason} after {plural(f.epochs_done, 'epoch')} in {duration(f.seconds)} · "
                               f"test acc {pct(f.test_accuracy, 2)} · press q to quit", style="bold green"))  # fmt: skip
         # A layout pass costs more than the text itself: only when the number of lines changes.
         self.update(Group(*parts), layout=len(parts) != self._parts)  # type: ignore[arg-type]

@@ -157,6 +157,13 @@ def build_parser(
         g.add_argument(
             "--detach", action="store_true", help="train in the background; reconnect with: cifar-tui attach"
         )
+        g.add_argument(
+            "--notify",
+            type=_flag,
+            default=True,
+            metavar="on|off",
+            help="bell and desktop notification (OSC 9/777, forwarded over SSH) when a run ends (default on)",
+        )
         g.add_argument("--on-hangup", choices=("stop", "detach"), default="stop",
                        help="when the terminal goes away (SSH drop): save and stop training (default), "
                             "or keep it running in the background")  # fmt: skip

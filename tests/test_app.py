@@ -78,6 +78,7 @@ async def test_save_and_evaluate_keys(live_app: CifarTui) -> None:
         await wait_until(
             pilot, lambda: all(w in screen_text(app) for w in ("per-class accuracy", "triangle", "checker"))
         )
+        await wait_until(pilot, lambda: "now %" in screen_text(app))  # evaluate-now results are plotted
         await pilot.press("s")
         await wait_until(pilot, lambda: "checkpoint saved (request)" in screen_text(app))
         ckpt = load_checkpoint(Path(app.run_state.last_checkpoint))

@@ -118,3 +118,23 @@ def test_hangup_and_sighup_in_any_order(tmp_path: Path, first: str) -> None:
         app.kill()
     wait_until(lambda: not trainer_alive(run), what="the trainer to end")
     assert isinstance(read_events(run)[-1], ev.Finished)
+
+
+def test_a_finished_run_rings_and_sends_a_desktop_notification(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    app = PtyApp([*TINY, "--epochs", "1", "--run-dir", str(run)])
+    try:
+        wait_until(lambda: b"\x1b]777;notify;cifar-tui training completed;" in app.output, what="the notification")
+        assert b"\x1b]9;cifar-tui: training completed: test accuracy" in app.output and b"\x07" in app.output
+        os.write(app.master, b"q")
+        assert app.wait() == 0
+    finally:
+        app.kill()
+    quiet = PtyApp([*TINY, "--epochs", "1", "--run-dir", str(tmp_path / "quiet"), "--notify", "off"])
+    try:
+        wait_until(lambda: count_in_events(tmp_path / "quiet", '"kind":"finished"') > 0, what="the quiet run to end")
+        os.write(quiet.master, b"q")
+        assert quiet.wait() == 0
+        assert b"\x1b]777;" not in quiet.output
+    finally:
+        quiet.kill()

@@ -13,16 +13,19 @@ import asyncio
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.events import Print, Resize
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Footer, RichLog
 from textual.worker import get_current_worker
 
@@ -61,6 +64,7 @@ def process_engine(cfg: TrainConfig) -> Engine:
 
 
 _NEVER = object()
+W = TypeVar("W", bound=Widget)
 
 
 class EventsReady(Message):
@@ -109,12 +113,15 @@ class CifarTui(App[int]):
         guard: TerminalGuard | None = None,
         on_hangup: str = "stop",
         quit_timeout_s: float = 60.0,
+        notify_desktop: bool = True,
     ) -> None:
         super().__init__(driver_class=guard.driver_class() if guard is not None else None)
         self.guard = guard
         self.on_hangup = on_hangup
         self.quit_timeout_s = quit_timeout_s
+        self.notify_desktop = notify_desktop
         self._quit_dialog: Choice | None = None
+        self._remote_lock = threading.Lock()
         self._ui_loop: asyncio.AbstractEventLoop | None = None
         self.cfg = cfg
         self.engine_factory = engine_factory
@@ -149,11 +156,12 @@ class CifarTui(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._dashboard = self.screen
         self.query_one("#progress").border_title = "progress"
         self.query_one("#device").border_title = "device"
         self.query_one("#classes").border_title = "per-class accuracy"
         self.query_one("#log").border_title = "log"
-        self.begin_capture_print(self.query_one(LogPane), stdout=True, stderr=True)
+        self.begin_capture_print(self._pane(LogPane), stdout=True, stderr=True)
         self.set_interval(1.0 / self.text_hz, self.refresh_text)
         self.set_interval(min(0.5, 1.0 / self.refresh_hz), self.refresh_plots)
         self.set_interval(self.telemetry_s, self.sample_telemetry)
@@ -268,12 +276,37 @@ class CifarTui(App[int]):
                 self.run_state.log.append(("warning", f"skipped a damaged {event.kind} event ({type(exc).__name__})"))
                 continue
             self.events_seen += 1
+            if isinstance(event, ev.Finished | ev.Failed):
+                self._on_run_end(event)
             if isinstance(event, ev.Failed):
                 self._on_failure(event)
             elif self._detaching and isinstance(event, ev.Log) and event.message.startswith("detached:"):
                 self.detached_message = event.message
                 self._quitting = True
                 self.exit(result=0, return_code=0)
+
+    def _on_run_end(self, event: ev.Finished | ev.Failed) -> None:
+        # The trainer is gone: its last CPU/memory sample would only mislead.
+        self._device_sample = None
+        self._show_device()
+        if self.notify_desktop and time.time() - event.t < 60:  # live, not an attached replay of old news
+            if isinstance(event, ev.Failed):
+                title, body = "training failed", event.message
+            else:
+                acc = "n/a" if event.test_accuracy is None else f"{100 * event.test_accuracy:.2f}%"
+                title, body = f"training {event.reason}", f"test accuracy {acc}"
+            self.desktop_notify(title, body)
+
+    def desktop_notify(self, title: str, body: str) -> None:
+        """Bell plus the notification escapes that terminals forward over SSH: OSC 777 (rxvt, foot,
+        Ghostty, VS Code) and OSC 9 (iTerm2, Windows Terminal, kitty). Unknown escapes are ignored."""
+        clean = " ".join(f"{title}: {body}".replace("\x1b", " ").replace("\x07", " ").replace(";", ",").split())[:200]
+        short = " ".join(title.replace(";", ",").split())
+        self.bell()
+        driver = self._driver
+        if driver is not None:
+            driver.write(f"\x1b]777;notify;cifar-tui {short};{clean}\x07\x1b]9;cifar-tui: {clean}\x07")
+            driver.flush()
 
     def _on_failure(self, failure: ev.Failed) -> None:
         self.notify(failure.message, title="training failed", severity="error", timeout=10)
@@ -299,22 +332,33 @@ class CifarTui(App[int]):
             )
 
     # -- drawing on a budget ------------------------------------------------------------------
+    def _pane(self, kind: type[W]) -> W:
+        """A pane of the dashboard screen, whichever screen is on top (help, runs, a dialog)."""
+        return self._dashboard.query_one(kind)
+
+    def _plots(self) -> list[PlotPane]:
+        return list(self._dashboard.query(PlotPane))
+
     def refresh_text(self) -> None:
+        with contextlib.suppress(NoMatches):  # tearing down: the panes are already gone
+            self._refresh_text()
+
+    def _refresh_text(self) -> None:
         state = self.run_state
         for level, line in state.drain_log():
-            self.query_one(LogPane).write(f"[{level}] {line}" if level not in ("info", "output") else line)
+            self._pane(LogPane).write(f"[{level}] {line}" if level not in ("info", "output") else line)
         if state.version == self._shown_version:
             return
         self._shown_version = state.version
-        self.query_one(ProgressPane).show(state)
+        self._pane(ProgressPane).show(state)
         # The other panes change rarely: re-render them only when their inputs changed.
         header_key = (id(state.started), state.message if state.started is None else "", self.owns_training)
         if header_key != self._shown_header:
             self._shown_header = header_key
-            self.query_one(RunHeader).show(state, attached=not self.owns_training)
+            self._pane(RunHeader).show(state, attached=not self.owns_training)
         if state.last_eval is not self._shown_eval:
             self._shown_eval = state.last_eval
-            self.query_one(ClassesPane).show(state.last_eval)
+            self._pane(ClassesPane).show(state.last_eval)
         if state.started is not self._shown_started:
             self._shown_started = state.started
             self._show_device()
@@ -324,15 +368,19 @@ class CifarTui(App[int]):
         with self._buffer_lock:
             if self._buffer:
                 return False
-        return self._shown_version == self.run_state.version and all(p.is_current() for p in self.query(PlotPane))
+        return self._shown_version == self.run_state.version and all(p.is_current() for p in self._plots())
 
     def refresh_plots(self) -> None:
-        for plot in self.query(PlotPane):
+        for plot in self._plots():
             plot.maybe_redraw()
 
     def _show_device(self) -> None:
+        with contextlib.suppress(NoMatches):  # tearing down: the pane is already gone
+            self._show_device_now()
+
+    def _show_device_now(self) -> None:
         s = self.run_state.started
-        self.query_one(DevicePane).show(
+        self._pane(DevicePane).show(
             s.device if s else "", s.device_name if s else "", s.torch_version if s else "",
             s.cuda_version if s else "", s.num_threads if s else 0, self._device_sample,
         )  # fmt: skip
@@ -354,10 +402,26 @@ class CifarTui(App[int]):
 
     # -- keys -----------------------------------------------------------------------------------
     def _send(self, command: str, note: str) -> None:
-        if self.engine is None or self.run_state.ended or not self.engine.send(command):
+        if self.engine is None or self.run_state.ended:
             self.notify("no training is running", severity="warning")
             return
+        if self.owns_training:  # our own child: a local socket pair, never slow
+            if self.engine.send(command):
+                self.notify(note, timeout=2)
+            else:
+                self.notify("no training is running", severity="warning")
+            return
         self.notify(note, timeout=2)
+        self._send_remote(self.engine, command)
+
+    @work(thread=True, group="control", exclusive=False)
+    def _send_remote(self, engine: Engine, command: str) -> None:
+        """An attached run is steered over its control socket: a round trip that may take seconds
+        on a busy machine, so it runs here, never on the UI loop (one lock keeps keys in order)."""
+        with self._remote_lock:
+            ok = engine.send(command)
+        if not ok:
+            self.call_from_thread(self.notify, f"{command}: the trainer did not take it (gone?)", severity="warning")
 
     def action_pause(self) -> None:
         self._send("toggle_pause", "resuming…" if self.run_state.state == "paused" else "pausing at the next batch…")

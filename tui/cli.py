@@ -62,7 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_headless(cfg)
     from tui.app import make_app
 
-    return run_app(lambda guard: make_app(cfg, refresh_hz=args.refresh, guard=guard, on_hangup=args.on_hangup))
+    return run_app(
+        lambda guard: make_app(
+            cfg, refresh_hz=args.refresh, guard=guard, on_hangup=args.on_hangup, notify_desktop=args.notify
+        )
+    )
 
 
 def run_app(build: Callable[[TerminalGuard], CifarTui]) -> int:

@@ -63,6 +63,8 @@ class RunState:
     test_loss: Series = field(init=False)
     test_accuracy: Series = field(init=False)
     train_accuracy: Series = field(init=False)
+    requested_accuracy: Series = field(init=False)
+    """Results of evaluate-now (key e), at the fractional epoch they were taken."""
     log: list[tuple[str, str]] = field(default_factory=list)
     """New (level, line) log entries not yet shown; the log pane drains them."""
 
@@ -73,6 +75,7 @@ class RunState:
         self.test_loss = Series(self.point_budget)
         self.test_accuracy = Series(self.point_budget)
         self.train_accuracy = Series(self.point_budget)
+        self.requested_accuracy = Series(self.point_budget)
 
     @property
     def ended(self) -> bool:
@@ -104,6 +107,7 @@ class RunState:
             self.eval_seconds = e.seconds
             if e.reason == "request":
                 self.log.append(("info", f"evaluation at step {e.global_step}: accuracy {100 * e.accuracy:.2f}%"))
+                self.requested_accuracy.add(e.epoch + e.step / max(1, self.steps_per_epoch), 100 * e.accuracy)
         elif isinstance(e, ev.EpochEnd):
             self.epochs_done.append(e)
             self.epoch = e.epoch

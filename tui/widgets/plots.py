@@ -108,7 +108,8 @@ class AccuracyPlot(PlotPane):
     """Test and train accuracy per epoch, learning rate on the right axis."""
 
     def data_key(self) -> tuple[Any, ...]:
-        return (self.state.test_accuracy.version, self.state.learning_rate.version)
+        s = self.state
+        return (s.test_accuracy.version, s.learning_rate.version, s.requested_accuracy.version)
 
     def has_data(self) -> bool:
         return len(self.state.learning_rate.points()[0]) > 1
@@ -123,4 +124,7 @@ class AccuracyPlot(PlotPane):
             plt.plot(ax, ay, marker="braille", color="green", label="test %")
             tx, ty = s.train_accuracy.points()
             plt.plot(tx, ty, marker="braille", color="blue", label="train %")
+        rx, ry = s.requested_accuracy.points()
+        if rx:  # evaluate-now results (key e), where they were taken
+            plt.scatter(rx, ry, marker="●", color="magenta", label="now %")
         self.border_title = "accuracy % per epoch · learning rate (right axis)"

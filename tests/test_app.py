@@ -162,3 +162,24 @@ async def test_sighup_saves_stops_and_exits_with_its_code(live_app: CifarTui) ->
     assert app.run_state.finished is not None and app.run_state.finished.reason == "stopped"
     assert load_checkpoint(Path(app.run_state.finished.checkpoint))["global_step"] == app.run_state.finished.global_step
     assert not trainer_children()
+
+
+async def _notifications(events: list, wanted: bool) -> list[tuple[str, str]]:
+    calls: list[tuple[str, str]] = []
+    app = CifarTui(tutorial_config(), lambda c: ScriptedEngine(events), notify_desktop=wanted)
+    app.desktop_notify = lambda title, body: calls.append((title, body))  # type: ignore[method-assign]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.run_state.finished is not None)
+        await pilot.pause()
+    return calls
+
+
+@pytest.mark.parametrize("wanted", [True, False])
+async def test_run_end_notifies_only_when_live_and_wanted(wanted: bool) -> None:
+    from engine import events as ev
+
+    cfg = tutorial_config()
+    old = script(cfg, 1, "finished")  # an attached replay of a run that ended long ago: no news
+    live = [*script(cfg, 1), ev.Finished("completed", 1, 782, 0.9, 0.9, 60.0)]  # ends now
+    assert await _notifications(old, wanted) == []
+    assert await _notifications(live, wanted) == ([("training completed", "test accuracy 90.00%")] if wanted else [])

@@ -153,7 +153,7 @@ def test_a_stopped_dashboard_never_stalls_training_and_catches_up(tmp_path: Path
         os.kill(app.pid, signal.SIGSTOP)
         size_at_stop = (run / "events.jsonl").stat().st_size
         # Training must write well past what the channel's kernel buffers can hold while the app is stopped.
-        limit = 3 * 4 * 2 * CHANNEL_BUFFER  # two sockets, send and receive, doubled by Linux; 3x over
+        limit = 2 * 4 * 2 * CHANNEL_BUFFER  # both sockets' send and receive buffers, doubled by Linux, twice over
         wait_until(lambda: (run / "events.jsonl").stat().st_size - size_at_stop > limit,
                    what=f"training to write {limit} bytes of events while the app is stopped")  # fmt: skip
         os.kill(app.pid, signal.SIGCONT)

@@ -130,11 +130,3 @@ def test_a_finished_run_rings_and_sends_a_desktop_notification(tmp_path: Path) -
         assert app.wait() == 0
     finally:
         app.kill()
-    quiet = PtyApp([*TINY, "--epochs", "1", "--run-dir", str(tmp_path / "quiet"), "--notify", "off"])
-    try:
-        wait_until(lambda: count_in_events(tmp_path / "quiet", '"kind":"finished"') > 0, what="the quiet run to end")
-        os.write(quiet.master, b"q")
-        assert quiet.wait() == 0
-        assert b"\x1b]777;" not in quiet.output
-    finally:
-        quiet.kill()

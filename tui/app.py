@@ -289,7 +289,7 @@ class CifarTui(App[int]):
         # The trainer is gone: its last CPU/memory sample would only mislead.
         self._device_sample = None
         self._show_device()
-        if self.notify_desktop and time.time() - event.t < 60:  # live, not an attached replay of old news
+        if self.notify_desktop and abs(time.time() - event.t) < 60:  # live, not an attached replay of old news
             if isinstance(event, ev.Failed):
                 title, body = "training failed", event.message
             else:

@@ -151,7 +151,7 @@ def test_real_command_in_a_subprocess(tmp_path: Path, project_env: dict[str, str
     ok = subprocess.run([sys.executable, "-m", "tui.cli", *TINY, "--epochs", "1", "--run-dir", str(tmp_path / "r")],
                         capture_output=True, text=True, env=project_env, cwd=tmp_path, timeout=120)  # fmt: skip
     assert ok.returncode == 0, ok.stderr
-    assert "completed: 1 epochs" in ok.stdout
+    assert "completed: 1 epoch," in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "tui.cli", "--headless", "--data", "demo", "--lr", "-1"],
                          capture_output=True, text=True, env=project_env, cwd=tmp_path, timeout=60)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.strip() == "cifar-tui: error: --lr must be > 0.0 and <= 100.0, got -1.0"

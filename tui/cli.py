@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import sys
 import time
@@ -87,7 +88,8 @@ def run_app(build: Callable[[TerminalGuard], CifarTui]) -> int:
     finally:
         guard.stop()
     if not guard.hung_up:  # nobody is left to read it otherwise
-        report_after_app(app)
+        with contextlib.suppress(OSError):  # the terminal may go in the meantime
+            report_after_app(app)
     return int(code if code is not None else (guard.exit_code or 0))
 
 

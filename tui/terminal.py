@@ -148,6 +148,9 @@ class TerminalGuard:
                 self.lose("terminal hung up", hangup=True)
         if self._done.is_set() and not self._lost.is_set():
             return
+        # A signal came first (SIGHUP usually announces a hang-up): is the terminal still there?
+        if any(mask & _HANGUP_MASK for _fd, mask in poller.poll(0)):
+            self.lose("terminal hung up", hangup=True)
         self._handle_loss()
 
     def _handle_loss(self) -> None:

@@ -278,6 +278,8 @@ class LinePrinter:
                 f"(best {_pct(e.best_accuracy)}) in {_duration(e.seconds)}"
                 + (f" | checkpoint {e.checkpoint}" if e.checkpoint else "")
             )
+        elif isinstance(e, ev.Detached):
+            self.line(e.message)
         elif isinstance(e, ev.Failed):
             pass  # the caller prints the one-line error
 

@@ -84,7 +84,8 @@ def load_cifar10(root: Path, notify: Notify) -> DataBundle:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DownloadError(
             f"could not download CIFAR-10 into {root} ({reason}); without network use --data demo, "
-            f"or --data PATH (an image folder with train/ and test/), or place cifar-10-python.tar.gz in {root}"
+            f"or --data PATH (an image folder with train/ and test/), or place cifar-10-python.tar.gz in {root}",
+            resource="data",
         ) from exc
 
     def split(ds: torchvision.datasets.CIFAR10) -> Split:

@@ -27,9 +27,13 @@ class DataError(UserError):
 
 
 class DownloadError(UserError):
-    """A download (data set or pretrained weights) failed."""
+    """A download (data set or pretrained weights) failed. ``resource``: data or weights."""
 
     kind = "download"
+
+    def __init__(self, message: str, resource: str = "") -> None:
+        super().__init__(message)
+        self.resource = resource
 
 
 class CheckpointError(UserError):

@@ -170,6 +170,21 @@ class Failed(Event):
     error: str
     message: str
     traceback: str = ""
+    detail: str = ""
+    """What failed, where the kind has parts: for ``download``, ``data`` or ``weights``."""
+
+
+@dataclass(frozen=True)
+class Detached(Event):
+    """The trainer goes on without the dashboard that started it; its output goes to ``log``."""
+
+    kind: ClassVar[str] = "detached"
+    pid: int
+    log: str
+
+    @property
+    def message(self) -> str:
+        return f"detached: training continues in the background (pid {self.pid}); output in {self.log}"
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -186,6 +201,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Resumed,
         Finished,
         Failed,
+        Detached,
     )
 }
 

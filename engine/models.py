@@ -43,7 +43,8 @@ def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DownloadError(
             f"could not download ImageNet weights for {arch} ({reason}); use --weights none "
-            f"to train from scratch, or --weights PATH with a state dict file"
+            f"to train from scratch, or --weights PATH with a state dict file",
+            resource="weights",
         ) from exc
 
 

@@ -154,7 +154,7 @@ def serve(conn: Connection) -> int:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
-        trainer.emit(ev.Log(f"detached: training continues in the background (pid {os.getpid()}); output in {log}"))
+        trainer.emit(ev.Detached(os.getpid(), str(log)))
         detached.set()
 
     def stop(save: bool, cause: str) -> None:
@@ -253,7 +253,7 @@ class TrainerProcess:
         return self.process is not None and self.process.poll() is None
 
     def detach(self) -> bool:
-        """Ask the trainer to go on without us (it acknowledges with a 'detached:' Log event)."""
+        """Ask the trainer to go on without us (it acknowledges with a Detached event)."""
         if self._conn is None:
             return False
         try:

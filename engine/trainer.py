@@ -202,7 +202,7 @@ class Trainer:
         try:
             return self._run()
         except UserError as exc:
-            self._fail(exc.kind, str(exc))
+            self._fail(exc.kind, str(exc), detail=getattr(exc, "resource", ""))
             raise
         except torch.OutOfMemoryError as exc:
             bs = self.cfg.batch_size
@@ -251,9 +251,9 @@ class Trainer:
             self._phase = "run"
             return True
 
-    def _fail(self, error: str, message: str, tb: str = "") -> None:
+    def _fail(self, error: str, message: str, tb: str = "", detail: str = "") -> None:
         self.status("failed", message)
-        self.emit(ev.Failed(error, message, tb))
+        self.emit(ev.Failed(error, message, tb, detail))
 
     def _run(self) -> ev.Finished:
         cfg = self.cfg

@@ -132,7 +132,7 @@ async def test_download_failure_offers_demo_data(tmp_path: Path) -> None:
     from engine import events as ev
 
     failing = [
-        ev.Failed("download", "could not download CIFAR-10 into /x (no network); without network use --data demo")
+        ev.Failed("download", "could not download CIFAR-10 into /x (no network); use --data demo", detail="data")
     ]
     started: list[str] = []
 

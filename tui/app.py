@@ -280,7 +280,7 @@ class CifarTui(App[int]):
                 self._on_run_end(event)
             if isinstance(event, ev.Failed):
                 self._on_failure(event)
-            elif self._detaching and isinstance(event, ev.Log) and event.message.startswith("detached:"):
+            elif self._detaching and isinstance(event, ev.Detached):
                 self.detached_message = event.message
                 self._quitting = True
                 self.exit(result=0, return_code=0)
@@ -314,7 +314,7 @@ class CifarTui(App[int]):
             # No network for one download means none for the other: go fully offline in one step
             # (a local --weights file is kept).
             offline = self.cfg.with_overrides(
-                **({"data": "demo"} if "CIFAR-10" in failure.message else {}),
+                **({"data": "demo"} if failure.detail == "data" else {}),
                 **({"weights": "none"} if self.cfg.weights == "imagenet" else {}),
             )
             what = " and ".join(

@@ -137,7 +137,7 @@ def detach_training(cfg: TrainConfig) -> int:
             run_dir = event.run_dir
             printer(event)
             proc.detach()
-        elif isinstance(event, ev.Log) and event.message.startswith("detached:"):
+        elif isinstance(event, ev.Detached):
             print(event.message)
             break
         elif isinstance(event, ev.Status | ev.Log):

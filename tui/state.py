@@ -102,6 +102,8 @@ class RunState:
             self.epoch, self.step = e.start_epoch, e.start_step
             self.global_step = e.start_epoch * e.steps_per_epoch + e.start_step
             self.log.append(("info", f"run directory {e.run_dir}"))
+        elif isinstance(e, ev.Detached):
+            self.log.append(("info", e.message))
         elif isinstance(e, ev.Evaluation):
             self.last_eval = e
             self.eval_seconds = e.seconds

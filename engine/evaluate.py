@@ -43,6 +43,7 @@ def evaluate(
     autocast: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
     tta: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
+    on_batch: Callable[[int], None] = lambda _done: None,
 ) -> EvalResult:
     """Evaluate in eval mode (BatchNorm running stats), restoring the previous mode after.
     ``should_stop`` is asked between batches; EvaluationInterrupted if it says so."""
@@ -62,6 +63,7 @@ def evaluate(
             loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
             confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
             count += int(y.shape[0])
+            on_batch(count)
     finally:
         model.train(was_training)
     matrix = confusion.view(num_classes, num_classes).cpu()

@@ -179,6 +179,7 @@ class Trainer:
         self._phase_lock = threading.Lock()
         self._began = time.perf_counter()
         self.start_global_step = 0  # where this process started (a resume starts later)
+        self.status_every_s = 2.0  # how often a long evaluation says how far it is
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, event: ev.Event) -> None:
@@ -501,8 +502,19 @@ class _Loop:
         t.status("evaluating", f"evaluating on {len(self.data.test)} test images")
         began = time.perf_counter()
         model = self.ema.model if self.ema is not None else self.step_model
+        total, last = len(self.data.test), [began]
+
+        def progress(done: int) -> None:  # a long evaluation on a CPU is visible, every 2 s
+            now = time.perf_counter()
+            if now - last[0] >= t.status_every_s and done < total:
+                last[0] = now
+                rate = done / max(now - began, 1e-9)
+                eta = int((total - done) / max(rate, 1e-9))
+                t.status("evaluating", f"evaluating: {done:,}/{total:,} test images, {rate:,.0f}/s, "
+                                       f"ETA {eta // 60}m{eta % 60:02d}s")  # fmt: skip
+
         result = evaluate(model, self.test_src, self.num_classes, autocast=self.autocast, tta=self.cfg.tta,
-                          should_stop=lambda: t.controls.stop_requested)  # fmt: skip
+                          should_stop=lambda: t.controls.stop_requested, on_batch=progress)  # fmt: skip
         seconds = time.perf_counter() - began
         if not math.isfinite(result.loss):
             raise FloatingPointError(f"test loss became {result.loss} after epoch {t.epoch + 1}, step {t.step}")

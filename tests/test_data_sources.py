@@ -169,3 +169,26 @@ def test_local_weights_file_is_loaded(tmp_path: Path, recorder: Recorder) -> Non
     built = build_model(cfg, 7, lambda k, m: None)
     assert torch.all(built.layer1[0].conv1.weight == 0.125)
     assert built.fc.out_features == 7
+
+
+def test_a_limited_run_decodes_only_the_images_it_uses(mini_data: Path, tmp_path: Path) -> None:
+    full = load_image_folder(mini_data, 32, lambda k, m: None, tmp_path / "c1")
+    notes: list[str] = []
+    limited = load_image_folder(
+        mini_data, 32, lambda k, m: notes.append(m), tmp_path / "c2", limits=((100, 0), (50, 1))
+    )
+    assert len(limited.train) == 100 and len(limited.test) == 50
+    assert any(n.startswith("decoding 150 images") for n in notes)
+    for got, whole, seed in ((limited.train, full.train, 0), (limited.test, full.test, 1)):
+        expected = whole.subset(len(got), seed)  # the very images a full decode then --train-limit keeps
+        assert torch.equal(got.images, expected.images) and torch.equal(got.labels, expected.labels)
+
+
+def test_decoding_progress_says_count_rate_and_eta() -> None:
+    from engine.data import _DecodeProgress
+
+    notes: list[tuple[str, str]] = []
+    progress = _DecodeProgress(60_000, lambda k, m: notes.append((k, m)), every_s=0.0)
+    progress.step(12_000)
+    kind, message = notes[-1]
+    assert kind == "loading_data" and message.startswith("decoding 12,000/60,000 images, ") and "/s, ETA " in message

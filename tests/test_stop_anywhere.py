@@ -203,3 +203,13 @@ async def test_second_quit_escalates_and_ctrl_c_twice_never_stacks_dialogs() -> 
         await pilot.press("q")  # again: stop waiting
         await pilot.pause(0.2)
     assert engine.killed and app.return_code == 130
+
+
+def test_a_long_evaluation_says_how_far_it_is(tmp_path: Path) -> None:
+    rec = Recorder()
+    trainer = Trainer(tiny_config(tmp_path, test_limit=200, eval_batch_size=50), rec)
+    trainer.status_every_s = 0.0  # every batch (2 s on a real run)
+    trainer.run()
+    messages = [e.message for e in rec.of(ev.Status) if e.state == "evaluating" and "/s, ETA" in e.message]
+    assert messages[:3] == [m for m in messages[:3] if m.startswith("evaluating: ")]
+    assert [m.split()[1] for m in messages[:3]] == ["50/200", "100/200", "150/200"]

@@ -56,7 +56,11 @@ def summarize(run_dir: Path) -> RunSummary | None:
         state = "paused" if pauses and isinstance(pauses[-1], ev.Paused) else "running"
     else:
         state = "stopped"  # the process died without a final report
-    accuracies = [e.test_accuracy for e in epochs]
+    # Every accuracy the run measured: epoch ends, evaluate-now, and what a stopped run reported.
+    accuracies = [e.test_accuracy for e in epochs] + [e.accuracy for e in events if isinstance(e, ev.Evaluation)]
+    accuracies += [
+        a for e in events if isinstance(e, ev.Finished) for a in (e.best_accuracy, e.test_accuracy) if a is not None
+    ]
     return RunSummary(
         name=run_dir.name,
         path=str(run_dir),

@@ -183,3 +183,26 @@ async def test_run_end_notifies_only_when_live_and_wanted(wanted: bool) -> None:
     live = [*script(cfg, 1), ev.Finished("completed", 1, 782, 0.9, 0.9, 60.0)]  # ends now
     assert await _notifications(old, wanted) == []
     assert await _notifications(live, wanted) == ([("training completed", "test accuracy 90.00%")] if wanted else [])
+
+
+def test_eta_follows_the_runs_own_pace_across_an_epoch_boundary() -> None:
+    """A slow first batch after an evaluation (DataLoader workers starting) must not make the ETA jump."""
+    from engine import events as ev
+    from tests.scripted import run_started
+    from tui.state import RunState
+
+    cfg = tutorial_config()  # 10 epochs
+    state = RunState()
+    state.apply(run_started(cfg))
+    spe = state.steps_per_epoch
+
+    def progress(epoch: int, step: int, elapsed: float, speed: float) -> None:
+        state.apply(ev.Progress(epoch=epoch, epochs=10, step=step, steps_per_epoch=spe, global_step=epoch * spe + step,
+                                loss=1.0, lr=0.001, images_per_sec=speed, data_wait=0.0, elapsed=elapsed))  # fmt: skip
+
+    progress(0, spe, spe / 10, 640.0)  # 10 steps/s of 64 images
+    state.apply(ev.EpochEnd(1, 10, 1.0, 0.5, 1.0, 0.5, 640.0, spe / 10, 3.0, 0.001))
+    progress(1, 1, spe / 10 + 3.0 + 0.5, 5.0)  # 3 s of evaluation, then one slow batch
+    eta = state.eta_seconds()
+    pace = (spe / 10 + 3.5) / (spe + 1)  # the run's own seconds per step, evaluation included
+    assert eta is not None and abs(eta - (9 * spe - 1) * pace) < 1.0

@@ -213,3 +213,19 @@ async def test_runs_screen_lists_runs_and_overlays_accuracy(tmp_path: Path) -> N
         await wait_until(pilot, lambda: all(w in screen_text(app) for w in ("test accuracy %", "first", "second")))
         await pilot.press("r")
         await pilot.press("q")
+
+
+def test_a_run_stopped_after_evaluate_now_lists_that_accuracy(tmp_path: Path) -> None:
+    controls = Controls()
+
+    def sink(event: ev.Event) -> None:
+        if isinstance(event, ev.Progress) and event.global_step == 2:
+            controls.evaluate()
+        elif isinstance(event, ev.Evaluation):
+            controls.stop(save=True)
+
+    cfg = tiny_config(tmp_path, epochs=3)
+    Trainer(cfg, sink, controls).run()
+    evaluation = next(e for e in read_events(Path(cfg.run_dir)) if isinstance(e, ev.Evaluation))
+    summary = summarize(Path(cfg.run_dir))
+    assert summary is not None and summary.state == "stopped" and summary.best_accuracy == evaluation.accuracy

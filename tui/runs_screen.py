@@ -78,10 +78,15 @@ class RunsScreen(ModalScreen[None]):
         plt.clear_figure()
         plt.plotsize(width, height)
         plt.theme("clear")
+        low, high = 100.0, 0.0
         for i, run in enumerate(chosen):
             xs, ys = accuracy_curve(Path(run.path))
             if xs:
                 plt.plot(xs, ys, marker="braille", color=COLORS[i % len(COLORS)], label=run.name[-30:])
+                low, high = min(low, *ys), max(high, *ys)
+        if low <= high:  # a percentage axis: never below 0 or above 100, whatever plotext would pick
+            pad = max(2.0, (high - low) * 0.1)
+            plt.ylim(max(0.0, low - pad), min(100.0, high + pad))
         plt.xlabel("epoch")
         plt.ylabel("test accuracy %")
         overlay.update(Text.from_ansi(plt.build(), no_wrap=True))

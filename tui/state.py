@@ -43,6 +43,7 @@ class RunState:
     step: int = 0
     steps_per_epoch: int = 0
     global_step: int = 0
+    start_global_step: int = 0  # where this session of the run began (a resume starts later)
     loss: float | None = None
     lr: float | None = None
     images_per_sec: float = 0.0
@@ -101,6 +102,7 @@ class RunState:
             self.steps_per_epoch = e.steps_per_epoch
             self.epoch, self.step = e.start_epoch, e.start_step
             self.global_step = e.start_epoch * e.steps_per_epoch + e.start_step
+            self.start_global_step = self.global_step
             self.log.append(("info", f"run directory {e.run_dir}"))
         elif isinstance(e, ev.Detached):
             self.log.append(("info", e.message))
@@ -159,11 +161,16 @@ class RunState:
         self.learning_rate.add(e.global_step, e.lr)
 
     def eta_seconds(self) -> float | None:
-        """Remaining training steps at the current speed plus the remaining evaluations."""
+        """Remaining time. After a whole epoch, at the run's own average pace (training and
+        evaluation together, so it neither jumps at epoch boundaries nor forgets the evaluations);
+        before that, remaining steps at the current speed plus the remaining evaluations."""
         if not self.steps_per_epoch or not self.images_per_sec or self.ended:
             return None
-        batch = int(self.config.get("batch_size", 0)) or 1
         steps_left = (self.epochs - self.epoch) * self.steps_per_epoch - self.step
+        done = self.global_step - self.start_global_step
+        if self.epochs_done and done > 0 and self.elapsed > 0:
+            return max(0.0, steps_left * self.elapsed / done)
+        batch = int(self.config.get("batch_size", 0)) or 1
         evals_left = self.epochs - self.epoch
         return max(0.0, steps_left * batch / self.images_per_sec + evals_left * (self.eval_seconds or 0.0))
 

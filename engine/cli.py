@@ -18,7 +18,7 @@ from engine import events as ev
 from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe
 from engine.controls import Controls
 from engine.errors import UserError
-from engine.wording import model_phrase, plural
+from engine.wording import duration, model_phrase, plural
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 
@@ -206,19 +206,8 @@ def tolerant_output() -> None:
             reconfigure(errors="backslashreplace")
 
 
-def printable(text: str) -> str:
-    """Text any terminal can take: undecodable bytes of file names (surrogates) become U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
-def _duration(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 class LinePrinter:
@@ -229,8 +218,7 @@ class LinePrinter:
         self.last_status = ""
 
     def line(self, text: str) -> None:
-        # File names that are not valid UTF-8 arrive as surrogates: show them, never fail on them.
-        print(printable(text), file=self.out, flush=True)
+        print(text, file=self.out, flush=True)
 
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.Status):
@@ -275,7 +263,7 @@ class LinePrinter:
         elif isinstance(e, ev.Finished):
             self.line(
                 f"{e.reason}{f' ({e.cause})' if e.cause else ''}: {plural(e.epochs_done, 'epoch')}, test accuracy {_pct(e.test_accuracy)} "
-                f"(best {_pct(e.best_accuracy)}) in {_duration(e.seconds)}"
+                f"(best {_pct(e.best_accuracy)}) in {duration(e.seconds)}"
                 + (f" | checkpoint {e.checkpoint}" if e.checkpoint else "")
             )
         elif isinstance(e, ev.Detached):
@@ -337,14 +325,14 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
     except _StoppedInSetup:
         return 128 + signals[0]
     except UserError as exc:
-        print(printable(f"cifar-tui: error: {exc}"), file=sys.stderr, flush=True)
+        print(f"cifar-tui: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("cifar-tui: interrupted", file=sys.stderr, flush=True)
         return EXIT_STOPPED
     except Exception as exc:  # the traceback is in events.jsonl; keep the terminal readable
         why = failures[-1].message if failures else f"{type(exc).__name__}: {exc}"
-        print(printable(f"cifar-tui: training failed: {why}"), file=sys.stderr, flush=True)
+        print(f"cifar-tui: training failed: {why}", file=sys.stderr, flush=True)
         return EXIT_CRASH
     finally:
         for s, handler in previous.items():

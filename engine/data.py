@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from engine import demo_data
 from engine.config import TrainConfig, default_cache_dir
 from engine.errors import DataError, DownloadError
 from engine.fileio import atomic_torch_save
+from engine.wording import CountProgress
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -42,9 +42,10 @@ class Split:
 
     def subset(self, limit: int, seed: int) -> Split:
         """A seeded random subset of at most ``limit`` items (all when 0)."""
-        if not limit or limit >= len(self):
+        keep = subset_indices(len(self), limit, seed)
+        if keep is None:
             return self
-        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:limit]
+        idx = torch.tensor(keep, dtype=torch.int64)
         return Split(self.images[idx].contiguous(), self.labels[idx].contiguous())
 
 
@@ -144,27 +145,7 @@ def _decode(path: str, size: int) -> torch.Tensor:
     return data.view(size, size, 3).permute(2, 0, 1)
 
 
-class _DecodeProgress:
-    """'decoding 12,000/60,000 images, 750/s, ETA 1m04s' every 2 s: a long first start is visible."""
-
-    def __init__(self, total: int, notify: Notify, every_s: float = 2.0) -> None:
-        self.total, self.notify, self.every_s = total, notify, every_s
-        self.done = 0
-        self.began = self.last = time.monotonic()
-
-    def step(self, n: int = 1) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self.last < self.every_s or self.done >= self.total:
-            return
-        self.last = now
-        rate = self.done / max(now - self.began, 1e-9)
-        eta = int((self.total - self.done) / max(rate, 1e-9))
-        self.notify("loading_data", f"decoding {self.done:,}/{self.total:,} images, {rate:,.0f}/s, "
-                                    f"ETA {eta // 60}m{eta % 60:02d}s")  # fmt: skip
-
-
-def _decode_split(items: list[tuple[str, int, int, int]], size: int, progress: _DecodeProgress | None = None) -> Split:
+def _decode_split(items: list[tuple[str, int, int, int]], size: int, progress: CountProgress | None = None) -> Split:
     images = torch.empty((len(items), 3, size, size), dtype=torch.uint8)
     # PIL releases the GIL while decoding, so threads help even for tiny images.
     pool = ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 1))
@@ -240,7 +221,10 @@ def _load_image_folder(root: Path, size: int, notify: Notify, cache_dir: Path | 
         except Exception:
             notify("warning", f"decoded-image cache {cache} unreadable; decoding again")
     notify("loading_data", f"decoding {len(listing[0]) + len(listing[1])} images from {root} (cached afterwards)")
-    progress = _DecodeProgress(len(listing[0]) + len(listing[1]), notify)
+    # A long first start is visible: 'decoding 12,000/60,000 images, 750/s, ETA 1m04s' every 2 s.
+    progress = CountProgress(
+        "decoding", "images", len(listing[0]) + len(listing[1]), lambda m: notify("loading_data", m)
+    )
     train, test = (_decode_split(items, size, progress) for items in listing)
     try:
         atomic_torch_save(

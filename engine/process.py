@@ -126,8 +126,9 @@ def serve(conn: Connection) -> int:
     run_dir: list[Path] = []
 
     def dashboard_gone() -> None:
+        """The app's end closed (it quit or died): keep the work, then stop; unless detached."""
         if not detached.is_set() and not detach_wanted.is_set():
-            controls.stop(save=not told_to_stop.is_set(), cause="dashboard gone")  # keep the work, then stop
+            stop(save=not told_to_stop.is_set(), cause="dashboard gone")
 
     channel = EventChannel(conn, dashboard_gone)
 
@@ -168,8 +169,7 @@ def serve(conn: Connection) -> int:
             try:
                 message = conn.recv()
             except (EOFError, OSError):
-                if not detached.is_set() and not detach_wanted.is_set():
-                    stop(save=not told_to_stop.is_set(), cause="dashboard gone")
+                dashboard_gone()
                 return
             name = message.get("command") if isinstance(message, dict) else None
             if name == "detach":

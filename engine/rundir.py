@@ -144,6 +144,7 @@ class RunDirSink:
         """Create the folder, take ownership of it, write config.json; flush held events."""
         try:
             self._create()
+            self.lock = RunDirLock(self.path)  # the folder's final name (a default one may have got a suffix)
             if not self.lock.acquire():
                 raise RunDirError(
                     f"run directory {self.path} is in use by a live trainer (pid {live_owner(self.path)})"
@@ -195,7 +196,6 @@ class RunDirSink:
                 self.path.mkdir()
             except FileExistsError:
                 self.path = base.with_name(f"{base.name}-{n}")
-                self.lock = RunDirLock(self.path)
                 continue
             return
         raise RunDirError(f"cannot find a free run directory name next to {base}")

@@ -29,6 +29,7 @@ from engine.evaluate import EvalResult, EvaluationInterrupted, evaluate
 from engine.models import build_model
 from engine.pipeline import BatchSource, LoaderBatches, TensorBatches
 from engine.rundir import CHECKPOINTS, RunDirSink, check_run_dir, checkpoint_run_dir, default_run_dir
+from engine.wording import CountProgress
 
 Sink = Callable[[ev.Event], None]
 
@@ -177,6 +178,7 @@ class Trainer:
         self._emit_lock = threading.RLock()
         self._phase = "setup"  # setup (nothing on disk yet) -> run, or -> abandoned by a stop during setup
         self._phase_lock = threading.Lock()
+        self._unstarted: ev.Finished | None = None  # the report of a run stopped during setup
         self._began = time.perf_counter()
         self.start_global_step = 0  # where this process started (a resume starts later)
         self.status_every_s = 2.0  # how often a long evaluation says how far it is
@@ -234,11 +236,10 @@ class Trainer:
         self._report_unstarted(cause)
         return True
 
-    def _report_unstarted(self, cause: str) -> ev.Finished:
+    def _report_unstarted(self, cause: str) -> None:
         self.status("stopped", f"stopped before training began ({cause})")
-        finished = ev.Finished("stopped", 0, 0, None, None, time.perf_counter() - self._began, cause=cause)
-        self.emit(finished)
-        return finished
+        self._unstarted = ev.Finished("stopped", 0, 0, None, None, time.perf_counter() - self._began, cause=cause)
+        self.emit(self._unstarted)
 
     def _enter_run(self) -> bool:
         """Leave setup for the run directory; False if a stop came first (then nothing is written)."""
@@ -299,9 +300,8 @@ class Trainer:
                 ema.load_state_dict(ckpt["ema"])
 
         if not self._enter_run():
-            return ev.Finished(
-                "stopped", 0, 0, None, None, time.perf_counter() - started, cause=self.controls.stop_cause
-            )
+            assert self._unstarted is not None
+            return self._unstarted
         self.start_global_step = self.global_step
         self.run_sink = RunDirSink(
             run_dir, overwrite=cfg.overwrite, resuming_here=resuming_here, unique=not cfg.run_dir,
@@ -502,19 +502,11 @@ class _Loop:
         t.status("evaluating", f"evaluating on {len(self.data.test)} test images")
         began = time.perf_counter()
         model = self.ema.model if self.ema is not None else self.step_model
-        total, last = len(self.data.test), [began]
-
-        def progress(done: int) -> None:  # a long evaluation on a CPU is visible, every 2 s
-            now = time.perf_counter()
-            if now - last[0] >= t.status_every_s and done < total:
-                last[0] = now
-                rate = done / max(now - began, 1e-9)
-                eta = int((total - done) / max(rate, 1e-9))
-                t.status("evaluating", f"evaluating: {done:,}/{total:,} test images, {rate:,.0f}/s, "
-                                       f"ETA {eta // 60}m{eta % 60:02d}s")  # fmt: skip
-
+        # A long evaluation on a CPU is visible: count, rate and ETA every few seconds.
+        progress = CountProgress("evaluating:", "test images", len(self.data.test),
+                                 lambda m: t.status("evaluating", m), t.status_every_s)  # fmt: skip
         result = evaluate(model, self.test_src, self.num_classes, autocast=self.autocast, tta=self.cfg.tta,
-                          should_stop=lambda: t.controls.stop_requested, on_batch=progress)  # fmt: skip
+                          should_stop=lambda: t.controls.stop_requested, on_batch=progress.update)  # fmt: skip
         seconds = time.perf_counter() - began
         if not math.isfinite(result.loss):
             raise FloatingPointError(f"test loss became {result.loss} after epoch {t.epoch + 1}, step {t.step}")

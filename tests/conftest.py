@@ -95,15 +95,25 @@ def project_env() -> dict[str, str]:
     return env
 
 
-async def settle(pilot: object, events: int = 0, timeout: float = 120.0) -> None:
-    """Wait until the app has taken ``events`` events and every pane shows them (then one frame)."""
+async def wait_until(pilot: object, cond: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Wait on the app for ``cond`` (the timeout is a hang guard, not a timing assertion)."""
     import asyncio
 
-    app = pilot.app  # type: ignore[attr-defined]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not (app.events_seen >= events and app.run_state.started is not None and app.is_settled()):
+    app = pilot.app  # type: ignore[attr-defined]
+    while not cond():
         if loop.time() > deadline:
-            raise AssertionError(f"the app did not settle in {timeout}s (hang guard)")
+            raise AssertionError("condition not met in time")
+        if not app.is_running:  # pausing a dead app would wait forever
+            raise AssertionError("the app stopped before the condition was met")
         await pilot.pause(0.05)  # type: ignore[attr-defined]
+
+
+async def settle(pilot: object, events: int = 0, timeout: float = 120.0) -> None:
+    """Wait until the app has taken ``events`` events and every pane shows them (then one frame)."""
+    app = pilot.app  # type: ignore[attr-defined]
+    await wait_until(
+        pilot, lambda: app.events_seen >= events and app.run_state.started is not None and app.is_settled(), timeout
+    )
     await pilot.pause()  # type: ignore[attr-defined]

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import html
 import re
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 
 from engine.checkpoint import load_checkpoint
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, wait_until
 from tests.scripted import ScriptedEngine, script, tutorial_config
 from tui.app import CifarTui, make_app
 from tui.screens import Choice
@@ -23,18 +21,6 @@ from tui.widgets.plots import PlotPane
 def screen_text(app: CifarTui) -> str:
     svg = app.export_screenshot()
     return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
-
-
-async def wait_until(pilot: object, cond: Callable[[], bool], timeout: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    app = pilot.app  # type: ignore[attr-defined]
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        if not app.is_running:  # pausing a dead app would wait forever
-            raise AssertionError("the app stopped before the condition was met")
-        await pilot.pause(0.05)  # type: ignore[attr-defined]
 
 
 def trainer_children() -> list[psutil.Process]:

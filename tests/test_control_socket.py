@@ -121,3 +121,19 @@ def test_the_client_refuses_a_socket_served_by_another_user(tmp_root: Path) -> N
     finally:
         impostor.kill()
         impostor.wait()
+
+
+def test_an_idle_client_is_hung_up_on_and_reconnects(tmp_root: Path, tmp_path: Path) -> None:
+    import select
+
+    controls = Controls()
+    server = ControlServer(tmp_path, controls, lambda _m: None)
+    server.IDLE_S = 0.2  # ten minutes in real use
+    try:
+        client = ControlClient(server.path)
+        ready, _, _ = select.select([client.sock], [], [], 60)  # the server hangs up the idle link...
+        assert ready and client.sock.recv(1, socket.MSG_PEEK) == b""
+        assert client.send("pause")["ok"] and controls.paused  # ...and the next command reconnects
+        client.close()
+    finally:
+        server.close()

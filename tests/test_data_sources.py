@@ -185,10 +185,10 @@ def test_a_limited_run_decodes_only_the_images_it_uses(mini_data: Path, tmp_path
 
 
 def test_decoding_progress_says_count_rate_and_eta() -> None:
-    from engine.data import _DecodeProgress
+    from engine.wording import CountProgress
 
-    notes: list[tuple[str, str]] = []
-    progress = _DecodeProgress(60_000, lambda k, m: notes.append((k, m)), every_s=0.0)
+    notes: list[str] = []
+    progress = CountProgress("decoding", "images", 60_000, notes.append, every_s=0.0)
     progress.step(12_000)
-    kind, message = notes[-1]
-    assert kind == "loading_data" and message.startswith("decoding 12,000/60,000 images, ") and "/s, ETA " in message
+    message = notes[-1]
+    assert message.startswith("decoding 12,000/60,000 images, ") and "/s, ETA " in message

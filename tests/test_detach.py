@@ -17,8 +17,8 @@ from engine.controls import Controls
 from engine.rundir import read_events
 from engine.runs import export_csv, list_runs, summarize
 from engine.trainer import Trainer
-from tests.conftest import Recorder, tiny_config
-from tests.test_app import screen_text, wait_until
+from tests.conftest import Recorder, tiny_config, wait_until
+from tests.test_app import screen_text
 from tui.app import make_app
 from tui.attach import AttachedEngine
 from tui.cli import detach_training, main

@@ -188,12 +188,7 @@ class CifarTui(App[int]):
                     loop.remove_signal_handler(sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        self.signal_code = 128 + int(sig)
-        self.run_state.log.append(("warning", f"{sig.name}: saving a checkpoint and stopping"))
-        if self.engine is not None and self.engine.alive() and not self.run_state.ended:
-            self._stop_then_quit("stop_save")
-        else:
-            self._finish_quit()
+        self.on_terminal_lost(sig.name, 128 + int(sig), hangup=False)
 
     def on_terminal_lost(self, reason: str, code: int, hangup: bool) -> None:
         """Called by the TerminalGuard's thread: the terminal is gone or a termination signal came.

@@ -18,7 +18,6 @@ from engine.cli import (
     OneLineParser,
     build_parser,
     config_from_args,
-    printable,
     run_headless,
     tolerant_output,
 )
@@ -34,7 +33,7 @@ SUBCOMMANDS = ("attach", "runs", "export")
 
 
 def fail(message: str) -> int:
-    print(printable(f"cifar-tui: error: {message}"), file=sys.stderr)
+    print(f"cifar-tui: error: {message}", file=sys.stderr)
     return EXIT_USAGE
 
 

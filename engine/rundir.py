@@ -73,6 +73,19 @@ def checkpoint_run_dir(checkpoint: Path) -> Path | None:
     return None
 
 
+def check_target(cfg: TrainConfig) -> bool:
+    """Check the folder a run will write to (its --run-dir, else the resumed checkpoint's own run);
+    True when it resumes into the checkpoint's own run. A new default folder needs no check:
+    it is created under a name of its own."""
+    own = checkpoint_run_dir(Path(cfg.resume)) if cfg.resume else None
+    target = Path(cfg.run_dir) if cfg.run_dir else own
+    if target is None:
+        return False
+    here = own is not None and target.resolve() == own
+    check_run_dir(target, resuming_here=here, overwrite=cfg.overwrite)
+    return here
+
+
 class RunDirLock:
     """Exclusive ownership of a run directory by one live process: ``flock`` on ``.lock``,
     released by the kernel when the owner dies however it dies (kill -9 leaves nothing stuck)."""

@@ -28,7 +28,7 @@ from engine.errors import CheckpointError, ConfigError, UserError
 from engine.evaluate import EvalResult, EvaluationInterrupted, evaluate
 from engine.models import build_model
 from engine.pipeline import BatchSource, LoaderBatches, TensorBatches
-from engine.rundir import CHECKPOINTS, RunDirSink, check_run_dir, checkpoint_run_dir, default_run_dir
+from engine.rundir import CHECKPOINTS, RunDirSink, check_target, checkpoint_run_dir, default_run_dir
 from engine.wording import CountProgress
 
 Sink = Callable[[ev.Event], None]
@@ -270,9 +270,7 @@ class Trainer:
                     f"with N > {ckpt['epoch']} to train further"
                 )
         run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-        resuming_here = bool(cfg.resume) and run_dir.resolve() == checkpoint_run_dir(Path(cfg.resume))
-        if cfg.run_dir:
-            check_run_dir(run_dir, resuming_here=resuming_here, overwrite=cfg.overwrite)
+        resuming_here = check_target(cfg)
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
 

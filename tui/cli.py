@@ -23,7 +23,7 @@ from engine.cli import (
 )
 from engine.config import TrainConfig
 from engine.errors import UserError
-from engine.rundir import check_run_dir, checkpoint_run_dir
+from engine.rundir import check_target
 
 if TYPE_CHECKING:
     from tui.app import CifarTui
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     try:
         cfg = config_from_args(args)
-        check_early(cfg)
+        check_target(cfg)  # refuse an unusable run directory before the screen opens, not after the data loaded
     except UserError as exc:
         return fail(str(exc))
     if not 0 < args.refresh <= 30:
@@ -90,16 +90,6 @@ def run_app(build: Callable[[TerminalGuard], CifarTui]) -> int:
         with contextlib.suppress(OSError):  # the terminal may go in the meantime
             report_after_app(app)
     return int(code if code is not None else (guard.exit_code or 0))
-
-
-def check_early(cfg: TrainConfig) -> None:
-    """Refuse an unusable run directory before the screen opens, not after the data loaded."""
-    own = checkpoint_run_dir(Path(cfg.resume)) if cfg.resume else None
-    if cfg.run_dir:
-        here = own is not None and Path(cfg.run_dir).resolve() == own
-        check_run_dir(Path(cfg.run_dir), resuming_here=here, overwrite=cfg.overwrite)
-    elif own is not None:
-        check_run_dir(own, resuming_here=True, overwrite=False)
 
 
 def report_after_app(app: object) -> None:

@@ -81,6 +81,14 @@ class LogPane(RichLog):
         if event.text.strip():
             self.write(event.text.rstrip("\n"))
 
+    def is_current(self) -> bool:
+        """Whether the newest line is in view. RichLog scrolls to it after the next refresh; if a
+        later layout change (a scrollbar appearing) left it short, it is asked again."""
+        if not self.auto_scroll or self.scroll_offset.y >= self.max_scroll_y:
+            return True
+        self.scroll_end(animate=False, immediate=False, x_axis=False)
+        return False
+
 
 class CifarTui(App[int]):
     """The cifar-tui dashboard. ``return_code`` is 0 when training completed, 2 on bad input."""
@@ -363,6 +371,8 @@ class CifarTui(App[int]):
         with self._buffer_lock:
             if self._buffer:
                 return False
+        if self.run_state.log or not self._pane(LogPane).is_current():
+            return False
         return self._shown_version == self.run_state.version and all(p.is_current() for p in self._plots())
 
     def refresh_plots(self) -> None:

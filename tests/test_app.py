@@ -192,3 +192,40 @@ def test_eta_follows_the_runs_own_pace_across_an_epoch_boundary() -> None:
     eta = state.eta_seconds()
     pace = (spe / 10 + 3.5) / (spe + 1)  # the run's own seconds per step, evaluation included
     assert eta is not None and abs(eta - (9 * spe - 1) * pace) < 1.0
+
+
+async def test_loss_axis_log_scale_and_smoothing_keys() -> None:
+    from tests.conftest import settle
+    from tui.widgets.plots import LossPlot
+
+    app = CifarTui(tutorial_config(), lambda cfg: ScriptedEngine(script(cfg, 3)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, events=len(app.engine.script))  # type: ignore[attr-defined]
+        plot = app.query_one(LossPlot)
+        linear = plot.render().plain
+        assert "linear, smoothing 0.9" in str(plot.border_title)
+        await pilot.press("l")
+        assert "log, smoothing 0.9" in str(plot.border_title)
+        # The axis labels change with the scale: on a log axis the ticks are no longer evenly spaced values.
+        assert plot.render().plain != linear
+        await pilot.press("m", "m")
+        assert "log, raw" in str(plot.border_title)
+        await pilot.press("l")
+        assert "linear, raw" in str(plot.border_title) and plot.render().plain != linear
+
+
+def test_smoothing_keeps_its_reach_in_steps_when_the_series_is_downsampled() -> None:
+    # 0.9 per raw step: after 40 steps of a jump from 1 to 0 the curve has fallen to 0.9**40 of
+    # the jump, whether each stored point stands for one step or for eight.
+    from tui.series import Series, ema
+
+    for n_before in (100, 3200):
+        series = Series(budget=400)
+        for i in range(n_before):
+            series.add(i, 1.0)
+        for i in range(n_before, n_before + 40 * 8):
+            series.add(i, 0.0)
+        xs, ys = series.points()
+        smooth = ema(ys, 1 - 0.9**series.weight)
+        after_40 = next(s for x, s in zip(xs, smooth) if x >= n_before + 40 - 1)
+        assert 0.005 < after_40 < 0.05, (series.weight, after_40)

@@ -49,3 +49,21 @@ def test_confusion_matrix(snap_compare) -> None:  # type: ignore[no-untyped-def]
         await pilot.pause()
 
     assert snap_compare(app_for("finished", epochs_done=10), terminal_size=(120, 40), run_before=open_confusion)
+
+
+def test_help_fits_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def open_help(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(app_for(""), terminal_size=(80, 24), run_before=open_help)
+
+
+def test_loss_on_a_log_axis(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def log_view(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        await pilot.press("v", "l")  # loss only, log scale: the view for a late, flat loss curve
+        await settle(pilot)
+
+    assert snap_compare(app_for("", epochs_done=8), terminal_size=(100, 30), run_before=log_view)

@@ -101,6 +101,8 @@ class CifarTui(App[int]):
         Binding("e", "evaluate", "Evaluate now", id="evaluate"),
         Binding("c", "confusion", "Confusion", id="confusion"),
         Binding("v", "cycle_plots", "Plots", id="plots", show=False),
+        Binding("l", "log_scale", "Log loss", id="log_scale", show=False),
+        Binding("m", "smoothing", "Smoothing", id="smoothing", show=False),
         Binding("r", "runs", "Runs", id="runs", show=False),
         Binding("x", "stop_training", "Stop training", id="stop", show=False),
         Binding("d", "detach", "Detach", id="detach", show=False),
@@ -448,6 +450,18 @@ class CifarTui(App[int]):
         shown = self.PLOT_VIEWS[self._plot_view]
         for plot in self.query(PlotPane):
             plot.display = plot.id in shown
+
+    def action_log_scale(self) -> None:
+        self._redraw_loss(LossPlot.toggle_log_scale)
+
+    def action_smoothing(self) -> None:
+        self._redraw_loss(LossPlot.cycle_smoothing)
+
+    def _redraw_loss(self, change: Callable[[LossPlot], None]) -> None:
+        with contextlib.suppress(NoMatches):
+            plot = self._pane(LossPlot)
+            change(plot)
+            plot.maybe_redraw(now=float("inf"))  # a key's effect shows at once, not at the next tick
 
     def action_runs(self) -> None:
         from tui.runs_screen import RunsScreen

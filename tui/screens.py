@@ -63,22 +63,25 @@ class ConfusionScreen(ModalScreen[None]):
 
 
 HELP = """\
-[b]cifar-tui keys[/b]
+[b]keys[/b] (training acts on them at the next batch boundary)
 
-  [b]p[/b]   pause / resume training (at the next batch boundary)
-  [b]s[/b]   save a checkpoint now (its path appears in the log)
-  [b]e[/b]   evaluate on the test split now; training continues after
-  [b]c[/b]   show / hide the confusion matrix
-  [b]v[/b]   plots: both, loss only, accuracy only (handy at 80x24)
-  [b]r[/b]   runs: every run in the runs folder, overlay their test accuracy
-  [b]x[/b]   stop training (asks first: save and stop, stop without saving, cancel)
-  [b]d[/b]   detach: training goes on in the background; [b]cifar-tui attach[/b] brings it back
-  [b]q[/b]   quit (while training: save and quit, quit without saving, or cancel;
-      attached to a background run: just close the dashboard, training goes on)
-  [b]?[/b]   this help
+  [b]p[/b]  pause / resume training
+  [b]s[/b]  save a checkpoint now (its path appears in the log)
+  [b]e[/b]  evaluate on the test split now; training goes on after
+  [b]c[/b]  show / hide the confusion matrix
+  [b]v[/b]  plots: both, loss only, accuracy only
+  [b]l[/b]  loss axis: linear / log scale
+  [b]m[/b]  smoothing of the training loss: off, 0.6, 0.9, 0.99
+  [b]r[/b]  runs: compare runs (curves and configs)
+  [b]x[/b]  stop training (asks: save and stop, stop, cancel)
+  [b]d[/b]  detach: training goes on in the background;
+      [b]cifar-tui attach[/b] brings it back
+  [b]q[/b]  quit (training: asks to save first; attached to a
+      background run: closes the dashboard, training goes on)
+  [b]?[/b]  this help
 
-Plots redraw at most once a second (--refresh); history is downsampled to a
-fixed number of points, so long runs stay cheap to draw.
+Plots redraw at most once a second (--refresh) and keep a fixed
+number of points, so long runs stay cheap to draw.
 """
 
 
@@ -87,5 +90,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(HELP)
-            yield Label("? / esc: close", classes="hint")
+            # The close hint comes first so that it shows on the smallest terminal; the keys scroll.
+            yield Label("? / esc: close · arrows scroll", classes="hint top")
+            with VerticalScroll(id="help-body"):
+                yield Static(HELP)

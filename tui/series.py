@@ -21,6 +21,11 @@ class Series:
         self.total = 0  # raw points ever added
         self.version = 0  # bumps on every change: a cheap "has it changed" check for the plot
 
+    @property
+    def weight(self) -> int:
+        """Raw points each stored point stands for."""
+        return self._weight
+
     def __len__(self) -> int:
         return len(self.xs)
 

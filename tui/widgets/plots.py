@@ -82,11 +82,26 @@ class PlotPane(Widget):
         return self._text
 
 
+SMOOTHING = (0.0, 0.6, 0.9, 0.99)
+"""Smoothing weights the ``m`` key cycles through (TensorBoard's meaning: weight per training step)."""
+
+
 class LossPlot(PlotPane):
     """Training loss per step (raw faint, smoothed bright) and test loss per epoch."""
 
+    def __init__(self, state: RunState, *, max_fps: float = 1.0, id: str | None = None) -> None:
+        super().__init__(state, max_fps=max_fps, id=id)
+        self.log_scale = False
+        self.smoothing = 0.9
+
+    def toggle_log_scale(self) -> None:
+        self.log_scale = not self.log_scale
+
+    def cycle_smoothing(self) -> None:
+        self.smoothing = SMOOTHING[(SMOOTHING.index(self.smoothing) + 1) % len(SMOOTHING)]
+
     def data_key(self) -> tuple[Any, ...]:
-        return (self.state.train_loss.version, self.state.test_loss.version)
+        return (self.state.train_loss.version, self.state.test_loss.version, self.log_scale, self.smoothing)
 
     def has_data(self) -> bool:
         return len(self.state.train_loss.points()[0]) > 1
@@ -96,12 +111,22 @@ class LossPlot(PlotPane):
         xs, ys = s.train_loss.points()
         spe = max(1, s.steps_per_epoch)
         ex = [x / spe for x in xs]  # x in epochs: comparable with the per-epoch test loss
-        plt.plot(ex, ys, marker="braille", color=_SUBTLE)
-        plt.plot(ex, ema(ys, 0.15), marker="braille", color="cyan", label="train")
         tx, ty = s.test_loss.points()
+        # A log axis needs positive values; a loss of exactly 0 (or a diverged one) keeps it linear.
+        log = self.log_scale and min(ys + ty) > 0
+        if self.smoothing:
+            plt.plot(ex, ys, marker="braille", color=_SUBTLE)
+            # One stored point stands for `weight` raw steps: keep the smoothing's reach in steps.
+            alpha = 1 - self.smoothing**s.train_loss.weight
+            plt.plot(ex, ema(ys, alpha), marker="braille", color="cyan", label="train")
+        else:
+            plt.plot(ex, ys, marker="braille", color="cyan", label="train")
         if tx:
             plt.plot(tx, ty, marker="braille", color="orange", label="test")
-        self.border_title = "loss · train per step (smoothed), test per epoch"
+        if log:
+            plt.yscale("log")
+        view = ("log" if log else "linear") + (f", smoothing {self.smoothing:g}" if self.smoothing else ", raw")
+        self.border_title = f"loss · {view}"
 
 
 class AccuracyPlot(PlotPane):

@@ -25,6 +25,7 @@ from engine.fileio import atomic_write_json
 EVENTS = "events.jsonl"
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
+SUMMARY = "summary.json"  # kept by engine.run_summary: what the runs list shows without reading events
 
 
 def _slug(text: str) -> str:
@@ -165,7 +166,7 @@ class RunDirSink:
             if not self.unique:  # it may have changed hands since the first check
                 check_run_dir(self.path, resuming_here=self.resuming_here, overwrite=self.overwrite, owned=True)
             if self.overwrite and not config.resume:
-                for name in (EVENTS, CONFIG):
+                for name in (EVENTS, CONFIG, SUMMARY):
                     (self.path / name).unlink(missing_ok=True)
                 shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)
             atomic_write_json(self.path / CONFIG, config.to_dict())

@@ -20,7 +20,7 @@ from torch import nn
 from engine import events as ev
 from engine.checkpoint import CheckpointStore, load_checkpoint, rng_state, set_rng_state
 from engine.config import TrainConfig, validate
-from engine.control import ControlServer, process_start_time
+from engine.control_socket import ControlServer, process_start_time
 from engine.controls import Controls
 from engine.data import DataBundle, load_data
 from engine.ema import WeightEma
@@ -28,6 +28,7 @@ from engine.errors import CheckpointError, ConfigError, UserError
 from engine.evaluate import EvalResult, EvaluationInterrupted, evaluate
 from engine.models import build_model
 from engine.pipeline import BatchSource, LoaderBatches, TensorBatches
+from engine.run_summary import SummaryKeeper
 from engine.rundir import CHECKPOINTS, RunDirSink, check_target, checkpoint_run_dir, default_run_dir
 from engine.wording import CountProgress
 
@@ -167,6 +168,7 @@ class Trainer:
         self.controls = controls or Controls()
         self._sink = sink
         self.run_sink: RunDirSink | None = None
+        self.summary: SummaryKeeper | None = None
         self.global_step = 0
         self.epoch = 0
         self.step = 0
@@ -188,6 +190,8 @@ class Trainer:
         with self._emit_lock:  # the control server's thread emits too
             if self.run_sink is not None:
                 self.run_sink(event)
+            if self.summary is not None:
+                self.summary(event)
             self._sink(event)
 
     def status(self, state: str, message: str = "") -> None:
@@ -308,6 +312,7 @@ class Trainer:
         self.run_sink.open(cfg)
         run_dir = self.run_sink.path
         self.run_dir = run_dir
+        self.summary = SummaryKeeper(run_dir)
         self._open_control(run_dir)
         self.emit(
             ev.RunStarted(

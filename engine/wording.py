@@ -26,8 +26,10 @@ def model_phrase(config: dict) -> str:
     return f"{config['arch']} ({weights_phrase(str(config['weights']))}, {config['stem']} stem)"
 
 
-def duration(seconds: float) -> str:
-    """'4m05s', '1h02m03s'."""
+def duration(seconds: float | None) -> str:
+    """'4m05s', '1h02m03s'; '--' when unknown. The one duration format of the CLI and the dashboard."""
+    if seconds is None:
+        return "--"
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.control import ControlClient, ControlServer, control_folder
+from engine.control_socket import ControlClient, ControlServer, control_folder
 from engine.controls import Controls
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from engine import events as ev
-from engine.control import TRAINER_FILE, ControlClient, ControlServer, trainer_alive
+from engine.control_socket import TRAINER_FILE, ControlClient, ControlServer, trainer_alive
 from engine.controls import Controls
+from engine.run_summary import export_csv, list_runs, summarize
 from engine.rundir import read_events
-from engine.runs import export_csv, list_runs, summarize
 from engine.trainer import Trainer
 from tests.conftest import Recorder, tiny_config, wait_until
 from tests.test_app import screen_text
@@ -197,13 +197,13 @@ async def test_runs_screen_lists_runs_and_overlays_accuracy(tmp_path: Path) -> N
     from tui.runs_screen import RunsScreen
 
     root = tmp_path / "runs"
-    for name in ("first", "second"):
-        Trainer(tiny_config(tmp_path, run_dir=str(root / name), epochs=2), Recorder()).run()
+    for name, lr in (("first", 0.01), ("second", 0.02)):
+        Trainer(tiny_config(tmp_path, run_dir=str(root / name), epochs=2, lr=lr), Recorder()).run()
     app = make_app(tiny_config(tmp_path), lambda cfg: AttachedEngine(root / "second"))
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: app.run_state.finished is not None)
         await pilot.press("r")
-        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
         screen = app.screen
         assert isinstance(screen, RunsScreen)
         assert [r.name for r in screen.runs] == ["first", "second"]
@@ -211,6 +211,10 @@ async def test_runs_screen_lists_runs_and_overlays_accuracy(tmp_path: Path) -> N
         await pilot.press("space")  # the cursor starts on the first row
         await wait_until(pilot, lambda: {Path(p).name for p in screen.selected} == {"first", "second"})
         await wait_until(pilot, lambda: all(w in screen_text(app) for w in ("test accuracy %", "first", "second")))
+        await pilot.press("t")  # configs side by side: what differs first, highlighted
+        await wait_until(pilot, lambda: "≠ lr" in screen_text(app) and "final acc" in screen_text(app))
+        text = screen_text(app)
+        assert text.index("≠ lr") < text.index("batch_size") and "test accuracy %" not in text
         await pilot.press("r")
         await pilot.press("q")
 
@@ -229,3 +233,31 @@ def test_a_run_stopped_after_evaluate_now_lists_that_accuracy(tmp_path: Path) ->
     evaluation = next(e for e in read_events(Path(cfg.run_dir)) if isinstance(e, ev.Evaluation))
     summary = summarize(Path(cfg.run_dir))
     assert summary is not None and summary.state == "stopped" and summary.best_accuracy == evaluation.accuracy
+
+
+def test_the_trainer_keeps_a_summary_that_listing_reads_instead_of_the_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine import run_summary
+    from engine.run_summary import SummaryFold
+
+    run = tmp_path / "run"
+    Trainer(tiny_config(tmp_path, epochs=1), Recorder()).run()
+    # A resume into the same run goes on from its history: one curve, the first start's time.
+    last = str(run / "checkpoints" / "last.pt")
+    Trainer(tiny_config(tmp_path, run_dir="", resume=last, epochs=2), Recorder()).run()
+    fold = SummaryFold()
+    for event in read_events(run):
+        fold.add(event)
+    kept = json.loads((run / "summary.json").read_text())
+    assert kept == json.loads(json.dumps(fold.to_dict()))  # what the trainer kept is what its events say
+    assert [epoch for epoch, _ in kept["curve"]] == [1, 2] and kept["status"] == "finished"
+
+    def no_event_reading(path: Path) -> list[ev.Event]:
+        raise AssertionError(f"read {path}/events.jsonl")
+
+    monkeypatch.setattr(run_summary, "read_events", no_event_reading)
+    (listed,) = list_runs(tmp_path)
+    assert (listed.name, listed.state, listed.epochs_done) == ("run", "finished", 2)
+    assert listed.final_accuracy is not None and listed.config["epochs"] == 2
+    assert 100 * listed.final_accuracy == pytest.approx(kept["curve"][-1][1])

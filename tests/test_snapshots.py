@@ -67,3 +67,42 @@ def test_loss_on_a_log_axis(snap_compare) -> None:  # type: ignore[no-untyped-de
         await settle(pilot)
 
     assert snap_compare(app_for("", epochs_done=8), terminal_size=(100, 30), run_before=log_view)
+
+
+def test_runs_screen_compares_configs(snap_compare, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import time
+
+    from engine.config import from_recipe
+
+    monkeypatch.chdir(tmp_path)  # the screen names its folder: keep it the same on every machine
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    runs = [
+        ("20261127-120000-tutorial-cifar10", from_recipe("tutorial"), [62.8, 70.1, 74.3], 412.0),
+        ("20261127-130000-tutorial-cifar10", from_recipe("tutorial", lr=0.01), [55.0, 66.2, 71.9], 405.0),
+        ("20261127-140000-fast-cifar10", from_recipe("fast", epochs=3), [71.5, 84.0, 90.2], 95.0),
+    ]
+    for i, (name, cfg, curve, seconds) in enumerate(runs):
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        (folder / "events.jsonl").write_text("")
+        summary = {"version": 1, "config": cfg.to_dict(), "status": "finished", "started": T0 + 3600 * i,
+                   "last_t": T0 + 3600 * i + seconds, "epochs_done": 3, "best_accuracy": max(curve) / 100,
+                   "final_accuracy": curve[-1] / 100, "curve": [[e + 1, a] for e, a in enumerate(curve)]}  # fmt: skip
+        (folder / "summary.json").write_text(json.dumps(summary))
+
+    async def compare(pilot) -> None:  # type: ignore[no-untyped-def]
+        from tests.conftest import wait_until
+
+        await settle(pilot)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+        await pilot.press("down", "space", "t")  # the second run joins the one on screen
+        await pilot.pause()
+
+    try:
+        assert snap_compare(app_for("finished", epochs_done=3), terminal_size=(80, 24), run_before=compare)
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine import events as ev
 from engine.checkpoint import load_checkpoint
-from engine.control import TRAINER_FILE, ControlClient, trainer_alive
+from engine.control_socket import TRAINER_FILE, ControlClient, trainer_alive
 from engine.rundir import read_events
 from tests.conftest import ROOT
 from tests.pty_app import PtyApp, count_in_events, wait_until

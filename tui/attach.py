@@ -1,6 +1,6 @@
 """Attach the dashboard to a run that lives elsewhere: replay events.jsonl, then follow it.
 
-Commands go through the run's control socket (see engine.control). Quitting an attached
+Commands go through the run's control socket (see engine.control_socket). Quitting an attached
 dashboard never stops training; stopping is an explicit, confirmed action (key x).
 A finished run, or one whose trainer is gone, attaches as a read-only replay.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine import events as ev
-from engine.control import TRAINER_FILE, ControlClient, trainer_alive
+from engine.control_socket import TRAINER_FILE, ControlClient, trainer_alive
 from engine.rundir import EVENTS
 
 

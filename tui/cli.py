@@ -143,7 +143,7 @@ def attach_main(argv: list[str]) -> int:
     p.add_argument("--runs-root", default="runs")
     p.add_argument("--refresh", type=float, default=1.0)
     args = p.parse_args(argv)
-    from engine.runs import latest_run
+    from engine.run_summary import latest_run
 
     run_dir = Path(args.run_dir) if args.run_dir else latest_run(Path(args.runs_root))
     if run_dir is None:
@@ -178,7 +178,8 @@ def runs_main(argv: list[str]) -> int:
     p.add_argument("--runs-root", default="runs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args = p.parse_args(argv)
-    from engine.runs import list_runs, runs_json
+    from engine.run_summary import list_runs, runs_json
+    from engine.wording import duration
 
     root = Path(args.runs_root)
     if root.exists() and not root.is_dir():
@@ -195,7 +196,7 @@ def runs_main(argv: list[str]) -> int:
     for r in runs:
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
         best = f"{100 * r.best_accuracy:.2f}%" if r.best_accuracy is not None else "--"
-        dur = f"{int(r.duration // 60)}m{int(r.duration % 60):02d}s" if r.duration is not None else "--"
+        dur = duration(r.duration)
         data = r.data if len(r.data) <= 16 else "…" + r.data[-15:]
         print(
             f"{r.name[:40]:<40} {r.state:<9} {r.recipe:<9} {data:<16} {f'{r.epochs_done}/{r.epochs}':>7} {best:>8}  {started:<16} {dur:>8}"
@@ -209,7 +210,7 @@ def export_main(argv: list[str]) -> int:
     p.add_argument("--csv", action="store_true", required=True, help="CSV output (the one format for now)")
     p.add_argument("--out", help="folder for the CSV files (default: the run directory)")
     args: argparse.Namespace = p.parse_args(argv)
-    from engine.runs import export_csv
+    from engine.run_summary import export_csv
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "events.jsonl").is_file():

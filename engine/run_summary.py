@@ -1,0 +1,241 @@
+"""Runs as seen from their directories: state, summary, CSV export. No torch needed.
+
+A run's state comes from its last events and whether its trainer process still lives:
+running, paused, finished, failed, stopped (stopped on request, or its process died
+without a final report: kill -9, reboot — resumable from checkpoints/last.pt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import events as ev
+from engine.control_socket import trainer_alive
+from engine.fileio import atomic_write, atomic_write_json
+from engine.rundir import EVENTS, SUMMARY, read_events
+
+# Events after which the trainer rewrites summary.json (not progress: that is every few steps).
+SUMMARY_EVENTS = (ev.RunStarted, ev.EpochEnd, ev.Evaluation, ev.Paused, ev.Resumed, ev.Finished, ev.Failed)
+
+
+@dataclass
+class RunSummary:
+    """What the runs list and the runs screen show of a run: small, and kept up to date by the
+    trainer in ``summary.json``, so listing runs never reads whole event logs."""
+
+    name: str
+    path: str
+    state: str
+    recipe: str
+    data: str
+    epochs_done: int
+    epochs: int
+    best_accuracy: float | None
+    started: float | None
+    duration: float | None
+    final_accuracy: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    curve: list[tuple[float, float]] = field(default_factory=list)  # (epoch, test accuracy %)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class SummaryFold:
+    """Folds a run's events, in order, into its summary: the trainer's sink feeds it live, and a
+    run without a readable summary.json is folded from its events.jsonl the same way."""
+
+    def __init__(self) -> None:
+        self.config: dict[str, Any] = {}
+        self.status = ""  # running / paused / finished / stopped / failed, as last reported
+        self.started: float | None = None
+        self.last_t: float | None = None
+        self.epochs_done = 0
+        self.best: float | None = None
+        self.final: float | None = None
+        self.curve: dict[int, float] = {}
+
+    def _measured(self, accuracy: float | None) -> None:
+        if accuracy is not None:
+            self.best = accuracy if self.best is None else max(self.best, accuracy)
+
+    def add(self, e: ev.Event) -> None:
+        self.last_t = e.t
+        if isinstance(e, ev.RunStarted):  # the first start, or a resume into the same run
+            self.started = e.t if self.started is None else self.started
+            self.config = dict(e.config)
+            self.status = "running"
+            self.epochs_done = e.start_epoch
+        elif isinstance(e, ev.EpochEnd):
+            self.epochs_done = e.epoch
+            self.curve[e.epoch] = 100 * e.test_accuracy
+            self.final = e.test_accuracy
+            self._measured(e.test_accuracy)
+        elif isinstance(e, ev.Evaluation):
+            self._measured(e.accuracy)
+            if e.reason == "final":
+                self.final = e.accuracy
+        elif isinstance(e, ev.Paused | ev.Resumed):
+            self.status = "paused" if isinstance(e, ev.Paused) else "running"
+        elif isinstance(e, ev.Finished):
+            self.status = "finished" if e.reason == "completed" else "stopped"
+            self._measured(e.best_accuracy)
+            self._measured(e.test_accuracy)
+            self.final = e.test_accuracy if e.test_accuracy is not None else self.final
+        elif isinstance(e, ev.Failed):
+            self.status = "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": 1, "config": self.config, "status": self.status, "started": self.started,
+                "last_t": self.last_t, "epochs_done": self.epochs_done, "best_accuracy": self.best,
+                "final_accuracy": self.final, "curve": sorted(self.curve.items())}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SummaryFold:
+        """A fold that goes on from a saved summary; ValueError/TypeError/KeyError when it is not one."""
+        if d.get("version") != 1 or not isinstance(d["config"], dict):
+            raise ValueError("not a summary")
+        fold = cls()
+        fold.config, fold.status = d["config"], str(d["status"])
+        fold.started = None if d["started"] is None else float(d["started"])
+        fold.last_t = None if d["last_t"] is None else float(d["last_t"])
+        fold.epochs_done = int(d["epochs_done"])
+        fold.best = None if d["best_accuracy"] is None else float(d["best_accuracy"])
+        fold.final = None if d["final_accuracy"] is None else float(d["final_accuracy"])
+        fold.curve = {int(epoch): float(acc) for epoch, acc in d["curve"]}
+        return fold
+
+    def summary(self, run_dir: Path) -> RunSummary:
+        state = self.status
+        if state in ("running", "paused") and not trainer_alive(run_dir):
+            state = "stopped"  # the process died without a final report (kill -9, reboot)
+        return RunSummary(
+            name=run_dir.name, path=str(run_dir), state=state,
+            recipe=str(self.config.get("recipe", "?")), data=str(self.config.get("data", "?")),
+            epochs_done=self.epochs_done, epochs=int(self.config.get("epochs", 0)),
+            best_accuracy=self.best, started=self.started,
+            duration=None if self.started is None or self.last_t is None else self.last_t - self.started,
+            final_accuracy=self.final, config=self.config, curve=sorted(self.curve.items()),
+        )  # fmt: skip
+
+
+def load_fold(run_dir: Path) -> SummaryFold | None:
+    """The run's summary: its summary.json when that is whole, else folded from events.jsonl
+    (runs from before summaries, or a summary lost to a full disk). None: no run there."""
+    try:
+        return SummaryFold.from_dict(json.loads((run_dir / SUMMARY).read_bytes()))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass
+    fold = SummaryFold()
+    for event in read_events(run_dir):
+        fold.add(event)
+    return fold if fold.started is not None else None
+
+
+class SummaryKeeper:
+    """The trainer's side: folds every event it logs and rewrites summary.json (atomically)
+    after the ones that change what the runs list shows. Never raises: the summary is a cache
+    of events.jsonl, and a summary that could not be written is removed, so that readers fold
+    the events instead of trusting a stale one."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.fold = load_fold(run_dir) or SummaryFold()  # a resume goes on from the run's history
+
+    def __call__(self, event: ev.Event) -> None:
+        self.fold.add(event)
+        if isinstance(event, SUMMARY_EVENTS):
+            try:
+                atomic_write_json(self.run_dir / SUMMARY, self.fold.to_dict())
+            except OSError:
+                with contextlib.suppress(OSError):
+                    (self.run_dir / SUMMARY).unlink(missing_ok=True)
+
+
+def summarize(run_dir: Path) -> RunSummary | None:
+    """None when the folder holds no run (no events.jsonl with a run_started)."""
+    fold = load_fold(run_dir)
+    if fold is None:
+        events_file = run_dir / EVENTS
+        return damaged(run_dir) if events_file.is_file() and events_file.stat().st_size else None
+    return fold.summary(run_dir)
+
+
+def damaged(run_dir: Path) -> RunSummary:
+    """A run whose files cannot be read: listed as such, never hiding the others."""
+    return RunSummary(run_dir.name, str(run_dir), "damaged", "?", "?", 0, 0, None, None, None)
+
+
+def safe_summary(run_dir: Path) -> RunSummary | None:
+    try:
+        return summarize(run_dir)
+    except Exception:  # one unreadable run (permissions, garbage, a file system error) hides nothing else
+        return damaged(run_dir)
+
+
+def list_runs(root: Path) -> list[RunSummary]:
+    """Runs under ``root``, oldest first; unreadable ones as ``damaged``."""
+    try:
+        folders = [p for p in sorted(root.iterdir()) if (p / EVENTS).is_file()] if root.is_dir() else []
+    except OSError:
+        return []
+    runs = [safe_summary(p) for p in folders]
+    return sorted((r for r in runs if r is not None), key=lambda r: (r.started or 0.0, r.name))
+
+
+def latest_run(root: Path) -> Path | None:
+    try:
+        candidates = [p for p in root.iterdir() if (p / EVENTS).is_file()] if root.is_dir() else []
+        return max(candidates, key=lambda p: (p / EVENTS).stat().st_mtime, default=None)
+    except OSError:
+        return None
+
+
+def _csv_bytes(header: list[str], rows: Sequence[Sequence[object]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8", "surrogateescape")
+
+
+def export_csv(run_dir: Path, out_dir: Path) -> list[Path]:
+    """Write steps.csv and epochs.csv (atomically) for plotting elsewhere; returns their paths."""
+    events = read_events(run_dir)
+    steps = [[e.global_step, e.epoch + 1, e.step, e.loss, e.lr, e.images_per_sec, e.data_wait, e.elapsed]
+             for e in events if isinstance(e, ev.Progress)]  # fmt: skip
+    epochs = [[e.epoch, e.train_loss, e.train_accuracy, e.test_loss, e.test_accuracy, e.images_per_sec, e.seconds,
+               e.eval_seconds, e.lr] for e in events if isinstance(e, ev.EpochEnd)]  # fmt: skip
+    files = {
+        out_dir / "steps.csv": _csv_bytes(
+            ["global_step", "epoch", "step", "loss", "lr", "images_per_sec", "data_wait", "elapsed_s"], steps
+        ),
+        out_dir / "epochs.csv": _csv_bytes(
+            [
+                "epoch",
+                "train_loss",
+                "train_accuracy",
+                "test_loss",
+                "test_accuracy",
+                "images_per_sec",
+                "seconds",
+                "eval_seconds",
+                "lr",
+            ],
+            epochs,
+        ),
+    }
+    for path, data in files.items():
+        atomic_write(path, lambda f, data=data: f.write(data))  # type: ignore[misc]
+    return list(files)
+
+
+def runs_json(runs: list[RunSummary]) -> str:
+    return json.dumps([r.to_dict() for r in runs], indent=2)

@@ -1,4 +1,4 @@
-"""Runs as seen from their directories: state, summary, CSV export. No torch needed.
+"""Runs as seen from their directories: state and summary. No torch needed.
 
 A run's state comes from its last events and whether its trainer process still lives:
 running, paused, finished, failed, stopped (stopped on request, or its process died
@@ -8,17 +8,14 @@ without a final report: kill -9, reboot — resumable from checkpoints/last.pt).
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine import events as ev
 from engine.control_socket import trainer_alive
-from engine.fileio import atomic_write, atomic_write_json
+from engine.fileio import atomic_write_json
 from engine.rundir import EVENTS, SUMMARY, read_events
 
 # Events after which the trainer rewrites summary.json (not progress: that is every few steps).
@@ -196,45 +193,6 @@ def latest_run(root: Path) -> Path | None:
         return max(candidates, key=lambda p: (p / EVENTS).stat().st_mtime, default=None)
     except OSError:
         return None
-
-
-def _csv_bytes(header: list[str], rows: Sequence[Sequence[object]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue().encode("utf-8", "surrogateescape")
-
-
-def export_csv(run_dir: Path, out_dir: Path) -> list[Path]:
-    """Write steps.csv and epochs.csv (atomically) for plotting elsewhere; returns their paths."""
-    events = read_events(run_dir)
-    steps = [[e.global_step, e.epoch + 1, e.step, e.loss, e.lr, e.images_per_sec, e.data_wait, e.elapsed]
-             for e in events if isinstance(e, ev.Progress)]  # fmt: skip
-    epochs = [[e.epoch, e.train_loss, e.train_accuracy, e.test_loss, e.test_accuracy, e.images_per_sec, e.seconds,
-               e.eval_seconds, e.lr] for e in events if isinstance(e, ev.EpochEnd)]  # fmt: skip
-    files = {
-        out_dir / "steps.csv": _csv_bytes(
-            ["global_step", "epoch", "step", "loss", "lr", "images_per_sec", "data_wait", "elapsed_s"], steps
-        ),
-        out_dir / "epochs.csv": _csv_bytes(
-            [
-                "epoch",
-                "train_loss",
-                "train_accuracy",
-                "test_loss",
-                "test_accuracy",
-                "images_per_sec",
-                "seconds",
-                "eval_seconds",
-                "lr",
-            ],
-            epochs,
-        ),
-    }
-    for path, data in files.items():
-        atomic_write(path, lambda f, data=data: f.write(data))  # type: ignore[misc]
-    return list(files)
 
 
 def runs_json(runs: list[RunSummary]) -> str:

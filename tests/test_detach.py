@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import pytest
 from engine import events as ev
 from engine.control_socket import TRAINER_FILE, ControlClient, ControlServer, trainer_alive
 from engine.controls import Controls
-from engine.run_summary import export_csv, list_runs, summarize
+from engine.export import export_csv
+from engine.run_summary import list_runs, summarize
 from engine.rundir import read_events
 from engine.trainer import Trainer
 from tests.conftest import Recorder, tiny_config, wait_until
@@ -183,6 +185,32 @@ def test_export_csv(tmp_path: Path) -> None:
     assert [row["epoch"] for row in epochs] == ["1", "2"] and 0 <= float(epochs[1]["test_accuracy"]) <= 1
     steps = list(csv.DictReader(steps_csv.open()))
     assert int(steps[-1]["global_step"]) == 16 and float(steps[0]["loss"]) > 0
+
+
+def test_export_tensorboard_reads_back_and_replaces_an_earlier_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(tmp_path, epochs=2)
+    Trainer(cfg, Recorder()).run()
+    logdir = tmp_path / "tb"
+    for _ in range(2):  # exporting again replaces the run's folder: no doubled curves
+        assert main(["export", cfg.run_dir, "--tensorboard", str(logdir)]) == 0
+    assert capsys.readouterr().out.split() == [str(logdir / "run")] * 2
+    assert [p.name for p in logdir.iterdir()] == ["run"]
+    tb = EventAccumulator(str(logdir / "run"))
+    tb.Reload()
+    epochs = [e for e in read_events(Path(cfg.run_dir)) if isinstance(e, ev.EpochEnd)]
+    test_acc = tb.Scalars("epoch/test_accuracy")
+    assert [s.step for s in test_acc] == [8, 16]  # epoch ends at their global steps (8 batches an epoch)
+    assert [round(s.value, 3) for s in test_acc] == [round(100 * e.test_accuracy, 3) for e in epochs]
+    assert [s.step for s in tb.Scalars("train/loss")][-1] == 16 and "class_accuracy/disc" in tb.Tags()["scalars"]
+    # Without the package: one clear line, exit 2, nothing written.
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    assert main(["export", cfg.run_dir, "--tensorboard", str(tmp_path / "tb2")]) == 2
+    assert "pip install tensorboard" in capsys.readouterr().err and not (tmp_path / "tb2").exists()
+    assert main(["export", cfg.run_dir]) == 2
 
 
 def test_attach_and_export_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -205,23 +205,32 @@ def runs_main(argv: list[str]) -> int:
 
 
 def export_main(argv: list[str]) -> int:
-    p = OneLineParser(prog="cifar-tui export", description="Write a run's metrics as CSV (steps.csv, epochs.csv).")
+    p = OneLineParser(prog="cifar-tui export", description="Write a run's metrics for other tools: CSV, TensorBoard.")
     p.add_argument("run_dir")
-    p.add_argument("--csv", action="store_true", required=True, help="CSV output (the one format for now)")
+    p.add_argument("--csv", action="store_true", help="steps.csv and epochs.csv (in --out, default: the run directory)")
     p.add_argument("--out", help="folder for the CSV files (default: the run directory)")
+    p.add_argument("--tensorboard", metavar="LOGDIR", help="TensorBoard event files in LOGDIR/<run name>/ "
+                   "(needs: pip install tensorboard); then: tensorboard --logdir LOGDIR")  # fmt: skip
     args: argparse.Namespace = p.parse_args(argv)
-    from engine.run_summary import export_csv
+    if not (args.csv or args.tensorboard):
+        return fail("say what to write: --csv, --tensorboard LOGDIR, or both")
+    from engine.export import ExportError, export_csv, export_tensorboard
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "events.jsonl").is_file():
         return fail(f"{run_dir} holds no run (no events.jsonl)")
     try:
-        for path in export_csv(run_dir, Path(args.out) if args.out else run_dir):
-            print(path)
+        written = export_csv(run_dir, Path(args.out) if args.out else run_dir) if args.csv else []
+        if args.tensorboard:
+            written.append(export_tensorboard(run_dir, Path(args.tensorboard)))
+    except ExportError as exc:
+        return fail(str(exc))
     except OSError as exc:
-        return fail(f"cannot write CSV: {exc.strerror or exc}")
+        return fail(f"cannot write the export: {exc.strerror or exc}")
     except Exception as exc:  # a damaged run: say so, never a traceback
         return fail(f"cannot export {run_dir}: its files are damaged ({type(exc).__name__})")
+    for path in written:
+        print(path)
     return 0
 
 

@@ -1,0 +1,119 @@
+"""A run's metrics for other tools: CSV files, and TensorBoard event files.
+
+Both are read from the run's events.jsonl and written so that nothing already there is left
+half-written: CSV files atomically, a TensorBoard folder built beside its final place and
+swapped in.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine import events as ev
+from engine.fileio import atomic_write
+from engine.rundir import read_events
+
+
+class ExportError(Exception):
+    """A one-line reason an export cannot be written (a missing package, not a bug)."""
+
+
+def _csv_bytes(header: list[str], rows: Sequence[Sequence[object]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8", "surrogateescape")
+
+
+def export_csv(run_dir: Path, out_dir: Path) -> list[Path]:
+    """Write steps.csv and epochs.csv (atomically) for plotting elsewhere; returns their paths."""
+    events = read_events(run_dir)
+    steps = [[e.global_step, e.epoch + 1, e.step, e.loss, e.lr, e.images_per_sec, e.data_wait, e.elapsed]
+             for e in events if isinstance(e, ev.Progress)]  # fmt: skip
+    epochs = [[e.epoch, e.train_loss, e.train_accuracy, e.test_loss, e.test_accuracy, e.images_per_sec, e.seconds,
+               e.eval_seconds, e.lr] for e in events if isinstance(e, ev.EpochEnd)]  # fmt: skip
+    files = {
+        out_dir / "steps.csv": _csv_bytes(
+            ["global_step", "epoch", "step", "loss", "lr", "images_per_sec", "data_wait", "elapsed_s"], steps
+        ),
+        out_dir / "epochs.csv": _csv_bytes(
+            [
+                "epoch",
+                "train_loss",
+                "train_accuracy",
+                "test_loss",
+                "test_accuracy",
+                "images_per_sec",
+                "seconds",
+                "eval_seconds",
+                "lr",
+            ],
+            epochs,
+        ),
+    }
+    for path, data in files.items():
+        atomic_write(path, lambda f, data=data: f.write(data))  # type: ignore[misc]
+    return list(files)
+
+
+def export_tensorboard(run_dir: Path, logdir: Path) -> Path:
+    """Write the run as TensorBoard event files in ``logdir/<run name>/`` (so that one logdir holds
+    many runs to compare) and return that folder; an earlier export of the run is replaced whole."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:  # torch says "TensorBoard logging requires TensorBoard..." when it is missing
+        raise ExportError("TensorBoard export needs the tensorboard package: pip install tensorboard") from exc
+    events = read_events(run_dir)
+    target = logdir / run_dir.resolve().name
+    logdir.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=logdir))
+    try:
+        writer = SummaryWriter(log_dir=str(building))
+        _write_scalars(writer, events)
+        writer.close()
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(building, target)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_scalars(writer: object, events: list[ev.Event]) -> None:
+    """Scalars at global steps (epoch metrics at the step where their epoch ended), with the
+    wall-clock times the run measured them at."""
+    add = writer.add_scalar  # type: ignore[attr-defined]
+    steps_per_epoch = 1
+    for e in events:
+        if isinstance(e, ev.RunStarted):
+            steps_per_epoch = max(1, e.steps_per_epoch)
+            config = json.dumps(e.config, indent=2, sort_keys=True)
+            writer.add_text("config", "    " + config.replace("\n", "\n    "), e.start_epoch * steps_per_epoch)  # type: ignore[attr-defined]
+        elif isinstance(e, ev.Progress):
+            add("train/loss", e.loss, e.global_step, walltime=e.t)
+            add("train/lr", e.lr, e.global_step, walltime=e.t)
+            add("train/images_per_sec", e.images_per_sec, e.global_step, walltime=e.t)
+        elif isinstance(e, ev.EpochEnd):
+            step = e.epoch * steps_per_epoch
+            add("epoch/train_loss", e.train_loss, step, walltime=e.t)
+            add("epoch/train_accuracy", 100 * e.train_accuracy, step, walltime=e.t)
+            add("epoch/test_loss", e.test_loss, step, walltime=e.t)
+            add("epoch/test_accuracy", 100 * e.test_accuracy, step, walltime=e.t)
+        elif isinstance(e, ev.Evaluation):
+            if e.reason != "epoch":  # an epoch's evaluation is already under epoch/
+                add(f"eval_{e.reason}/accuracy", 100 * e.accuracy, e.global_step, walltime=e.t)
+                add(f"eval_{e.reason}/loss", e.loss, e.global_step, walltime=e.t)
+            for name, accuracy in zip(e.class_names, e.per_class):
+                add(f"class_accuracy/{name}", 100 * accuracy, e.global_step, walltime=e.t)

@@ -229,3 +229,20 @@ def test_smoothing_keeps_its_reach_in_steps_when_the_series_is_downsampled() -> 
         smooth = ema(ys, 1 - 0.9**series.weight)
         after_40 = next(s for x, s in zip(xs, smooth) if x >= n_before + 40 - 1)
         assert 0.005 < after_40 < 0.05, (series.weight, after_40)
+
+
+async def test_log_keeps_its_newest_line_in_view_after_the_terminal_shrinks() -> None:
+    from engine import events as ev
+    from tests.conftest import settle
+    from tui.app import LogPane
+
+    cfg = tutorial_config()
+    saves = [ev.Log(f"checkpoint saved (request): step-{n:08d}.pt", t=1.8e9) for n in range(12)]
+    app = CifarTui(cfg, lambda c: ScriptedEngine(script(c, 1) + saves))
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settle(pilot, events=len(app.engine.script))  # type: ignore[attr-defined]
+        assert "step-00000011.pt" in screen_text(app)
+        await pilot.resize_terminal(80, 24)  # the log pane shrinks from 5 lines to 2
+        await wait_until(pilot, lambda: app.query_one(LogPane).size.height <= 4)
+        await settle(pilot, events=len(app.engine.script))  # type: ignore[attr-defined]
+        assert "step-00000011.pt" in screen_text(app) and "step-00000008.pt" not in screen_text(app)

@@ -77,17 +77,26 @@ class EventsReady(Message):
 class LogPane(RichLog):
     """Engine messages, warnings, and anything printed while the app runs."""
 
+    following = True
+    """Whether the newest line is in view; kept over a resize (a shrink would otherwise leave
+    older lines on screen), lost when the user scrolls up to read."""
+
     def on_print(self, event: Print) -> None:
         if event.text.strip():
             self.write(event.text.rstrip("\n"))
 
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self.following = new_value >= self.max_scroll_y
+
+    def on_resize(self, event: Resize) -> None:
+        super().on_resize(event)
+        if self.following:
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
+
     def is_current(self) -> bool:
-        """Whether the newest line is in view. RichLog scrolls to it after the next refresh; if a
-        later layout change (a scrollbar appearing) left it short, it is asked again."""
-        if not self.auto_scroll or self.scroll_offset.y >= self.max_scroll_y:
-            return True
-        self.scroll_end(animate=False, immediate=False, x_axis=False)
-        return False
+        """Whether the newest line is in view (RichLog scrolls to it after the next refresh)."""
+        return not self.following or self.scroll_offset.y >= self.max_scroll_y
 
 
 class CifarTui(App[int]):
@@ -314,7 +323,8 @@ class CifarTui(App[int]):
             driver.flush()
 
     def _on_failure(self, failure: ev.Failed) -> None:
-        self.notify(failure.message, title="training failed", severity="error", timeout=10)
+        if failure.error != "download":  # a download failure gets its own dialog instead
+            self.notify(failure.message, title="training failed", severity="error", timeout=10)
         if failure.error == "download":
             # No network for one download means none for the other: go fully offline in one step
             # (a local --weights file is kept).
@@ -357,7 +367,12 @@ class CifarTui(App[int]):
         self._shown_version = state.version
         self._pane(ProgressPane).show(state)
         # The other panes change rarely: re-render them only when their inputs changed.
-        header_key = (id(state.started), state.message if state.started is None else "", self.owns_training)
+        header_key = (
+            id(state.started),
+            state.message if state.started is None else "",
+            id(state.failed),
+            self.owns_training,
+        )
         if header_key != self._shown_header:
             self._shown_header = header_key
             self._pane(RunHeader).show(state, attached=not self.owns_training)

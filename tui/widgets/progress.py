@@ -28,7 +28,9 @@ class RunHeader(Static):
     def show(self, state: RunState, attached: bool = False) -> None:
         c, s = state.config, state.started
         if not c or s is None:
-            self.update(Text("cifar-tui · " + (state.message or "starting…"), style="bold"))
+            # A failure is told once, in full, by the progress pane: here only what kind it was.
+            told = f"failed ({state.failed.error})" if state.failed is not None else state.message
+            self.update(Text("cifar-tui · " + (told or "starting…"), style="bold"))
             return
         line1 = Text.assemble(
             ("cifar-tui ", "bold"),
@@ -61,7 +63,7 @@ class ProgressPane(Static):
         head = Text.assemble(
             ("● ", STATE_STYLE.get(state.state, "bold blue")), (label, STATE_STYLE.get(state.state, "bold"))
         )
-        if state.message and state.state not in ("training", "finished"):
+        if state.message and state.state not in ("training", "finished", "failed"):
             head.append(f"  {state.message}", style="dim")
         grid = Table.grid(padding=(0, 1), expand=True)
         grid.add_column(width=13, no_wrap=True)

@@ -18,7 +18,7 @@ from engine import events as ev
 from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe
 from engine.controls import Controls
 from engine.errors import UserError
-from engine.wording import duration, model_phrase, plural
+from engine.wording import event_lines, model_phrase, per_class_rows, plural
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 
@@ -206,10 +206,6 @@ def tolerant_output() -> None:
             reconfigure(errors="backslashreplace")
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
 class LinePrinter:
     """Event sink printing one plain line per meaningful event: reads well in a log file."""
 
@@ -229,8 +225,6 @@ class LinePrinter:
             ):
                 self.line(f"[{e.state}] {e.message}")
                 self.last_status = e.message
-        elif isinstance(e, ev.Log):
-            self.line(f"[{e.level}] {e.message}" if e.level != "info" else e.message)
         elif isinstance(e, ev.RunStarted):
             c = e.config
             self.line(
@@ -243,38 +237,16 @@ class LinePrinter:
                 f"data {e.data_source}: {e.train_size} train, {e.test_size} test, {len(e.class_names)} classes "
                 f"| loader {e.loader} | {e.steps_per_epoch} steps/epoch"
             )
-            self.line(f"run dir {e.run_dir}")
         elif isinstance(e, ev.Progress) and e.interval_loss is not None:
             self.line(f"[{e.epoch + 1}, {e.step:5d}] loss: {e.interval_loss:.3f}")  # the seed's own format
-        elif isinstance(e, ev.EpochEnd):
-            self.line(
-                f"epoch {e.epoch}/{e.epochs}  train loss {e.train_loss:.4f} acc {_pct(e.train_accuracy)} | "
-                f"test loss {e.test_loss:.4f} acc {_pct(e.test_accuracy)} | {e.images_per_sec:,.0f} img/s | "
-                f"{e.seconds:.1f}s + eval {e.eval_seconds:.1f}s"
-            )
-        elif isinstance(e, ev.Evaluation) and e.reason == "request":
-            self.line(f"evaluation at epoch {e.epoch + 1} step {e.step}: test loss {e.loss:.4f} acc {_pct(e.accuracy)}")
-        elif isinstance(e, ev.CheckpointSaved) and e.reason not in ("epoch", "best"):
-            self.line(f"checkpoint saved ({e.reason}): {e.path}")
-        elif isinstance(e, ev.Paused):
-            self.line(f"paused at step {e.global_step}")
-        elif isinstance(e, ev.Resumed):
-            self.line(f"resumed at step {e.global_step}")
-        elif isinstance(e, ev.Finished):
-            self.line(
-                f"{e.reason}{f' ({e.cause})' if e.cause else ''}: {plural(e.epochs_done, 'epoch')}, test accuracy {_pct(e.test_accuracy)} "
-                f"(best {_pct(e.best_accuracy)}) in {duration(e.seconds)}"
-                + (f" | checkpoint {e.checkpoint}" if e.checkpoint else "")
-            )
-        elif isinstance(e, ev.Detached):
-            self.line(e.message)
-        elif isinstance(e, ev.Failed):
-            pass  # the caller prints the one-line error
+        if not isinstance(e, ev.Failed):  # the caller prints a failure's one line
+            for level, text in event_lines(e):
+                self.line(text if level == "info" else f"[{level}] {text}")
 
 
 def per_class_table(evaluation: ev.Evaluation) -> list[str]:
     width = max(len(n) for n in evaluation.class_names)
-    return [f"  {name:<{width}}  {100 * acc:6.2f}%" for name, acc in zip(evaluation.class_names, evaluation.per_class)]
+    return [f"  {name:<{width}}  {100 * acc:6.2f}%  {mark}".rstrip() for name, acc, mark in per_class_rows(evaluation)]
 
 
 class _StoppedInSetup(BaseException):

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from engine import events as ev
+
 
 def plural(n: int, word: str) -> str:
     """'1 epoch', '2 epochs'."""
@@ -56,3 +58,48 @@ class CountProgress:
         rate = done / max(now - self.began, 1e-9)
         eta = (self.total - done) / max(rate, 1e-9)
         self.report(f"{self.verb} {done:,}/{self.total:,} {self.noun}, {rate:,.0f}/s, ETA {duration(eta)}")
+
+
+def percent(x: float | None, digits: int = 2) -> str:
+    """'62.80%'; 'n/a' when not measured."""
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def event_lines(e: ev.Event) -> list[tuple[str, str]]:
+    """The log lines an event stands for, as (level, text): the one wording of the headless
+    output and the dashboard's log pane. Progress, status and the start's summary are shown by
+    each in its own way (the seed's loss lines, the progress pane), so they are not here."""
+    if isinstance(e, ev.Log):
+        return [(e.level, e.message)]
+    if isinstance(e, ev.RunStarted):
+        return [("info", f"run directory {e.run_dir}")]
+    if isinstance(e, ev.Detached):
+        return [("info", e.message)]
+    if isinstance(e, ev.EpochEnd):
+        return [("info", f"epoch {e.epoch}/{e.epochs}: train loss {e.train_loss:.4f} acc {percent(e.train_accuracy)} | "
+                 f"test loss {e.test_loss:.4f} acc {percent(e.test_accuracy)} | {e.images_per_sec:,.0f} img/s | "
+                 f"{e.seconds:.1f}s + eval {e.eval_seconds:.1f}s")]  # fmt: skip
+    if isinstance(e, ev.Evaluation) and e.reason == "request":
+        return [("info", f"evaluation at epoch {e.epoch + 1} step {e.step}: "
+                 f"test loss {e.loss:.4f} acc {percent(e.accuracy)}")]  # fmt: skip
+    if isinstance(e, ev.CheckpointSaved) and e.reason not in ("epoch", "best"):
+        return [("info", f"checkpoint saved ({e.reason}): {e.path}")]
+    if isinstance(e, ev.Paused | ev.Resumed):
+        return [("info", f"{'paused' if isinstance(e, ev.Paused) else 'resumed'} at step {e.global_step}")]
+    if isinstance(e, ev.Finished):
+        return [("info", f"{e.reason}{f' ({e.cause})' if e.cause else ''}: {plural(e.epochs_done, 'epoch')}, "
+                 f"test accuracy {percent(e.test_accuracy)} (best {percent(e.best_accuracy)}) in {duration(e.seconds)}"
+                 + (f" | checkpoint {e.checkpoint}" if e.checkpoint else ""))]  # fmt: skip
+    if isinstance(e, ev.Failed):
+        return [("error", f"{e.error}: {e.message}")] + [("error", line) for line in e.traceback.rstrip().splitlines()]
+    return []
+
+
+def per_class_rows(evaluation: ev.Evaluation) -> list[tuple[str, float, str]]:
+    """(class, accuracy, mark) per class, mark 'best' or 'worst' (or ''): the one per-class table
+    of the headless summary and the dashboard's pane."""
+    best, worst = max(evaluation.per_class), min(evaluation.per_class)
+    return [
+        (name, acc, "best" if acc == best else "worst" if acc == worst else "")
+        for name, acc in zip(evaluation.class_names, evaluation.per_class)
+    ]

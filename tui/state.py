@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import events as ev
+from engine.wording import event_lines
 from tui.series import Series
 
 STATE_LABELS = {
@@ -89,6 +90,7 @@ class RunState:
     def apply(self, e: ev.Event) -> None:
         """Fold one event into the state."""
         self.version += 1
+        self.log.extend(event_lines(e))
         if isinstance(e, ev.Status):
             if not (self.ended and e.state not in ENDED):
                 self.state = e.state
@@ -103,14 +105,10 @@ class RunState:
             self.epoch, self.step = e.start_epoch, e.start_step
             self.global_step = e.start_epoch * e.steps_per_epoch + e.start_step
             self.start_global_step = self.global_step
-            self.log.append(("info", f"run directory {e.run_dir}"))
-        elif isinstance(e, ev.Detached):
-            self.log.append(("info", e.message))
         elif isinstance(e, ev.Evaluation):
             self.last_eval = e
             self.eval_seconds = e.seconds
             if e.reason == "request":
-                self.log.append(("info", f"evaluation at step {e.global_step}: accuracy {100 * e.accuracy:.2f}%"))
                 self.requested_accuracy.add(e.epoch + e.step / max(1, self.steps_per_epoch), 100 * e.accuracy)
         elif isinstance(e, ev.EpochEnd):
             self.epochs_done.append(e)
@@ -120,33 +118,17 @@ class RunState:
             self.test_accuracy.add(e.epoch, 100 * e.test_accuracy)
             self.train_accuracy.add(e.epoch, 100 * e.train_accuracy)
             self.best_accuracy = max(e.test_accuracy, self.best_accuracy or 0.0)
-            self.log.append(
-                ("info", f"epoch {e.epoch}/{e.epochs}: train loss {e.train_loss:.4f}, test loss {e.test_loss:.4f}, "
-                 f"test acc {100 * e.test_accuracy:.2f}%, {e.images_per_sec:,.0f} img/s")
-            )  # fmt: skip
         elif isinstance(e, ev.CheckpointSaved):
             self.last_checkpoint = e.path
-            if e.reason not in ("epoch", "best"):
-                self.log.append(("info", f"checkpoint saved ({e.reason}): {e.path}"))
         elif isinstance(e, ev.Paused):
             self.paused_at = e.t
-            self.log.append(("info", f"paused at step {e.global_step}"))
-        elif isinstance(e, ev.Resumed):
-            self.log.append(("info", f"resumed at step {e.global_step}"))
-        elif isinstance(e, ev.Log):
-            self.log.append((e.level, e.message))
         elif isinstance(e, ev.Finished):
             self.finished = e
             self.state = "finished" if e.reason == "completed" else "stopped"
-            self.log.append(("info", f"{e.reason}: test accuracy "
-                             f"{'n/a' if e.test_accuracy is None else f'{100 * e.test_accuracy:.2f}%'}"))  # fmt: skip
         elif isinstance(e, ev.Failed):
             self.failed = e
             self.state = "failed"
             self.message = e.message
-            self.log.append(("error", f"{e.error}: {e.message}"))
-            if e.traceback:
-                self.log.extend(("error", line) for line in e.traceback.rstrip().splitlines())
 
     def _progress(self, e: ev.Progress) -> None:
         self.epoch, self.epochs, self.step = e.epoch, e.epochs, e.step

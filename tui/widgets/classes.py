@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from engine.events import Evaluation
+from engine.wording import per_class_rows
 
 BAR_WIDTH = 12
 
@@ -30,10 +31,8 @@ def per_class_table(evaluation: Evaluation | None) -> Table | Text:
     table.add_column("class", no_wrap=True, ratio=1)
     table.add_column("acc", justify="right", no_wrap=True, width=6)
     table.add_column("", no_wrap=True, width=BAR_WIDTH)
-    best = max(evaluation.per_class)
-    worst = min(evaluation.per_class)
-    for name, acc in zip(evaluation.class_names, evaluation.per_class):
-        style = "green" if acc == best else "red" if acc == worst else ""
+    for name, acc, mark in per_class_rows(evaluation):
+        style = {"best": "green", "worst": "red"}.get(mark, "")
         table.add_row(
             Text(name, style=style), Text(f"{100 * acc:.1f}", style=style), Text(_bar(acc), style=style or "blue")
         )

@@ -43,11 +43,13 @@ commands:
   cifar-tui [OPTIONS]              train with the live dashboard (--headless: plain lines)
   cifar-tui attach [RUN_DIR]       the dashboard on a live or finished run (default: the latest)
   cifar-tui runs [--json]          list the runs under --runs-root
-  cifar-tui export RUN_DIR --csv   write steps.csv and epochs.csv
+  cifar-tui export RUN_DIR --csv   write steps.csv and epochs.csv (--tensorboard LOGDIR: event files)
+  cifar-tui serve [RUN_DIR]        the dashboard in a browser, private (token), http://127.0.0.1:8000
 
 dashboard keys:
   p pause/resume   s save a checkpoint   e evaluate now   c confusion matrix   v plots
-  r runs   x stop training   d detach   q quit (asks while training)   ? help
+  l log-scale loss   m smoothing   r runs (t: compare configs)   x stop training
+  d detach   q quit (asks while training)   ? help
 
 exit codes:
   0 completed   1 training crashed or diverged   2 bad input   130 stopped early

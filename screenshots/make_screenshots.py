@@ -68,5 +68,57 @@ async def main() -> None:
     print("wrote", ", ".join(sorted(p.name for p in HERE.glob("*.svg"))))
 
 
+def served_in_a_browser() -> None:
+    """served-browser.png: `cifar-tui serve` on a demo run, in headless Chromium (skipped without one)."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    from engine.control_socket import ControlClient
+    from tests.browser import BROWSER, launch, open_dashboard
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("served-browser.png skipped: pip install playwright")
+        return
+    if BROWSER is None:
+        print("served-browser.png skipped: no chromium (apt install chromium)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tui.cli", "serve", "--port", "8791", "--data", "demo", "--epochs", "3", "--lr", "0.02",
+             "--schedule", "onecycle", "--loader", "tensor", "--train-limit", "3000", "--run-dir", str(run_dir)],
+            stdout=subprocess.PIPE, text=True, cwd=HERE.parent,
+        )  # fmt: skip
+        try:
+            assert server.stdout is not None
+            url = next(line.split(" at ", 1)[1].strip() for line in server.stdout if "?token=" in line)
+
+            def epochs_done() -> int:
+                lines = (run_dir / "events.jsonl").read_text().splitlines()
+                return sum(json.loads(line)["kind"] == "epoch_end" for line in lines if line.endswith("}"))
+
+            while epochs_done() < 1:
+                time.sleep(0.5)
+            with sync_playwright() as playwright:
+                browser = launch(playwright)
+                page = open_dashboard(browser, url, 1400, 860)
+                time.sleep(3)  # a few redraws after the replay
+                page.screenshot(path=str(HERE / "served-browser.png"))
+                browser.close()
+            print("wrote served-browser.png")
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=30)
+            try:
+                ControlClient(run_dir).send("stop")
+            except Exception:
+                pass
+
+
 if __name__ == "__main__":
     asyncio.run(main())
+    served_in_a_browser()

@@ -21,6 +21,12 @@ DAMAGE = {
                                   for line in lines],
     "all-garbage": lambda lines: [b"\x00\x01garbage", b"{not json"],
 }  # fmt: skip
+SUMMARY_DAMAGE = {
+    "summary-garbage": b"\x00{not json",
+    "summary-types": b'{"version": 1, "config": {}, "status": "running", "started": "x", "last_t": null,'
+                     b' "epochs_done": 0, "best_accuracy": null, "final_accuracy": null, "curve": "no"}',
+    "summary-list": b"[1, 2, 3]",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +35,13 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Trainer(tiny_config(root, run_dir=str(root / "a-good")), Recorder()).run()
     good = root / "a-good"
     lines = (good / "events.jsonl").read_bytes().splitlines()
-    for name, damage in DAMAGE.items():
+    for name, damage in DAMAGE.items():  # damaged event logs, no summary (as before summaries existed)
         shutil.copytree(good, root / name)
         (root / name / "events.jsonl").write_bytes(b"\n".join(damage(lines)) + b"\n")
+        (root / name / "summary.json").unlink()
+    for name, summary in SUMMARY_DAMAGE.items():  # a damaged summary: the events still tell the run
+        shutil.copytree(good, root / name)
+        (root / name / "summary.json").write_bytes(summary)
     shutil.copytree(good, root / "config-list")
     (root / "config-list" / "config.json").write_text("[1, 2, 3]\n")
     for folder in root.iterdir():
@@ -50,8 +60,10 @@ def test_runs_lists_every_run_and_marks_the_damaged(runs_root: Path) -> None:
     done = cli("runs", "--runs-root", str(runs_root))
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
-    assert set(rows) == {"a-good", *DAMAGE, "config-list"}
+    assert set(rows) == {"a-good", *DAMAGE, *SUMMARY_DAMAGE, "config-list"}
     assert "finished" in rows["a-good"] and "finished" in rows["bad-utf8"] and "finished" in rows["deep-json"]
+    # A damaged summary.json: the run is listed from its events, exactly as the intact one.
+    assert all(rows[name].split()[1:] == rows["a-good"].split()[1:] for name in SUMMARY_DAMAGE), rows
     assert "damaged" in rows["all-garbage"]
     json_done = cli("runs", "--runs-root", str(runs_root), "--json")
     assert json_done.returncode == 0 and '"damaged"' in json_done.stdout

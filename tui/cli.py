@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from tui.app import CifarTui
     from tui.terminal import TerminalGuard
 
-SUBCOMMANDS = ("attach", "runs", "export")
+SUBCOMMANDS = ("attach", "runs", "export", "serve")
 
 
 def fail(message: str) -> int:
@@ -41,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     tolerant_output()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
+        if argv[0] == "serve":
+            from tui.serve import serve_main
+
+            return serve_main(argv[1:])
         return {"attach": attach_main, "runs": runs_main, "export": export_main}[argv[0]](argv[1:])
     if argv and not argv[0].startswith("-"):
         close = difflib.get_close_matches(argv[0], SUBCOMMANDS, n=1, cutoff=0.5)
@@ -109,8 +114,14 @@ def report_after_app(app: object) -> None:
         print(f"cifar-tui: dashboard closed; training continues in {run_dir}")
 
 
-def detach_training(cfg: TrainConfig) -> int:
-    """Start the trainer, wait until its run directory exists, cut it loose, print how to attach."""
+def served() -> bool:
+    """Whether this process runs under textual-serve (Textual's web driver talks over pipes)."""
+    return os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver")
+
+
+def detach_training(cfg: TrainConfig, on_started: Callable[[str], None] | None = None) -> int:
+    """Start the trainer, wait until its run directory exists, cut it loose, print how to attach;
+    ``on_started`` hears the run directory."""
     from engine import events as ev
     from engine.process import TrainerProcess
 
@@ -132,6 +143,9 @@ def detach_training(cfg: TrainConfig) -> int:
         elif isinstance(event, ev.Status | ev.Log):
             printer(event)
     proc.close()
+    if on_started is not None:
+        on_started(run_dir)
+        return 0
     print(f"watch and steer it: cifar-tui attach {run_dir}")
     print("list runs: cifar-tui runs")
     return 0
@@ -152,8 +166,8 @@ def attach_main(argv: list[str]) -> int:
         return fail(f"{run_dir} holds no run (no events.jsonl)")
     if not 0 < args.refresh <= 30:
         return fail("--refresh must be > 0 and <= 30")
-    if not (sys.stdout.isatty() and sys.stdin.isatty()):
-        return fail("attach needs a terminal")
+    if not (sys.stdout.isatty() and sys.stdin.isatty()) and not served():
+        return fail("attach needs a terminal (or a browser: cifar-tui serve)")
     from tui.app import make_app
     from tui.attach import AttachedEngine
 

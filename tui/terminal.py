@@ -89,8 +89,11 @@ class TerminalGuard:
         self._previous: dict[int, Any] = {}
 
     # -- setup -------------------------------------------------------------------------------
-    def driver_class(self) -> type[LinuxDriver]:
-        """A LinuxDriver whose output goes through :class:`GuardedOutput` and that registers itself."""
+    def driver_class(self) -> type[LinuxDriver] | None:
+        """A LinuxDriver whose output goes through :class:`GuardedOutput` and that registers itself;
+        None under a driver chosen by the environment (textual-serve's web driver: no terminal)."""
+        if os.environ.get("TEXTUAL_DRIVER"):
+            return None
         guard = self
 
         class GuardedDriver(LinuxDriver):

@@ -89,7 +89,7 @@ def served_in_a_browser() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         server = subprocess.Popen(
-            [sys.executable, "-m", "tui.cli", "serve", "--port", "8791", "--data", "demo", "--epochs", "3", "--lr", "0.02",
+            [sys.executable, "-m", "tui.cli", "serve", "--port", "8791", "--data", "demo", "--epochs", "4", "--lr", "0.02",
              "--schedule", "onecycle", "--loader", "tensor", "--train-limit", "3000", "--run-dir", str(run_dir)],
             stdout=subprocess.PIPE, text=True, cwd=HERE.parent,
         )  # fmt: skip
@@ -101,7 +101,7 @@ def served_in_a_browser() -> None:
                 lines = (run_dir / "events.jsonl").read_text().splitlines()
                 return sum(json.loads(line)["kind"] == "epoch_end" for line in lines if line.endswith("}"))
 
-            while epochs_done() < 1:
+            while epochs_done() < 2:
                 time.sleep(0.5)
             with sync_playwright() as playwright:
                 browser = launch(playwright)
@@ -120,5 +120,5 @@ def served_in_a_browser() -> None:
 
 
 if __name__ == "__main__":
+    served_in_a_browser()  # first: Playwright's sync API wants a thread without a (closed) asyncio loop
     asyncio.run(main())
-    served_in_a_browser()

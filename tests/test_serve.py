@@ -134,7 +134,20 @@ def test_dashboard_in_a_real_browser_steers_the_run_and_closing_leaves_training(
         wait_for("the tab's dashboard process", lambda: bool(attach_processes(server)))
         page.close()
         wait_for("the closed tab's dashboard to exit", lambda: not attach_processes(server))
+        closed_at = len(kinds(run_dir))
+        wait_for("training after the tab closed", lambda: "progress" in kinds(run_dir)[closed_at:])
+        assert trainer_alive(run_dir) and "finished" not in kinds(run_dir)
+
+        # Ctrl-C on `serve` with a tab open: it ends quietly with its dashboards, training goes on.
+        open_dashboard(browser, url)
+        dashboards = attach_processes(server)
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=60) == 0
+        assert server.stderr is not None and server.stderr.read() == ""
+        wait_for(
+            "the dashboards to exit", lambda: not any(p.is_running() and p.status() != "zombie" for p in dashboards)
+        )
         browser.close()
-    closed_at = len(kinds(run_dir))
-    wait_for("training after the tab closed", lambda: "progress" in kinds(run_dir)[closed_at:])
-    assert trainer_alive(run_dir) and "finished" not in kinds(run_dir)
+    stopped_at = len(kinds(run_dir))
+    wait_for("training after serve stopped", lambda: "progress" in kinds(run_dir)[stopped_at:])
+    assert trainer_alive(run_dir)

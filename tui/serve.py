@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hmac
 import logging
 import secrets
@@ -85,6 +86,19 @@ def make_server(command: str, *, host: str, port: int, token: str, templates: Pa
             app.on_startup.append(self.on_startup)
             return app
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.sessions: set[asyncio.Task[Any]] = set()  # one per open tab
+
+        async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+            task = asyncio.current_task()
+            assert task is not None
+            self.sessions.add(task)
+            try:
+                return await super().handle_websocket(request)  # type: ignore[no-any-return]
+            finally:
+                self.sessions.discard(task)
+
         @aiohttp_jinja2.template("app_index.html")
         async def handle_index(self, request: web.Request) -> dict[str, Any]:
             # URLs relative to the host the browser used (127.0.0.1, localhost, a tunnel's port),
@@ -104,12 +118,33 @@ def make_server(command: str, *, host: str, port: int, token: str, templates: Pa
             logging.basicConfig(level="WARNING", format="cifar-tui serve: %(message)s")  # no line per request
 
         def serve_on(self, sock: socket.socket) -> None:
-            """Serve on a socket that already listens: the URL is printed only once it answers."""
+            """Serve on a socket that already listens (the URL is printed only once it answers)
+            until SIGINT/SIGTERM; then close every tab's dashboard while the loop still runs, so
+            the exit is quiet."""
             self.initialize_logging()
             loop = asyncio.new_event_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, self.request_exit)
-            web.run_app(self._make_app(), sock=sock, handle_signals=False, loop=loop, print=lambda *_: None)
+
+            async def run() -> None:
+                stop = asyncio.Event()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                runner = web.AppRunner(await self._make_app(), handle_signals=False, access_log=None)
+                await runner.setup()
+                await web.SockSite(runner, sock).start()
+                await stop.wait()
+                # Each open tab: its websocket closes and its dashboard is told to quit (training goes on).
+                for task in list(self.sessions):
+                    task.cancel()
+                if self.sessions:
+                    await asyncio.wait(list(self.sessions), timeout=15)
+                await runner.cleanup()
+
+            try:
+                loop.run_until_complete(run())
+                gc.collect()  # finished dashboards' pipes close here, not after the loop is gone
+                loop.run_until_complete(asyncio.sleep(0.1))
+            finally:
+                loop.close()
 
     return TokenServer(command, host=host, port=port, title="cifar-tui")
 

@@ -95,8 +95,11 @@ def project_env() -> dict[str, str]:
     return env
 
 
-async def wait_until(pilot: object, cond: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Wait on the app for ``cond`` (the timeout is a hang guard, not a timing assertion)."""
+async def wait_until(
+    pilot: object, cond: Callable[[], bool], timeout: float = 60.0, why: Callable[[], object] = lambda: ""
+) -> None:
+    """Wait on the app for ``cond`` (the timeout is a hang guard, not a timing assertion);
+    ``why`` says what was still missing when it gives up."""
     import asyncio
 
     loop = asyncio.get_running_loop()
@@ -104,7 +107,7 @@ async def wait_until(pilot: object, cond: Callable[[], bool], timeout: float = 6
     app = pilot.app  # type: ignore[attr-defined]
     while not cond():
         if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
+            raise AssertionError(f"condition not met in time {why()}")
         if not app.is_running:  # pausing a dead app would wait forever
             raise AssertionError("the app stopped before the condition was met")
         await pilot.pause(0.05)  # type: ignore[attr-defined]
@@ -114,6 +117,9 @@ async def settle(pilot: object, events: int = 0, timeout: float = 120.0) -> None
     """Wait until the app has taken ``events`` events and every pane shows them (then one frame)."""
     app = pilot.app  # type: ignore[attr-defined]
     await wait_until(
-        pilot, lambda: app.events_seen >= events and app.run_state.started is not None and app.is_settled(), timeout
+        pilot,
+        lambda: app.events_seen >= events and app.run_state.started is not None and app.is_settled(),
+        timeout,
+        why=lambda: (app.events_seen, events, app.run_state.started is not None, app.unsettled()),
     )
     await pilot.pause()  # type: ignore[attr-defined]

@@ -281,6 +281,9 @@ class CifarTui(App[int]):
             engine.close()
 
     def on_events_ready(self, _: EventsReady) -> None:
+        self._take_events()
+
+    def _take_events(self) -> None:
         with self._buffer_lock:
             batch, self._buffer = self._buffer, []
         for event in batch:
@@ -359,9 +362,15 @@ class CifarTui(App[int]):
             self._refresh_text()
 
     def _refresh_text(self) -> None:
+        # Events also arrive by message; taking any left in the buffer here means a message lost or
+        # coalesced away can delay them half a second at most, never hide a run's last events.
+        self._take_events()
         state = self.run_state
+        log = self._pane(LogPane)
         for level, line in state.drain_log():
-            self._pane(LogPane).write(f"[{level}] {line}" if level not in ("info", "output") else line)
+            log.write(f"[{level}] {line}" if level not in ("info", "output") else line)
+        if not log.is_current():  # a layout change after the last write left the newest line out of view
+            log.scroll_end(animate=False, immediate=False, x_axis=False)
         if state.version == self._shown_version:
             return
         self._shown_version = state.version
@@ -385,12 +394,21 @@ class CifarTui(App[int]):
 
     def is_settled(self) -> bool:
         """Every buffered event folded in and every pane showing it (tests and screenshots wait on this)."""
+        return not self.unsettled()
+
+    def unsettled(self) -> list[str]:
+        """What is not shown yet (empty: settled); a test that waited in vain says this."""
         with self._buffer_lock:
-            if self._buffer:
-                return False
-        if self.run_state.log or not self._pane(LogPane).is_current():
-            return False
-        return self._shown_version == self.run_state.version and all(p.is_current() for p in self._plots())
+            pending = [f"{len(self._buffer)} buffered events"] if self._buffer else []
+        log = self._pane(LogPane)
+        if self.run_state.log:
+            pending.append(f"{len(self.run_state.log)} log lines to write")
+        if not log.is_current():
+            pending.append(f"log at line {log.scroll_offset.y} of {log.max_scroll_y}")
+        if self._shown_version != self.run_state.version:
+            pending.append(f"text panes at version {self._shown_version} of {self.run_state.version}")
+        pending += [f"plot {p.id} not redrawn" for p in self._plots() if not p.is_current()]
+        return pending
 
     def refresh_plots(self) -> None:
         for plot in self._plots():

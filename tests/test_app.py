@@ -246,3 +246,20 @@ async def test_log_keeps_its_newest_line_in_view_after_the_terminal_shrinks() ->
         await wait_until(pilot, lambda: app.query_one(LogPane).size.height <= 4)
         await settle(pilot, events=len(app.engine.script))  # type: ignore[attr-defined]
         assert "step-00000011.pt" in screen_text(app) and "step-00000008.pt" not in screen_text(app)
+
+
+async def test_accuracy_axis_stays_within_0_and_100_with_one_evaluate_now_point() -> None:
+    from tests.conftest import settle
+    from tests.scripted import evaluation
+    from tui.widgets.plots import AccuracyPlot
+
+    cfg = tutorial_config()
+    import dataclasses
+
+    now = dataclasses.replace(evaluation(0, 300, "request"), accuracy=0.942)  # plotext alone: 47-141%
+    app = CifarTui(cfg, lambda c: ScriptedEngine(script(c, 0) + [now]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, events=len(app.engine.script))  # type: ignore[attr-defined]
+        text = app.query_one(AccuracyPlot).render().plain
+        left_labels = [float(m) for m in re.findall(r"^\s*(\d+(?:\.\d+)?)\s*┤", text, re.M)]
+        assert left_labels and all(0 <= v <= 100 for v in left_labels), left_labels

@@ -24,6 +24,7 @@ from textual.widgets import DataTable, Label, Static
 from engine.run_summary import RunSummary, list_runs
 from engine.wording import duration
 from tui.format import pct
+from tui.widgets.plots import percent_range
 
 COLORS = ["green", "cyan", "orange", "magenta", "blue", "red", "yellow", "white"]
 # Where and how a run was written, not what it trained: run_dir differs between any two runs anyway.
@@ -157,9 +158,8 @@ class RunsScreen(ModalScreen[None]):
                 xs, ys = [x for x, _ in run.curve], [y for _, y in run.curve]
                 plt.plot(xs, ys, marker="braille", color=COLORS[i % len(COLORS)], label=run.name[-30:])
                 low, high = min(low, *ys), max(high, *ys)
-        if low <= high:  # a percentage axis: never below 0 or above 100, whatever plotext would pick
-            pad = max(2.0, (high - low) * 0.1)
-            plt.ylim(max(0.0, low - pad), min(100.0, high + pad))
+        if low <= high:
+            plt.ylim(*percent_range([low, high]))
         plt.xlabel("epoch")
         plt.ylabel("test accuracy %")
         overlay.update(Text.from_ansi(plt.build(), no_wrap=True))

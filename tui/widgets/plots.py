@@ -21,6 +21,14 @@ from tui.state import RunState
 _SUBTLE = "gray"
 
 
+def percent_range(values: list[float]) -> tuple[float, float]:
+    """A percentage axis around ``values``: a little room, never below 0 or above 100 (plotext
+    alone pads one point into 47-141%)."""
+    low, high = min(values), max(values)
+    pad = max(2.0, (high - low) * 0.1)
+    return max(0.0, low - pad), min(100.0, high + pad)
+
+
 class PlotPane(Widget):
     """Base class: subclasses implement :meth:`draw` with plotext calls."""
 
@@ -152,4 +160,7 @@ class AccuracyPlot(PlotPane):
         rx, ry = s.requested_accuracy.points()
         if rx:  # evaluate-now results (key e), where they were taken
             plt.scatter(rx, ry, marker="●", color="magenta", label="now %")
+        shown = [*ay, *(s.train_accuracy.points()[1] if ax else []), *ry]
+        if shown:
+            plt.ylim(*percent_range(shown))
         self.border_title = "accuracy % per epoch · learning rate (right axis)"

@@ -257,7 +257,7 @@ async def test_accuracy_axis_stays_within_0_and_100_with_one_evaluate_now_point(
     import dataclasses
 
     now = dataclasses.replace(evaluation(0, 300, "request"), accuracy=0.942)  # plotext alone: 47-141%
-    app = CifarTui(cfg, lambda c: ScriptedEngine(script(c, 0) + [now]))
+    app = CifarTui(cfg, lambda c: ScriptedEngine([*script(c, 0), now]))
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, events=len(app.engine.script))  # type: ignore[attr-defined]
         text = app.query_one(AccuracyPlot).render().plain

@@ -32,6 +32,7 @@ from textual.worker import get_current_worker
 from engine import events as ev
 from engine.config import TrainConfig
 from engine.errors import USER_ERROR_KINDS
+from tui.runs_screen import RunsScreen
 from tui.screens import Choice, ConfusionScreen, HelpScreen, quit_dialog
 from tui.state import RunState
 from tui.terminal import TerminalGuard
@@ -497,8 +498,6 @@ class CifarTui(App[int]):
             plot.maybe_redraw(now=float("inf"))  # a key's effect shows at once, not at the next tick
 
     def action_runs(self) -> None:
-        from tui.runs_screen import RunsScreen
-
         started = self.run_state.started
         root = Path(started.run_dir).parent if started else Path(self.cfg.runs_root)
         self.push_screen(RunsScreen(root, started.run_dir if started else ""))

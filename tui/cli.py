@@ -94,6 +94,8 @@ def run_app(build: Callable[[TerminalGuard], CifarTui]) -> int:
     if not guard.hung_up:  # nobody is left to read it otherwise
         with contextlib.suppress(OSError):  # the terminal may go in the meantime
             report_after_app(app)
+    if code is None and app.return_code:  # the dashboard itself crashed (Textual printed why): never 0
+        return int(app.return_code)
     return int(code if code is not None else (guard.exit_code or 0))
 
 

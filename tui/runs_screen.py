@@ -115,6 +115,9 @@ class RunsScreen(ModalScreen[None]):
             table.add_row(self._mark(r), r.state, pct(r.best_accuracy, 2), pct(r.final_accuracy, 2),
                           f"{r.epochs_done}/{r.epochs}", duration(r.duration), r.name, r.recipe,
                           Path(r.data).name or r.data, started, key=r.path)  # fmt: skip
+        current_rows = [i for i, r in enumerate(runs) if r.path in self.selected]
+        if current_rows:  # the run on screen: newest runs come last, maybe below the fold
+            table.move_cursor(row=current_rows[0])
         self.loaded = True
         if not runs:
             self.query_one("#overlay", Static).update(Text(f"no runs under {self.root}/", style="dim"))

@@ -70,12 +70,12 @@ async def main() -> None:
 
 def served_in_a_browser() -> None:
     """served-browser.png: `cifar-tui serve` on a demo run, in headless Chromium (skipped without one)."""
-    import json
     import signal
     import subprocess
     import time
 
     from engine.control_socket import ControlClient
+    from engine.rundir import read_events
     from tests.browser import BROWSER, launch, open_dashboard
 
     try:
@@ -98,8 +98,7 @@ def served_in_a_browser() -> None:
             url = next(line.split(" at ", 1)[1].strip() for line in server.stdout if "?token=" in line)
 
             def epochs_done() -> int:
-                lines = (run_dir / "events.jsonl").read_text().splitlines()
-                return sum(json.loads(line)["kind"] == "epoch_end" for line in lines if line.endswith("}"))
+                return sum(e.kind == "epoch_end" for e in read_events(run_dir))
 
             while epochs_done() < 2:
                 time.sleep(0.5)

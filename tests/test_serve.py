@@ -11,17 +11,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
 from engine.control_socket import TRAINER_FILE, ControlClient, trainer_alive
+from engine.rundir import read_events
 from tests.browser import BROWSER, launch, open_dashboard
+from tests.pty_app import wait_until
 
 
 def free_port() -> int:
@@ -33,20 +34,7 @@ def free_port() -> int:
 
 
 def kinds(run_dir: Path) -> list[str]:
-    try:
-        lines = (run_dir / "events.jsonl").read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    return [json.loads(line)["kind"] for line in lines if line.endswith("}")]
-
-
-def wait_for(what: str, cond: Callable[[], bool], timeout: float = 120.0) -> None:
-    """Poll a condition the system under test must reach (the timeout only guards a hang)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    return [e.kind for e in read_events(run_dir)]
 
 
 def status(url: str) -> int:
@@ -120,22 +108,22 @@ def test_dashboard_in_a_real_browser_steers_the_run_and_closing_leaves_training(
     with sync_api.sync_playwright() as playwright:
         browser = launch(playwright)
         page = open_dashboard(browser, url)
-        wait_for("training to start", lambda: "progress" in kinds(run_dir))
+        wait_until(what="training to start", test=lambda: "progress" in kinds(run_dir))
 
         page.keyboard.press("p")
-        wait_for("the pause to reach events.jsonl", lambda: "paused" in kinds(run_dir))
+        wait_until(what="the pause to reach events.jsonl", test=lambda: "paused" in kinds(run_dir))
         page.keyboard.press("p")
-        wait_for("the resume", lambda: "resumed" in kinds(run_dir))
+        wait_until(what="the resume", test=lambda: "resumed" in kinds(run_dir))
         resumed_at = len(kinds(run_dir))
-        wait_for("training to go on", lambda: "progress" in kinds(run_dir)[resumed_at:])
+        wait_until(what="training to go on", test=lambda: "progress" in kinds(run_dir)[resumed_at:])
         page.screenshot(path=str(tmp_path / "served.png"))
         assert (tmp_path / "served.png").stat().st_size > 10_000
 
-        wait_for("the tab's dashboard process", lambda: bool(attach_processes(server)))
+        wait_until(what="the tab's dashboard process", test=lambda: bool(attach_processes(server)))
         page.close()
-        wait_for("the closed tab's dashboard to exit", lambda: not attach_processes(server))
+        wait_until(what="the closed tab's dashboard to exit", test=lambda: not attach_processes(server))
         closed_at = len(kinds(run_dir))
-        wait_for("training after the tab closed", lambda: "progress" in kinds(run_dir)[closed_at:])
+        wait_until(what="training after the tab closed", test=lambda: "progress" in kinds(run_dir)[closed_at:])
         assert trainer_alive(run_dir) and "finished" not in kinds(run_dir)
 
         # Ctrl-C on `serve` with a tab open: it ends quietly with its dashboards, training goes on.
@@ -144,10 +132,11 @@ def test_dashboard_in_a_real_browser_steers_the_run_and_closing_leaves_training(
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=60) == 0
         assert server.stderr is not None and server.stderr.read() == ""
-        wait_for(
-            "the dashboards to exit", lambda: not any(p.is_running() and p.status() != "zombie" for p in dashboards)
+        wait_until(
+            what="the dashboards to exit",
+            test=lambda: not any(p.is_running() and p.status() != "zombie" for p in dashboards),
         )
         browser.close()
     stopped_at = len(kinds(run_dir))
-    wait_for("training after serve stopped", lambda: "progress" in kinds(run_dir)[stopped_at:])
+    wait_until(what="training after serve stopped", test=lambda: "progress" in kinds(run_dir)[stopped_at:])
     assert trainer_alive(run_dir)

@@ -64,7 +64,7 @@ def make_server(command: str, *, host: str, port: int, token: str, templates: Pa
         @web.middleware
         async def check_token(self, request: web.Request, handler: Any) -> web.StreamResponse:
             if request.path.startswith("/ws/"):
-                allowed = self._token_ok(request.match_info.get("token") or request.path[len("/ws/") :])
+                allowed = self._token_ok(request.path.removeprefix("/ws/"))
             else:
                 allowed = self._token_ok(request.query.get("token")) or self._token_ok(request.cookies.get(COOKIE))
             if not allowed:

@@ -116,8 +116,16 @@ def build_parser(
     g.add_argument("--image-size", type=int, help="resize folder images to this square size")
     g.add_argument("--train-limit", type=int, help="use a seeded random subset of this many training images")
     g.add_argument("--test-limit", type=int, help="use a seeded random subset of this many test images")
-    g.add_argument("--loader", help="tensor (batch augmentation on the device), dataloader (the seed's) or auto")
+    g.add_argument(
+        "--loader",
+        help="tensor (batch augmentation on the device), dataloader (the seed's) or auto "
+        "(the seed's DataLoader for the tutorial recipe on a CPU, tensor elsewhere)",
+    )
     g.add_argument("--workers", type=int, help="DataLoader workers (dataloader only, default 2)")
+    g = p.add_argument_group("augmentation (tensor loader)")
+    g.add_argument("--pad-mode", help="border for the 4-pixel random translation: zeros (the seed's) or reflect")
+    g.add_argument("--flip", help="random, alternate (each image flipped every other epoch) or off")
+    g.add_argument("--cutout", type=int, metavar="PIXELS", help="blank a square this size in each image; 0 = off")
     g = p.add_argument_group("model")
     g.add_argument("--arch", help="torchvision model name")
     g.add_argument("--weights", help="imagenet (download), none, or PATH to a state dict file")
@@ -129,14 +137,18 @@ def build_parser(
     g.add_argument("--momentum", type=float)
     g.add_argument("--nesterov", type=_flag, metavar="on|off")
     g.add_argument("--weight-decay", type=float)
+    g.add_argument("--decay-norms", type=_flag, metavar="on|off", help="weight decay on norm layers and biases too")
     g.add_argument("--optimizer", help=f"{', '.join(OPTIMIZERS)}")
     g.add_argument("--schedule", help=f"{', '.join(SCHEDULES)}")
     g.add_argument("--warmup-epochs", type=float)
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--amp", type=_flag, metavar="on|off", help="bf16 autocast on CUDA")
     g.add_argument("--channels-last", type=_flag, metavar="on|off")
-    g.add_argument("--compile", type=_flag, metavar="on|off", help="torch.compile the model (CUDA)")
+    g.add_argument("--compile", type=_flag, metavar="on|off",
+                   help="torch.compile the model (CUDA; drops the ragged last batch: one shape, one compile)")  # fmt: skip
     g.add_argument("--tta", type=_flag, metavar="on|off", help="flip test-time augmentation at evaluation")
+    g.add_argument("--tta-translate", type=_flag, metavar="on|off", help="also average over 1-pixel shifts")
+    g.add_argument("--drop-last", type=_flag, metavar="on|off", help="drop each epoch's ragged last batch")
     g.add_argument("--ema", type=float, metavar="DECAY", help="evaluate an EMA of the weights (e.g. 0.999); 0 = off")
     g.add_argument("--eval-batch-size", type=int)
     g.add_argument("--seed", type=int)

@@ -38,7 +38,9 @@ SUPPORTED_ARCHS: tuple[str, ...] = (
 #: Archs whose stem can be swapped for a CIFAR-style 3x3 convolution without max-pool.
 CIFAR_STEM_ARCHS = tuple(a for a in SUPPORTED_ARCHS if a.startswith(("resnet", "resnext", "wide_resnet")))
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("constant", "cosine", "onecycle", "linear")
+SCHEDULES = ("constant", "cosine", "onecycle", "linear", "triangular")
+PAD_MODES = ("zeros", "reflect")
+FLIPS = ("random", "alternate", "off")
 LOADERS = ("auto", "tensor", "dataloader")
 DATA_BUILTINS = ("cifar10", "demo")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -79,12 +81,15 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
-    """Decoupled for AdamW; L2 for SGD. Never applied to norm layers and biases when > 0."""
+    """Decoupled for AdamW; L2 for SGD. Applied to norm layers and biases only with ``decay_norms``."""
+    decay_norms: bool = False
+    """Apply weight decay to norm weights and biases too (the published fast recipes do)."""
     optimizer: str = "sgd"
     schedule: str = "constant"
-    """Per-step schedule: constant, cosine, onecycle (warm-up then cosine) or linear (warm-up then linear)."""
+    """Per-step schedule: constant, cosine, onecycle (warm-up then cosine), linear (warm-up from 0 then
+    linearly to 0) or triangular (from 0.2 x lr up to lr over the warm-up, then linearly to 0)."""
     warmup_epochs: float = 0.0
-    """Linear warm-up length for the cosine/onecycle/linear schedules."""
+    """Warm-up length for the cosine/onecycle/linear/triangular schedules (at most half the run)."""
     label_smoothing: float = 0.0
     amp: bool = False
     """bf16 autocast on CUDA (ignored on CPU)."""
@@ -93,6 +98,16 @@ class TrainConfig:
     """Wrap the model in torch.compile (CUDA only; compile time is reported apart)."""
     tta: bool = False
     """Average predictions over horizontally flipped test images."""
+    tta_translate: bool = False
+    """Also average over test images shifted one pixel up-left and down-right (weights 1/4 each)."""
+    pad_mode: str = "zeros"
+    """Padding for the random 4-pixel translation: ``zeros`` (the seed's) or ``reflect``."""
+    flip: str = "random"
+    """Training flips: ``random``, ``alternate`` (each image flipped every other epoch) or ``off``."""
+    cutout: int = 0
+    """Side of a square blanked at a random place in each training image; 0 = off."""
+    drop_last: bool = False
+    """Drop each epoch's ragged last batch: every step has one shape (what torch.compile wants)."""
     ema: float = 0.0
     """Decay of an exponential moving average of the weights, evaluated instead of them; 0 = off."""
     loader: str = "auto"
@@ -141,28 +156,37 @@ class TrainConfig:
 RECIPES: dict[str, dict[str, Any]] = {
     # The seed tutorial, value for value (the dataclass defaults).
     "tutorial": {},
-    # Fastest honest way to ~94% with a standard ResNet-18 on one GPU: CIFAR stem, big batch,
-    # Nesterov SGD with warm-up + linear decay, label smoothing, bf16 + channels_last, flip TTA.
+    # The ResNet-18 baseline of Keller Jordan's CIFAR-10 speed-run work (airbench, "ResNet-18
+    # training script optimized for time-to-94%"): 26 epochs, batch 500, Nesterov SGD lr 0.2,
+    # weight decay 5e-4 on every parameter, triangular schedule (0.2x -> 1x over the first 20%,
+    # then to 0), flip + reflect-padded 4-pixel translation + Cutout(12), flip TTA. Published:
+    # 94.0% mean test accuracy, about 52 s on an A100. Ours: bf16 autocast instead of fp16 weights.
     "fast": {
         "weights": "none",
         "stem": "cifar",
-        "epochs": 18,
-        "batch_size": 512,
-        "lr": 0.4,
+        "epochs": 26,
+        "batch_size": 500,
+        "lr": 0.2,
         "momentum": 0.9,
         "nesterov": True,
         "weight_decay": 5e-4,
-        "schedule": "onecycle",
-        "warmup_epochs": 2.0,
-        "label_smoothing": 0.1,
+        "decay_norms": True,
+        "schedule": "triangular",
+        "warmup_epochs": 5.2,
         "amp": True,
         "channels_last": True,
         "tta": True,
+        "pad_mode": "reflect",
+        "cutout": 12,
+        "drop_last": True,
         "loader": "tensor",
         "eval_batch_size": 1000,
         "log_every": 50,
     },
 }
+# The same recipe trained three times longer (airbench's 80-epoch ResNet-18: 95.9% published),
+# with alternating flips (each image seen both ways in any two epochs) and translation TTA.
+RECIPES["fast95"] = {**RECIPES["fast"], "epochs": 80, "warmup_epochs": 16.0, "flip": "alternate", "tta_translate": True}
 
 
 def from_recipe(recipe: str, **overrides: Any) -> TrainConfig:
@@ -170,12 +194,21 @@ def from_recipe(recipe: str, **overrides: Any) -> TrainConfig:
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r} (choose from: {', '.join(RECIPES)})")
     given = {k: v for k, v in overrides.items() if v is not None}
-    values = {**RECIPES[recipe], **given}
+    preset = RECIPES[recipe]
+    values = {**preset, **given}
+    if "epochs" in given and "warmup_epochs" in preset and "warmup_epochs" not in given:
+        # A shorter (or longer) run keeps the recipe's warm-up as the same share of the run.
+        values["warmup_epochs"] = round(preset["warmup_epochs"] * given["epochs"] / preset["epochs"], 4)
     if values.get("data", TrainConfig.data) == "demo" and "weights" not in given:
         values["weights"] = "none"  # the offline demo never reaches for the network unless asked to
     cfg = TrainConfig(recipe=recipe, explicit=tuple(sorted(given)), **values)
     validate(cfg)
     return cfg
+
+
+def seeds_augmentation(cfg: TrainConfig) -> bool:
+    """The seed's training augmentation: zero-padded random crop and random flip, nothing else."""
+    return cfg.pad_mode == "zeros" and cfg.flip == "random" and cfg.cutout == 0
 
 
 def _check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False) -> None:
@@ -222,6 +255,14 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"unknown optimizer {cfg.optimizer!r} (choose from: {', '.join(OPTIMIZERS)})")
     if cfg.schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {cfg.schedule!r} (choose from: {', '.join(SCHEDULES)})")
+    _check_range("cutout", cfg.cutout, 0, 1024)
+    if cfg.pad_mode not in PAD_MODES:
+        raise ConfigError(f"unknown --pad-mode {cfg.pad_mode!r} (choose from: {', '.join(PAD_MODES)})")
+    if cfg.flip not in FLIPS:
+        raise ConfigError(f"unknown --flip {cfg.flip!r} (choose from: {', '.join(FLIPS)})")
+    if cfg.loader == "dataloader" and not seeds_augmentation(cfg):
+        raise ConfigError("--cutout, --pad-mode reflect and --flip alternate/off need --loader tensor "
+                          "(the dataloader path is the seed's augmentation)")  # fmt: skip
     if cfg.loader not in LOADERS:
         raise ConfigError(f"unknown loader {cfg.loader!r} (choose from: {', '.join(LOADERS)})")
     if cfg.arch not in SUPPORTED_ARCHS:

@@ -8,11 +8,22 @@ import torch
 from torch import nn
 
 
-class WeightEma:
-    """Keeps ``shadow = decay * shadow + (1 - decay) * weights`` (buffers copied as they are).
+def _tensors(model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The model's floating-point tensors (parameters, then float buffers) and its other buffers,
+    in a fixed order: the averaged ones and the copied ones (e.g. BatchNorm's batch counter)."""
+    floats = [p.data for p in model.parameters()]
+    others: list[torch.Tensor] = []
+    for b in model.buffers():
+        (floats if b.is_floating_point() else others).append(b)
+    return floats, others
 
-    The decay ramps up as ``(1 + n) / (10 + n)`` so early averages are not dominated by
-    the random initialisation.
+
+class WeightEma:
+    """Keeps ``shadow = decay * shadow + (1 - decay) * weights`` (integer buffers copied as they are).
+
+    The decay ramps up as ``(1 + n) / (10 + n)`` so early averages are not dominated by the
+    random initialisation. An update is two foreach ops over lists built once: no state dicts,
+    no per-tensor Python, no host sync.
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
@@ -21,20 +32,19 @@ class WeightEma:
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        self._shadow = _tensors(self.model)
+        self._source: nn.Module | None = None
+        self._live: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        if model is not self._source:  # the lists hold the tensors themselves: build them once per model
+            self._source, self._live = model, _tensors(model)
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        mine = self.model.state_dict()
-        floats_s, floats_m = [], []
-        for name, value in model.state_dict().items():
-            if value.is_floating_point():
-                floats_s.append(mine[name])
-                floats_m.append(value)
-            else:
-                mine[name].copy_(value)
-        torch._foreach_lerp_(floats_s, floats_m, 1.0 - decay)
+        torch._foreach_lerp_(self._shadow[0], self._live[0], 1.0 - decay)
+        if self._shadow[1]:
+            torch._foreach_copy_(self._shadow[1], self._live[1])
 
     def state_dict(self) -> dict[str, object]:
         return {"model": self.model.state_dict(), "updates": self.updates}

@@ -34,6 +34,26 @@ class EvaluationInterrupted(Exception):
     """A stop came in the middle of an evaluation (which can take minutes on a CPU)."""
 
 
+def tta_logits(model: nn.Module, x: torch.Tensor, *, flip: bool, translate: bool) -> torch.Tensor:
+    """The model's logits, averaged over test-time views: the mirror image (``flip``), and
+    copies shifted one pixel up-left and down-right with mirrored borders (``translate``,
+    weight 1/4 each, the unshifted view 1/2)."""
+
+    def views(v: torch.Tensor) -> torch.Tensor:
+        out = model(v).float()
+        return (out + model(v.flip(3)).float()) / 2 if flip else out
+
+    logits = views(x)
+    if translate:
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        up_left = padded[..., :h, :w].contiguous(memory_format=layout)
+        down_right = padded[..., 2:, 2:].contiguous(memory_format=layout)
+        logits = 0.5 * logits + 0.25 * views(up_left) + 0.25 * views(down_right)
+    return logits
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -42,14 +62,17 @@ def evaluate(
     *,
     autocast: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
     tta: bool = False,
+    tta_translate: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
     on_batch: Callable[[int], None] = lambda _done: None,
 ) -> EvalResult:
     """Evaluate in eval mode (BatchNorm running stats), restoring the previous mode after.
-    ``should_stop`` is asked between batches; EvaluationInterrupted if it says so."""
+    ``should_stop`` is asked between batches; EvaluationInterrupted if it says so. A batch may
+    hold more images than labels (padded to one shape for torch.compile): the extra are ignored."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=source.device)
+    # float32 sums (float64 is not on every backend, e.g. Apple MPS); a test set's loss sum is small.
+    loss_sum = torch.zeros((), device=source.device)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=source.device)
     count = 0
     try:
@@ -57,10 +80,8 @@ def evaluate(
             if should_stop():
                 raise EvaluationInterrupted
             with autocast():
-                logits = model(x).float()
-                if tta:  # average with the mirrored image: free accuracy at 2x eval cost
-                    logits = (logits + model(x.flip(3)).float()) / 2
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+                logits = tta_logits(model, x, flip=tta, translate=tta_translate)[: y.shape[0]]
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
             confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
             count += int(y.shape[0])
             on_batch(count)

@@ -121,6 +121,8 @@ class EpochEnd(Event):
     seconds: float
     eval_seconds: float
     lr: float
+    compile_seconds: float = 0.0
+    """torch.compile time in this epoch (first training step, first evaluation): not in ``seconds``."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ epoch can be replayed from any step when a run resumes.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +30,42 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def num_steps(n: int, batch_size: int) -> int:
-    """Batches per epoch; a trailing batch of one image is dropped (BatchNorm cannot train on it)."""
+def num_steps(n: int, batch_size: int, drop_last: bool = False) -> int:
+    """Batches per epoch. ``drop_last`` drops a ragged last batch (one shape for torch.compile);
+    otherwise only a trailing batch of one image is dropped (BatchNorm cannot train on it)."""
     full, rest = divmod(n, batch_size)
+    if drop_last and full > 0:
+        return full
     return full + (1 if rest > 1 else 0)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How training batches are augmented on the tensor path (the seed's: zero padding, random flip)."""
+
+    pad_mode: str = "zeros"
+    """``zeros`` (RandomCrop(32, padding=4)) or ``reflect`` (the 4-pixel border mirrors the image)."""
+    flip: str = "random"
+    """``random`` (p=0.5 each epoch), ``alternate`` (random in the first epoch, then each image's
+    flip toggles every epoch: every image is seen both ways in any two epochs) or ``off``."""
+    cutout: int = 0
+    """Side of a square set to the mean (0 after normalisation) at a random place; 0 = off."""
+
+    @property
+    def is_seeds(self) -> bool:
+        """True when this is exactly the seed's augmentation (the PIL DataLoader path can do it)."""
+        return self == Augmentation()
+
+
+class EpochPlan(NamedTuple):
+    """One epoch's order and per-image augmentation draws, from (seed, epoch) alone."""
+
+    order: torch.Tensor
+    dx: torch.Tensor
+    dy: torch.Tensor
+    flips: torch.Tensor
+    cut_y: torch.Tensor | None
+    cut_x: torch.Tensor | None
 
 
 class BatchSource(Protocol):
@@ -47,8 +80,21 @@ def normalize(x_u8: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
     return x_u8.to(dtype).div_(127.5).sub_(1.0)
 
 
+def pad_images(images: torch.Tensor, mode: str) -> torch.Tensor:
+    """Pad (N, C, H, W) images by PAD on every side with zeros or by mirroring (any dtype)."""
+    if mode == "zeros":
+        return F.pad(images, (PAD,) * 4)
+    h, w = images.shape[-2:]
+
+    def mirrored(n: int) -> torch.Tensor:  # [PAD..1, 0..n-1, n-2..n-1-PAD]: reflect, edge not repeated
+        i = torch.arange(-PAD, n + PAD).abs()
+        return torch.where(i > n - 1, 2 * (n - 1) - i, i)
+
+    return images.index_select(2, mirrored(h)).index_select(3, mirrored(w))
+
+
 def augment(padded: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Random-crop and flip a batch of zero-padded uint8 images (B, C, H + 2*PAD, W + 2*PAD).
+    """Random-crop and flip a batch of padded uint8 images (B, C, H + 2*PAD, W + 2*PAD).
 
     ``dx``/``dy`` are crop offsets in [0, 2*PAD]; ``flip`` mirrors horizontally. Two
     gathers (rows, then columns with the flip folded into the column index) do it all.
@@ -63,8 +109,28 @@ def augment(padded: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, flip: torc
     return torch.gather(x, 3, cols.view(b, 1, 1, w).expand(b, c, h, w))
 
 
+def cut_out(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
+    """Set a size x size square at (top, left) of each normalised image to 0 (the mean), in place."""
+    b, _, h, w = x.shape
+    dev = x.device
+    rows = torch.arange(h, device=dev).view(1, h)
+    cols = torch.arange(w, device=dev).view(1, w)
+    in_rows = (rows >= top.view(b, 1)) & (rows < top.view(b, 1) + size)
+    in_cols = (cols >= left.view(b, 1)) & (cols < left.view(b, 1) + size)
+    return x.masked_fill_((in_rows.view(b, 1, h, 1) & in_cols.view(b, 1, 1, w)), 0.0)
+
+
+def _flip_generator(seed: int) -> torch.Generator:
+    """The draws behind ``alternate`` flips: one per image for the whole run."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + 0x5EEDF11B)
+
+
 class TensorBatches:
-    """Whole-batch augmentation over a data set held as a tensor on ``device``."""
+    """Whole-batch augmentation over a data set held as a tensor on ``device``.
+
+    For evaluation (``train=False``), ``pad_to_full`` pads the last batch with blank images so
+    every batch has one shape (torch.compile compiles once); ``y`` is then shorter than ``x``.
+    """
 
     name = "tensor"
 
@@ -77,40 +143,58 @@ class TensorBatches:
         *,
         train: bool = True,
         channels_last: bool = False,
+        augmentation: Augmentation = Augmentation(),
+        drop_last: bool = False,
+        pad_to_full: bool = False,
     ) -> None:
-        # Training images are stored pre-padded: no F.pad per batch.
-        self.images = (F.pad(split.images, (PAD,) * 4) if train else split.images).to(device)
+        # Training images are stored pre-padded: no padding per batch.
+        self.images = (pad_images(split.images, augmentation.pad_mode) if train else split.images).to(device)
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
         self.device = device
         self.seed = seed
         self.train = train
         self.channels_last = channels_last
+        self.augmentation = augmentation
+        self.pad_to_full = pad_to_full and not train
         n = len(split)
-        self.steps_per_epoch = num_steps(n, batch_size) if train else -(-n // batch_size)
+        self.steps_per_epoch = num_steps(n, batch_size, drop_last) if train else -(-n // batch_size)
 
-    def epoch_plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Order, crop offsets and flips for one epoch, from (seed, epoch) alone."""
+    def epoch_plan(self, epoch: int) -> EpochPlan:
+        """Order, crop offsets, flips and cutout places for one epoch, from (seed, epoch) alone."""
         n = self.labels.shape[0]
+        aug = self.augmentation
         g = epoch_generator(self.seed, epoch)
         order = torch.randperm(n, generator=g)
         offsets = torch.randint(0, 2 * PAD + 1, (2, n), generator=g)
         flips = torch.rand(n, generator=g) < 0.5
-        return order.to(self.device), offsets[0].to(self.device), offsets[1].to(self.device), flips.to(self.device)
+        if aug.flip == "alternate":
+            flips = (torch.rand(n, generator=_flip_generator(self.seed)) < 0.5) ^ bool(epoch % 2)
+        elif aug.flip == "off":
+            flips = torch.zeros(n, dtype=torch.bool)
+        cut_y = cut_x = None
+        if aug.cutout:
+            h, w = (int(s) - 2 * PAD for s in self.images.shape[-2:])
+            cut_y = torch.randint(0, max(1, h - aug.cutout + 1), (n,), generator=g).to(self.device)
+            cut_x = torch.randint(0, max(1, w - aug.cutout + 1), (n,), generator=g).to(self.device)
+        dev = self.device
+        return EpochPlan(order.to(dev), offsets[0].to(dev), offsets[1].to(dev), flips.to(dev), cut_y, cut_x)
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = self.labels.shape[0]
-        if self.train:
-            order, dx, dy, flips = self.epoch_plan(epoch)
+        plan = self.epoch_plan(epoch) if self.train else None
         for step in range(start_step, self.steps_per_epoch):
             lo, hi = step * self.batch_size, min(n, (step + 1) * self.batch_size)
-            if self.train:
-                idx = order[lo:hi]
-                x = augment(self.images[idx], dx[idx], dy[idx], flips[idx])
+            if plan is not None:
+                idx = plan.order[lo:hi]
+                x = normalize(augment(self.images[idx], plan.dx[idx], plan.dy[idx], plan.flips[idx]))
+                if plan.cut_y is not None and plan.cut_x is not None:
+                    x = cut_out(x, plan.cut_y[idx], plan.cut_x[idx], self.augmentation.cutout)
                 y = self.labels[idx]
             else:
-                x, y = self.images[lo:hi], self.labels[lo:hi]
-            x = normalize(x)
+                x, y = normalize(self.images[lo:hi]), self.labels[lo:hi]
+                if self.pad_to_full and hi - lo < self.batch_size:
+                    x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, self.batch_size - (hi - lo)))
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y
@@ -166,13 +250,15 @@ class LoaderBatches:
 
     name = "dataloader"
 
-    def __init__(self, split: Split, batch_size: int, device: torch.device, seed: int, workers: int) -> None:
+    def __init__(
+        self, split: Split, batch_size: int, device: torch.device, seed: int, workers: int, drop_last: bool = False
+    ) -> None:
         self.dataset = _ArrayImages(split, seed)
         self.batch_size = batch_size
         self.device = device
         self.seed = seed
         self.workers = workers
-        self.steps_per_epoch = num_steps(len(split), batch_size)
+        self.steps_per_epoch = num_steps(len(split), batch_size, drop_last)
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = epoch_generator(self.seed, epoch)

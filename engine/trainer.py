@@ -19,7 +19,7 @@ from torch import nn
 
 from engine import events as ev
 from engine.checkpoint import CheckpointStore, load_checkpoint, rng_state, set_rng_state
-from engine.config import TrainConfig, validate
+from engine.config import TrainConfig, seeds_augmentation, validate
 from engine.control_socket import ControlServer, process_start_time
 from engine.controls import Controls
 from engine.data import DataBundle, load_data
@@ -27,7 +27,7 @@ from engine.ema import WeightEma
 from engine.errors import CheckpointError, ConfigError, UserError
 from engine.evaluate import EvalResult, EvaluationInterrupted, evaluate
 from engine.models import build_model
-from engine.pipeline import BatchSource, LoaderBatches, TensorBatches
+from engine.pipeline import Augmentation, BatchSource, LoaderBatches, TensorBatches
 from engine.run_summary import SummaryKeeper
 from engine.rundir import CHECKPOINTS, RunDirSink, check_target, checkpoint_run_dir, default_run_dir
 from engine.wording import CountProgress
@@ -58,6 +58,17 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("--device mps: MPS is not available on this machine; use --device cpu or auto")
     return torch.device(name)
+
+
+def resolve_loader(cfg: TrainConfig, device: torch.device) -> str:
+    """``auto``: the seed's DataLoader + PIL path for the tutorial recipe on a CPU (its exact
+    mechanics); the tensor pipeline everywhere else, the tutorial on a GPU included (the same
+    augmentation distribution, see engine/pipeline.py, without a GPU waiting on PIL)."""
+    if cfg.loader != "auto":
+        return cfg.loader
+    if cfg.recipe == "tutorial" and device.type == "cpu" and seeds_augmentation(cfg):
+        return "dataloader"
+    return "tensor"
 
 
 def device_name(device: torch.device) -> str:
@@ -96,32 +107,47 @@ def merge_resume_config(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
     return merged
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on norm weights and biases (1-d tensors): decaying them only hurts."""
+def _param_groups(model: nn.Module, weight_decay: float, decay_norms: bool = False) -> list[dict[str, Any]]:
+    """No weight decay on norm weights and biases (1-d tensors) unless ``decay_norms``."""
+    if decay_norms:
+        return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = _param_groups(model, cfg.weight_decay)
+    groups = _param_groups(model, cfg.weight_decay, cfg.decay_norms)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
 
 
+#: The triangular schedule starts at this share of the peak learning rate (as airbench's).
+TRIANGULAR_START = 0.2
+
+
+def warmup_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Warm-up length in steps: at most half the run, so a warm-up longer than a short run
+    still leaves it a decay instead of ending at (or diverging from) the peak."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    return min(total // 2, int(cfg.warmup_epochs * steps_per_epoch))
+
+
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     """Per-step LR multiplier for the configured schedule (warm-up first where set)."""
     total = max(1, cfg.epochs * steps_per_epoch)
-    warm = min(total, int(cfg.warmup_epochs * steps_per_epoch))
+    warm = warmup_steps(cfg, steps_per_epoch)
 
     def factor(step: int) -> float:
         if cfg.schedule == "constant":
             return 1.0
         if step < warm:
+            if cfg.schedule == "triangular":
+                return TRIANGULAR_START + (1.0 - TRIANGULAR_START) * step / warm
             return (step + 1) / warm
         progress = min(1.0, (step - warm) / max(1, total - warm))
-        if cfg.schedule == "linear":
+        if cfg.schedule in ("linear", "triangular"):
             return max(0.0, 1.0 - progress)
         return 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine and onecycle
 
@@ -130,18 +156,33 @@ def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
 
 @dataclass
 class _EpochStats:
-    """Running sums of the epoch, kept on the device so the loop never waits for them."""
+    """Running sums of the epoch. Between reports they grow on the device (float32 and int64,
+    which every backend has; the loop never waits for them); ``fold`` moves them into the host's
+    float64 totals at a report, where the loop reads the device anyway."""
 
-    loss_sum: torch.Tensor
-    correct: torch.Tensor
+    partial_loss: torch.Tensor
+    partial_correct: torch.Tensor
+    loss_total: float = 0.0
+    correct_total: int = 0
     seen: int = 0
     seconds: float = 0.0
 
     @classmethod
     def zeros(cls, device: torch.device) -> _EpochStats:
-        return cls(
-            torch.zeros((), dtype=torch.float64, device=device), torch.zeros((), dtype=torch.int64, device=device)
-        )
+        return cls(torch.zeros((), device=device), torch.zeros((), dtype=torch.int64, device=device))
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, batch: int) -> None:
+        self.partial_loss += loss.float() * batch
+        self.partial_correct += correct
+        self.seen += batch
+
+    def fold(self, partial: tuple[float, int] | None = None) -> None:
+        """Move the device sums into the totals (``partial`` when the caller already read them)."""
+        loss, correct = partial if partial is not None else (float(self.partial_loss), int(self.partial_correct))
+        self.loss_total += loss
+        self.correct_total += correct
+        self.partial_loss.zero_()
+        self.partial_correct.zero_()
 
 
 def all_finite(model: nn.Module) -> bool:
@@ -150,6 +191,24 @@ def all_finite(model: nn.Module) -> bool:
     if not tensors:
         return True
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
+def can_compile(device: torch.device) -> bool:
+    """torch.compile pays off (and is tested by us) on CUDA only."""
+    return device.type == "cuda"
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """torch.compile with static shapes: every training batch has one shape (the compiled
+    recipes drop the ragged last batch) and so does every evaluation batch (the last is padded),
+    so it compiles once for training and once for evaluation, and never again."""
+    return torch.compile(model, dynamic=False)  # type: ignore[return-value]
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (for timing only)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 class StopTraining(Exception):
@@ -277,6 +336,9 @@ class Trainer:
         resuming_here = check_target(cfg)
         device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
+        if device.type == "cuda":
+            # Fixed shapes (one batch size, one image size): let cuDNN time its algorithms once and pick the fastest.
+            torch.backends.cudnn.benchmark = True
 
         self.status("loading_data", f"loading {cfg.data}")
         data = load_data(cfg, self.notify)
@@ -336,10 +398,12 @@ class Trainer:
             )
         )
         step_model: nn.Module = model
-        if cfg.compile and device.type == "cuda":
-            self.status("compiling", "torch.compile: the first steps are slow while kernels compile")
-            step_model = torch.compile(model)  # type: ignore[assignment]
+        if cfg.compile and can_compile(device):
+            step_model = compile_model(model)
+        elif cfg.compile:
+            self.emit(ev.Log(f"--compile is for CUDA; training uncompiled on {device.type}", level="warning"))
         loop = _Loop(self, cfg, model, step_model, optimizer, scheduler, train_src, test_src, data, device, ema)
+        loop.compiling = loop.eval_compiling = step_model is not model
         reason, cause = "completed", ""
         try:
             loop.train(stats)
@@ -368,16 +432,17 @@ class Trainer:
             self.emit(ev.Log(f"no control socket ({exc}); attach will be read-only", level="warning"))
 
     def _sources(self, cfg: TrainConfig, data: DataBundle, device: torch.device) -> tuple[BatchSource, TensorBatches]:
-        loader = cfg.loader
-        if loader == "auto":  # the seed's recipe keeps the seed's pipeline; everything else goes fast
-            loader = "dataloader" if cfg.recipe == "tutorial" else "tensor"
-        if loader == "dataloader":
-            train: BatchSource = LoaderBatches(data.train, cfg.batch_size, device, cfg.seed, cfg.workers)
+        compiled = cfg.compile and can_compile(device)
+        # One shape per step for torch.compile: the ragged last batch is dropped (the fast recipes always do).
+        drop_last = cfg.drop_last or compiled
+        if resolve_loader(cfg, device) == "dataloader":
+            train: BatchSource = LoaderBatches(data.train, cfg.batch_size, device, cfg.seed, cfg.workers, drop_last)
         else:
-            train = TensorBatches(data.train, cfg.batch_size, device, cfg.seed, channels_last=cfg.channels_last)
-        test = TensorBatches(
-            data.test, cfg.eval_batch_size, device, cfg.seed, train=False, channels_last=cfg.channels_last
-        )
+            aug = Augmentation(pad_mode=cfg.pad_mode, flip=cfg.flip, cutout=cfg.cutout)
+            train = TensorBatches(data.train, cfg.batch_size, device, cfg.seed, channels_last=cfg.channels_last,
+                                  augmentation=aug, drop_last=drop_last)  # fmt: skip
+        test = TensorBatches(data.test, cfg.eval_batch_size, device, cfg.seed, train=False,
+                             channels_last=cfg.channels_last, pad_to_full=compiled)  # fmt: skip
         return train, test
 
     def _restore(self, ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -393,8 +458,8 @@ class Trainer:
         self.epoch, self.step, self.global_step = int(ckpt["epoch"]), int(ckpt["step"]), int(ckpt["global_step"])
         self.best_accuracy = ckpt.get("best_accuracy")
         part = ckpt.get("epoch_stats") or {}
-        stats.loss_sum.fill_(float(part.get("loss_sum", 0.0)))
-        stats.correct.fill_(int(part.get("correct", 0)))
+        stats.loss_total = float(part.get("loss_sum", 0.0))
+        stats.correct_total = int(part.get("correct", 0))
         stats.seen = int(part.get("seen", 0))
         stats.seconds = float(part.get("seconds", 0.0))
         set_rng_state(ckpt.get("rng") or {})
@@ -428,6 +493,26 @@ class _Loop:
         # Cross-entropy starts near ln(C); a hundred times that means the weights have blown up
         # (a healthy run, warm-up spikes included, stays far below).
         self.explode_at = 100.0 * math.log(max(2, self.num_classes))
+        # On a GPU the loss is read only at reports (a read waits for the device); the CPU
+        # reads it every step for free. Tests drive the GPU branch on the CPU by clearing this.
+        self.check_every_step = device.type == "cpu"
+        self.compiling = False  # the next training step compiles (torch.compile)
+        self.eval_compiling = False  # the next evaluation compiles
+        self.compile_seconds_in_epoch = 0.0
+
+    def _compiled(self, what: str, began: float) -> float:
+        """Called after the first compiled call: wait for it, report how long compiling took."""
+        sync(self.device)
+        seconds = time.perf_counter() - began
+        if what == "evaluation":
+            self.eval_compiling = False
+        else:
+            self.compiling = False
+        self.compile_seconds_in_epoch += seconds
+        self.excluded += seconds  # compiling is not training: the pace and the ETA leave it out
+        self.t.emit(ev.Log(f"torch.compile: {what} compiled in {seconds:.1f} s"))
+        self.t.status("evaluating" if what == "evaluation" else "training")
+        return seconds
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.cfg.amp and self.device.type == "cuda":
@@ -470,6 +555,7 @@ class _Loop:
     def save(self, reason: str, stats: _EpochStats, *, best: bool = False) -> None:
         t = self.t
         self.t.status("saving", "writing checkpoint")
+        stats.fold()
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -481,7 +567,7 @@ class _Loop:
             "config": self.cfg.to_dict(),
             "class_names": list(self.data.class_names),
             "best_accuracy": t.best_accuracy,
-            "epoch_stats": {"loss_sum": float(stats.loss_sum), "correct": int(stats.correct),
+            "epoch_stats": {"loss_sum": stats.loss_total, "correct": stats.correct_total,
                             "seen": stats.seen, "seconds": stats.seconds},
             "ema": self.ema.state_dict() if self.ema is not None else None,
         }  # fmt: skip
@@ -508,9 +594,20 @@ class _Loop:
         # A long evaluation on a CPU is visible: count, rate and ETA every few seconds.
         progress = CountProgress("evaluating:", "test images", len(self.data.test),
                                  lambda m: t.status("evaluating", m), t.status_every_s)  # fmt: skip
+        compiled = 0.0
+        if self.eval_compiling and model is self.step_model:
+            t.status("compiling", "torch.compile: compiling the evaluation graph")
+
+        def on_batch(done: int) -> None:
+            nonlocal compiled
+            if self.eval_compiling and model is self.step_model:
+                compiled = self._compiled("evaluation", began)
+            progress.update(done)
+
         result = evaluate(model, self.test_src, self.num_classes, autocast=self.autocast, tta=self.cfg.tta,
-                          should_stop=lambda: t.controls.stop_requested, on_batch=progress.update)  # fmt: skip
-        seconds = time.perf_counter() - began
+                          tta_translate=self.cfg.tta_translate, should_stop=lambda: t.controls.stop_requested,
+                          on_batch=on_batch)  # fmt: skip
+        seconds = time.perf_counter() - began - compiled
         if not math.isfinite(result.loss):
             raise FloatingPointError(f"test loss became {result.loss} after epoch {t.epoch + 1}, step {t.step}")
         self.last_eval_seconds = seconds
@@ -544,16 +641,18 @@ class _Loop:
                 raise StopTraining from None
             is_best = t.best_accuracy is None or result.accuracy > t.best_accuracy
             t.best_accuracy = max(result.accuracy, t.best_accuracy or 0.0)
+            stats.fold()
             seen = max(stats.seen, 1)
             t.emit(
                 ev.EpochEnd(
-                    epoch=t.epoch + 1, epochs=cfg.epochs, train_loss=float(stats.loss_sum) / seen,
-                    train_accuracy=int(stats.correct) / seen, test_loss=result.loss, test_accuracy=result.accuracy,
+                    epoch=t.epoch + 1, epochs=cfg.epochs, train_loss=stats.loss_total / seen,
+                    train_accuracy=stats.correct_total / seen, test_loss=result.loss, test_accuracy=result.accuracy,
                     images_per_sec=stats.seen / max(train_seconds, 1e-9), seconds=train_seconds,
                     eval_seconds=self.last_eval_seconds,
-                    lr=self.optimizer.param_groups[0]["lr"],
+                    lr=self.optimizer.param_groups[0]["lr"], compile_seconds=self.compile_seconds_in_epoch,
                 )
             )  # fmt: skip
+            self.compile_seconds_in_epoch = 0.0
             t.epoch, t.step = t.epoch + 1, 0
             stats = _EpochStats.zeros(self.device)
             self.save("epoch", stats, best=is_best)
@@ -575,10 +674,13 @@ class _Loop:
         epoch_began = time.perf_counter() - stats.seconds
         last_emit = time.perf_counter()
         emitted_images, wait = 0, 0.0
-        interval_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        interval_loss = torch.zeros((), device=self.device)
         interval_n = 0
         self.handle_controls(stats)
+        if self.compiling:
+            t.status("compiling", "torch.compile: compiling the training step (tens of seconds)")
         for x, y, waited in self._timed_batches(t.step):
+            step_began = time.perf_counter()
             with self.autocast():
                 logits = self.step_model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
@@ -588,12 +690,12 @@ class _Loop:
             self.scheduler.step()
             if self.ema is not None:
                 self.ema.update(self.model)
+            if self.compiling:
+                self._compiled("training step", step_began)
             batch = int(y.shape[0])
             detached = loss.detach()
-            stats.loss_sum += detached.double() * batch
-            stats.correct += (logits.detach().argmax(1) == y).sum()
-            stats.seen += batch
-            interval_loss += detached.double()
+            stats.add(detached, (logits.detach().argmax(1) == y).sum(), batch)
+            interval_loss += detached.float()
             interval_n += 1
             t.step += 1
             t.global_step += 1
@@ -602,13 +704,18 @@ class _Loop:
             now = time.perf_counter()
             boundary = t.step % cfg.log_every == 0
             report = boundary or t.step == steps or now - last_emit >= self.min_interval
-            # Reading the loss syncs a GPU: there it is checked at each report (<= 1/progress_hz s);
-            # on the CPU it costs nothing, so every step.
-            if report or self.device.type == "cpu":
+            # Reading the device waits for it: on a GPU the loop reads only at a report (at most
+            # progress_hz times a second), all it needs in one read; on the CPU reading is free.
+            if report:
+                loss_value, interval_sum, partial_loss = torch.stack(
+                    [detached.float(), interval_loss, stats.partial_loss]
+                ).tolist()
+                stats.fold((partial_loss, int(stats.partial_correct)))
+            elif self.check_every_step:
                 loss_value = float(detached)
-                if not math.isfinite(loss_value) or loss_value > self.explode_at:
-                    what = f"became {loss_value}" if not math.isfinite(loss_value) else f"exploded to {loss_value:.4g}"
-                    raise FloatingPointError(f"loss {what} at epoch {t.epoch + 1}, step {t.step}")
+            if (report or self.check_every_step) and (not math.isfinite(loss_value) or loss_value > self.explode_at):
+                what = f"became {loss_value}" if not math.isfinite(loss_value) else f"exploded to {loss_value:.4g}"
+                raise FloatingPointError(f"loss {what} at epoch {t.epoch + 1}, step {t.step}")
             if report:
                 span = max(now - last_emit, 1e-9)
                 t.emit(
@@ -617,7 +724,7 @@ class _Loop:
                         global_step=t.global_step, loss=loss_value, lr=self.optimizer.param_groups[0]["lr"],
                         images_per_sec=emitted_images / span, data_wait=min(1.0, wait / span),
                         elapsed=now - self.started - self.excluded,
-                        interval_loss=float(interval_loss) / interval_n if boundary else None,
+                        interval_loss=interval_sum / interval_n if boundary else None,
                     )
                 )  # fmt: skip
                 if boundary:

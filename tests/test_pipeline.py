@@ -73,7 +73,7 @@ def test_same_seed_same_batches_and_resume_from_a_step() -> None:
 def test_crop_and_flip_distribution() -> None:
     n = 20000
     src = TensorBatches(_split(n), 512, torch.device("cpu"), seed=0)
-    _, dx, dy, flips = src.epoch_plan(0)
+    _, dx, dy, flips, _, _ = src.epoch_plan(0)
     assert abs(flips.float().mean().item() - 0.5) < 0.02
     for offsets in (dx, dy):
         counts = torch.bincount(offsets, minlength=2 * PAD + 1).float() / n

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: 1,300 real CIFAR-10 images in ImageFolder form (100 train + 30 test per class): small enough for smoke runs.
+MINI = ROOT.parent / "shared" / "data" / "cifar10-mini"
 TARBALL_CANDIDATES = [ROOT / "carry" / "cifar10-jpeg.tar.gz", ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"]
 
 

@@ -116,7 +116,9 @@ def main() -> None:
     print("|---|---|")
     print(f"| training images/s, headless (median of rounds) | {statistics.median(heads):,.0f} |")
     print(f"| training images/s, dashboard at 120x40 | {statistics.median(apps):,.0f} |")
-    print(f"| ratio app / headless | {statistics.mean(apps) / statistics.mean(heads):.3f} |")
+    ratios = [a / h for a, h in zip(apps, heads)]
+    print(f"| ratio app / headless (median of the rounds' ratios; range) | {statistics.median(ratios):.3f} "
+          f"({min(ratios):.3f}-{max(ratios):.3f}) |")  # fmt: skip
     print(f"| UI process CPU while training (share of one core) | {100 * statistics.median(shares):.1f}% |")
     print(
         f"| `p` to paused, median / max over {len(delays)} presses | {1000 * statistics.median(delays):.0f} ms / {1000 * max(delays):.0f} ms |"

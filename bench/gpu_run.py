@@ -98,7 +98,9 @@ def dashboard_run(name: str, run_dir: Path, args: list[str]) -> Row | str:
     pid, master = pty.fork()
     if pid == 0:
         with contextlib.suppress(BaseException):
-            env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(ROOT)}
+            # Keep gpu.sh's PYTHONPATH: it may hold the carried textual wheels.
+            path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+            env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": path}
             os.execvpe(sys.executable, [sys.executable, "-m", "tui.cli", *args, "--run-dir", str(run_dir)], env)
         os._exit(127)
     import fcntl
@@ -106,14 +108,17 @@ def dashboard_run(name: str, run_dir: Path, args: list[str]) -> Row | str:
 
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     sent_quit = False
+    screen = b""  # the terminal's last output: says why, if the app dies
     while True:
         ready, _, _ = select.select([master], [], [], 0.2)
         if ready:
             try:
-                if not os.read(master, 1 << 16):
-                    break
+                chunk = os.read(master, 1 << 16)
             except OSError:
                 break
+            if not chunk:
+                break
+            screen = (screen + chunk)[-4096:]
         if not sent_quit and any(isinstance(e, ev.Finished) for e in _tail_events(run_dir)):
             os.write(master, b"q")
             sent_quit = True
@@ -125,7 +130,8 @@ def dashboard_run(name: str, run_dir: Path, args: list[str]) -> Row | str:
     os.close(master)
     events = read_events(run_dir)
     if not any(isinstance(e, ev.Finished) for e in events):
-        return "failed: the dashboard run did not finish (see its run directory)"
+        last = [line for line in screen.decode(errors="replace").splitlines() if line.strip()]
+        return f"failed: the dashboard run did not finish; its terminal's last line: {last[-1][:200] if last else ''}"
     return row_from_events(name, events, time.perf_counter() - began, float("nan"))
 
 

@@ -130,6 +130,8 @@ def build_parser(
     g.add_argument("--arch", help="torchvision model name")
     g.add_argument("--weights", help="imagenet (download), none, or PATH to a state dict file")
     g.add_argument("--stem", help="imagenet (7x7/2 + max-pool) or cifar (3x3/1, no pool)")
+    g.add_argument("--zero-init-residual", type=_flag, metavar="on|off",
+                   help="each residual block starts as its shortcut (last BatchNorm scale 0; from scratch)")  # fmt: skip
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", type=int)

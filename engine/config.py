@@ -74,6 +74,9 @@ class TrainConfig:
     """``imagenet`` (download through torchvision), ``none`` or a path to a state dict file."""
     stem: str = "imagenet"
     """``imagenet`` keeps the 7x7/2 stem and max-pool; ``cifar`` uses a 3x3/1 stem, no max-pool."""
+    zero_init_residual: bool = False
+    """Start each residual branch's last BatchNorm scale at zero, so every block starts as its
+    shortcut (torchvision's ``zero_init_residual``; ResNets trained from scratch)."""
     epochs: int = 10
     batch_size: int = 64
     lr: float = 0.001
@@ -271,6 +274,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--stem must be 'imagenet' or 'cifar', got {cfg.stem!r}")
     if cfg.stem == "cifar" and cfg.arch not in CIFAR_STEM_ARCHS:
         raise ConfigError(f"--stem cifar works with ResNet-family archs only, not {cfg.arch!r}")
+    if cfg.zero_init_residual and cfg.arch not in CIFAR_STEM_ARCHS:
+        raise ConfigError(f"--zero-init-residual works with ResNet-family archs only, not {cfg.arch!r}")
+    if cfg.zero_init_residual and cfg.weights != "none" and not cfg.resume:
+        raise ConfigError("--zero-init-residual on initialises a model trained from scratch: it needs --weights none")
     if not _DEVICE_RE.match(cfg.device):
         raise ConfigError(f"unknown device {cfg.device!r} (use auto, cpu, cuda, cuda:N or mps)")
     if cfg.weights not in ("imagenet", "none"):

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torchvision
 from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from engine.config import TrainConfig
 from engine.errors import CheckpointError, DownloadError
@@ -32,6 +33,16 @@ def _use_cifar_stem(model: nn.Module) -> None:
     width = int(model.conv1.out_channels)  # type: ignore[union-attr,arg-type]
     model.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
     model.maxpool = nn.Identity()
+
+
+def _zero_init_residual(model: nn.Module) -> None:
+    """Zero the scale of each residual branch's last BatchNorm: every block then starts as its
+    shortcut, and the signal through the network at step 0 is the stem's alone. Without it, a
+    CIFAR-stem ResNet-18 warmed up over ~100 steps diverges early (docs/benchmarks.md)."""
+    for block in model.modules():
+        last_bn = getattr(block, "bn3", None) if isinstance(block, Bottleneck) else getattr(block, "bn2", None)
+        if isinstance(block, (BasicBlock, Bottleneck)) and isinstance(last_bn, nn.BatchNorm2d):
+            nn.init.zeros_(last_bn.weight)
 
 
 def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
@@ -75,6 +86,8 @@ def build_model(cfg: TrainConfig, num_classes: int, notify: Callable[[str, str],
     _replace_head(model, num_classes)
     if cfg.stem == "cifar":
         _use_cifar_stem(model)
+    if cfg.zero_init_residual:
+        _zero_init_residual(model)
     if state is not None:
         own = model.state_dict()
         # Keep only tensors that fit: the new head (and a CIFAR stem) start fresh.

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+import torchvision
 
 import engine.trainer as trainer_module
 from engine import events as ev
@@ -116,3 +117,21 @@ def test_compile_compiles_once_for_training_and_once_for_evaluation(
     assert states.count("compiling") == 2
     assert sum("compiled in" in e.message for e in recorder.of(ev.Log)) == 2
     assert sum(sum(row) for row in recorder.of(ev.Evaluation)[-1].confusion) == 50  # padding never counted
+
+
+def test_the_finiteness_check_before_a_save_reads_the_device_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = torchvision.models.resnet18(num_classes=10)
+    reads: list[str] = []
+    for name in SYNCING:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *args: Any, __name: str = name, __original: Any = original, **kw: Any) -> Any:
+            reads.append(__name)
+            return __original(self, *args, **kw)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    assert trainer_module.all_finite(model) is True
+    assert len(reads) == 1, reads  # not one per parameter (62 of them, and BatchNorm statistics)
+    with torch.no_grad():
+        model.layer4[1].bn2.running_var[3] = float("nan")
+    assert trainer_module.all_finite(model) is False

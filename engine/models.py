@@ -38,7 +38,8 @@ def _use_cifar_stem(model: nn.Module) -> None:
 def _zero_init_residual(model: nn.Module) -> None:
     """Zero the scale of each residual branch's last BatchNorm: every block then starts as its
     shortcut, and the signal through the network at step 0 is the stem's alone. Without it, a
-    CIFAR-stem ResNet-18 warmed up over ~100 steps diverges early (docs/benchmarks.md)."""
+    CIFAR-stem ResNet-18 whose learning rate reaches ~0.09 within tens of steps diverges
+    (docs/benchmarks.md, "A recipe's first steps")."""
     for block in model.modules():
         last_bn = getattr(block, "bn3", None) if isinstance(block, Bottleneck) else getattr(block, "bn2", None)
         if isinstance(block, (BasicBlock, Bottleneck)) and isinstance(last_bn, nn.BatchNorm2d):
@@ -86,7 +87,7 @@ def build_model(cfg: TrainConfig, num_classes: int, notify: Callable[[str, str],
     _replace_head(model, num_classes)
     if cfg.stem == "cifar":
         _use_cifar_stem(model)
-    if cfg.zero_init_residual:
+    if cfg.zero_init_residual and state is None:  # pretrained weights would replace it
         _zero_init_residual(model)
     if state is not None:
         own = model.state_dict()

@@ -173,7 +173,8 @@ def test_help_shows_each_options_value_under_the_recipe_and_the_whole_command(
                   "file (default: imagenet)", "cifar-tui attach", "cifar-tui runs", "cifar-tui export",
                   "p pause/resume", "? help", "129 terminal lost", "examples:"):  # fmt: skip
         assert shown in text, shown
-    assert "--epochs EPOCHS (default: 18)" in help_text("--recipe", "fast")
+    fast = help_text("--recipe", "fast")
+    assert "--epochs EPOCHS (default: 26)" in fast and "--zero-init-residual on|off" in fast
 
 
 def test_a_misspelt_command_suggests_the_right_one(capsys: pytest.CaptureFixture[str]) -> None:

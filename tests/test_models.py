@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import torchvision
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from engine.config import from_recipe
@@ -49,3 +52,14 @@ def test_zero_init_residual_on_bottleneck_resnets_zeroes_the_third_norm() -> Non
 def test_zero_init_residual_refuses_what_it_cannot_do(options: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         from_recipe("tutorial", zero_init_residual=True, **options)
+
+
+def test_the_fast_recipes_start_residual_branches_at_zero_unless_weights_are_loaded(tmp_path: Path) -> None:
+    model = build_model(from_recipe("fast"), 10, lambda _kind, _text: None)
+    assert all(bool((b.bn2.weight == 0).all()) for b in model.modules() if isinstance(b, BasicBlock))
+    # With pretrained weights the recipe's value yields to them (no error, the loaded scales kept).
+    saved = torchvision.models.resnet18().state_dict()
+    torch.save(saved, tmp_path / "w.pt")
+    cfg = from_recipe("fast95", weights=str(tmp_path / "w.pt"))
+    loaded = build_model(cfg, 10, lambda _kind, _text: None)
+    assert torch.equal(loaded.layer1[0].bn2.weight, saved["layer1.0.bn2.weight"])  # type: ignore[index,union-attr]

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: 1,300 real CIFAR-10 images in ImageFolder form (100 train + 30 test per class): small enough for smoke runs.
+#: 1,300 real CIFAR-10 images in ImageFolder form (100 train + 30 test per class), where the checkout has them.
 MINI = ROOT.parent / "shared" / "data" / "cifar10-mini"
 TARBALL_CANDIDATES = [ROOT / "carry" / "cifar10-jpeg.tar.gz", ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"]
 
@@ -43,3 +43,19 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores"
+
+
+def demo_image_folder(dest: Path, train_per_class: int = 26, test_per_class: int = 13) -> Path:
+    """The built-in demo images written as an ImageFolder tree of PNGs (train/ and test/): the
+    seed's ImageFolder code path on any machine, no data set needed (smoke runs)."""
+    from PIL import Image
+
+    from engine.demo_data import CLASS_NAMES, make_split
+
+    for split, per_class, seed in (("train", train_per_class, 1), ("test", test_per_class, 2)):
+        images, labels = make_split(per_class, seed)
+        for i, (image, label) in enumerate(zip(images, labels.tolist())):
+            folder = dest / split / CLASS_NAMES[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i:05d}.png")
+    return dest

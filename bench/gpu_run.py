@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from bench.common import MINI, machine, unpack_cifar_jpeg  # noqa: E402
+from bench.common import demo_image_folder, machine, unpack_cifar_jpeg  # noqa: E402
 from bench.seed_loop import seed_loop  # noqa: E402
 from engine import events as ev  # noqa: E402
 from engine.config import from_recipe  # noqa: E402
@@ -174,7 +174,7 @@ def main() -> None:
     # Progress settings are the defaults: what a user's headless or dashboard run does.
     common: dict[str, Any] = {"device": args.device}
     if args.smoke:
-        root, seed_epochs = MINI, 1
+        root, seed_epochs = demo_image_folder(tmp / "demo-folder"), 1  # no data set needed
         common.update(data="demo", train_limit=256, test_limit=128)
         fast: dict[str, Any] = {"recipe": "fast", "batch_size": 128, "stem": "imagenet", "epochs": 1}
         seeds, tutorial_epochs = [0, 1], 1

@@ -198,6 +198,7 @@ class ControlClient:
     def __init__(self, path: Path, timeout: float = 5.0) -> None:
         self.path = path
         self.timeout = timeout
+        self._stale = False
         self._connect()
 
     def _connect(self) -> None:
@@ -213,7 +214,13 @@ class ControlClient:
         self.stream = self.sock.makefile("rwb")
 
     def send(self, command: str) -> dict[str, Any]:
-        """Send one command and read the reply; reconnects once if the trainer hung up an idle link."""
+        """Send one command and read the reply; reconnects once if the trainer hung up an idle link.
+        A reply that does not come within ``timeout`` fails this command (it may still be applied:
+        never re-sent, a toggle would toggle twice) and the next one starts on a fresh connection:
+        a socket file that timed out cannot be read again."""
+        if self._stale:
+            self._stale = False
+            self._connect()
         for attempt in (1, 2):
             try:
                 self.stream.write((json.dumps({"command": command}) + "\n").encode())
@@ -221,6 +228,10 @@ class ControlClient:
                 line = self.stream.readline(ControlServer.MAX_LINE)
             except (BrokenPipeError, ConnectionResetError):
                 line = b""
+            except TimeoutError:
+                self.close()
+                self._stale = True
+                return {"ok": False, "error": f"no reply from the trainer in {self.timeout:g} s"}
             if line:
                 reply = json.loads(line)
                 return reply if isinstance(reply, dict) else {"ok": False, "error": "bad reply"}

@@ -64,6 +64,9 @@ class RunStarted(Event):
     start_step: int = 0
     resumed_from: str = ""
     params: int = 0
+    gpu_uuids: list[str] = field(default_factory=list)
+    """UUIDs of the GPUs this run trains on (NVML's, without ``GPU-``): the dashboard samples
+    exactly these, whatever CUDA_VISIBLE_DEVICES renumbered."""
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,17 @@ def resolve_loader(cfg: TrainConfig, device: torch.device) -> str:
     return "tensor"
 
 
+def gpu_uuids(device: torch.device) -> list[str]:
+    """The training GPU's UUID as NVML spells it (no ``GPU-`` prefix, lower case); [] elsewhere."""
+    if device.type != "cuda":
+        return []
+    try:
+        uuid = str(torch.cuda.get_device_properties(device).uuid)
+    except (AttributeError, RuntimeError):  # an old torch without .uuid, a device that went away
+        return []
+    return [uuid.strip().lower().removeprefix("gpu-")]
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -395,6 +406,7 @@ class Trainer:
                 start_step=self.step,
                 resumed_from=cfg.resume,
                 params=sum(p.numel() for p in model.parameters()),
+                gpu_uuids=gpu_uuids(device),
             )
         )
         step_model: nn.Module = model

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +126,9 @@ async def settle(pilot: object, events: int = 0, timeout: float = 120.0) -> None
         why=lambda: (app.events_seen, events, app.run_state.started is not None, app.unsettled()),
     )
     await pilot.pause()  # type: ignore[attr-defined]
+
+
+def screen_text(app: Any) -> str:
+    """What a Textual app's screen shows now, as plain text (from its SVG screenshot)."""
+    svg = app.export_screenshot()
+    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 import threading
 from pathlib import Path
@@ -11,16 +10,11 @@ import psutil
 import pytest
 
 from engine.checkpoint import load_checkpoint
-from tests.conftest import tiny_config, wait_until
+from tests.conftest import screen_text, tiny_config, wait_until
 from tests.scripted import ScriptedEngine, script, tutorial_config
 from tui.app import CifarTui, make_app
 from tui.screens import Choice
 from tui.widgets.plots import PlotPane
-
-
-def screen_text(app: CifarTui) -> str:
-    svg = app.export_screenshot()
-    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
 
 
 def trainer_children() -> list[psutil.Process]:

@@ -137,3 +137,31 @@ def test_an_idle_client_is_hung_up_on_and_reconnects(tmp_root: Path, tmp_path: P
         client.close()
     finally:
         server.close()
+
+
+def test_a_reply_that_comes_too_late_fails_one_command_not_the_next(tmp_root: Path, tmp_path: Path) -> None:
+    import threading
+
+    release = threading.Event()
+
+    class SlowOnce(Controls):
+        def save(self) -> None:  # the trainer's process too busy to answer this one in time
+            release.wait(60)
+            super().save()
+
+    controls = SlowOnce()
+    server = ControlServer(tmp_path, controls, lambda _m: None)
+    try:
+        client = ControlClient(server.path, timeout=0.3)
+        reply = client.send("save")
+        assert not reply["ok"] and "no reply from the trainer" in reply["error"]
+        release.set()
+        # Before the fix the socket file that timed out refused every later read: the dashboard
+        # could never steer the run again.
+        assert client.send("evaluate")["ok"]
+        assert client.send("pause")["ok"] and controls.paused
+        taken = controls.take()
+        assert taken.save and taken.evaluate  # the late one was applied, and not twice-sent
+        client.close()
+    finally:
+        server.close()

@@ -19,8 +19,7 @@ from engine.export import export_csv
 from engine.run_summary import list_runs, summarize
 from engine.rundir import read_events
 from engine.trainer import Trainer
-from tests.conftest import Recorder, tiny_config, wait_until
-from tests.test_app import screen_text
+from tests.conftest import Recorder, screen_text, tiny_config, wait_until
 from tui.app import make_app
 from tui.attach import AttachedEngine
 from tui.cli import detach_training, main
@@ -57,9 +56,10 @@ async def test_detach_attach_steer_and_stop(tmp_path: Path, capsys: pytest.Captu
             await wait_until(pilot, lambda: app.run_state.state == "paused")
             await pilot.press("p")
             await pilot.press("e")
-            await wait_until(
-                pilot, lambda: app.run_state.last_eval is not None and app.run_state.last_eval.reason == "request"
-            )
+            # The trainer evaluated on request (read from its events: epochs here last a second, so
+            # the dashboard's last evaluation may already be the next epoch's when the test looks).
+            await wait_until(pilot, lambda: any(isinstance(e, ev.Evaluation) and e.reason == "request"
+                                                for e in read_events(run)))  # fmt: skip
             await pilot.press("s")
             await wait_until(pilot, lambda: "checkpoint saved (request)" in screen_text(app))
             await pilot.press("q")  # leaves training running: no question asked

@@ -37,7 +37,7 @@ from tui.screens import Choice, ConfusionScreen, HelpScreen, quit_dialog
 from tui.state import RunState
 from tui.terminal import TerminalGuard
 from tui.widgets.classes import ClassesPane
-from tui.widgets.device import DevicePane, DeviceSample, sample_device
+from tui.widgets.device import DevicePane, DeviceSample, NvmlReader, sample_device
 from tui.widgets.plots import AccuracyPlot, LossPlot, PlotPane
 from tui.widgets.progress import ProgressPane, RunHeader
 
@@ -154,6 +154,7 @@ class CifarTui(App[int]):
         self._buffer_lock = threading.Lock()
         self._forget_shown()
         self._device_sample: DeviceSample | None = None
+        self._nvml = NvmlReader()  # initialised at the first GPU reading, once
         self._quitting = False
         self._plot_view = 0
         self.signal_code = 0
@@ -433,8 +434,10 @@ class CifarTui(App[int]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="telemetry")
     def _sample_worker(self) -> None:
         engine, started = self.engine, self.run_state.started
-        want_gpu = bool(started and started.device.startswith("cuda"))
-        sample = sample_device(engine.pid if engine else None, want_gpu)
+        on_gpu = bool(started and started.device.startswith("cuda"))
+        uuids = list(started.gpu_uuids) if started else []
+        index = int(started.device.split(":")[1]) if started and ":" in started.device else 0
+        sample = sample_device(engine.pid if engine else None, self._nvml if on_gpu else None, uuids, index)
         self.call_from_thread(self._set_sample, sample)
 
     def _set_sample(self, sample: DeviceSample) -> None:
@@ -624,6 +627,8 @@ class CifarTui(App[int]):
         self.workers.cancel_group(self, "trainer")
         if self.engine is not None:
             self.engine.close()
+        self.workers.cancel_group(self, "telemetry")
+        self._nvml.close()
 
 
 def make_app(cfg: TrainConfig, engine_factory: EngineFactory | None = None, **options: Any) -> CifarTui:

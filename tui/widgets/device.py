@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
@@ -24,6 +25,7 @@ class GpuSample:
     util: int | None
     temperature: int | None
     power_w: float | None
+    uuid: str = ""
 
 
 @dataclass
@@ -35,45 +37,93 @@ class DeviceSample:
     process_threads: int | None = None
 
 
-def sample_nvml(pid: int | None) -> tuple[list[GpuSample], str]:
-    """One reading of every GPU; ([], reason) where NVML is missing (CPU machines)."""
-    try:
-        import pynvml
-    except ImportError:
-        return [], "nvidia-ml-py not installed"
-    try:
-        pynvml.nvmlInit()
-    except Exception as exc:
-        return [], f"NVML unavailable ({type(exc).__name__})"
-    gpus = []
-    try:
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(h)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            proc_used = None
-            with contextlib.suppress(Exception):
-                for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h):
-                    if pid is not None and p.pid == pid:
-                        proc_used = int(p.usedGpuMemory or 0)
-            util = temp = power = None
-            with contextlib.suppress(Exception):
-                util = int(pynvml.nvmlDeviceGetUtilizationRates(h).gpu)
-            with contextlib.suppress(Exception):
-                temp = int(pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU))
-            with contextlib.suppress(Exception):
-                power = pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0
-            gpus.append(GpuSample(str(name), int(mem.used), int(mem.total), proc_used, util, temp, power))
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
-    return gpus, ""
+def normal_uuid(uuid: str | bytes) -> str:
+    """A GPU UUID as torch and NVML both can be compared: no ``GPU-`` prefix, lower case."""
+    text = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
+    return text.strip().lower().removeprefix("gpu-")
 
 
-def sample_device(pid: int | None, want_gpu: bool) -> DeviceSample:
+class NvmlReader:
+    """GPU telemetry from NVML, initialised once (the first reading) and shut down on ``close``.
+
+    ``read`` samples the GPUs the trainer named by UUID, so that a trainer started with
+    ``CUDA_VISIBLE_DEVICES=3`` (its ``cuda:0``) is shown as the card it really uses; without
+    UUIDs (an older run) the trainer's device index is taken as the card's.
+    """
+
+    def __init__(self) -> None:
+        self._nvml: Any = None
+        self._error = ""
+        self._uuids: list[str] = []  # NVML index -> normalised UUID
+
+    def _open(self) -> Any:
+        if self._nvml is not None or self._error:
+            return self._nvml
+        try:
+            import pynvml
+        except ImportError:
+            self._error = "nvidia-ml-py not installed"
+            return None
+        try:
+            pynvml.nvmlInit()
+            count = pynvml.nvmlDeviceGetCount()
+            self._uuids = [normal_uuid(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i)))
+                           for i in range(count)]  # fmt: skip
+        except Exception as exc:
+            self._error = f"NVML unavailable ({type(exc).__name__})"
+            with contextlib.suppress(Exception):
+                pynvml.nvmlShutdown()
+            return None
+        self._nvml = pynvml
+        return pynvml
+
+    def read(self, pid: int | None, uuids: list[str], index: int = 0) -> tuple[list[GpuSample], str]:
+        """One reading of the trainer's GPUs; ([], reason) where NVML is missing (CPU machines)."""
+        nvml = self._open()
+        if nvml is None:
+            return [], self._error
+        wanted = [self._uuids.index(u) for u in map(normal_uuid, uuids) if u in self._uuids]
+        if not uuids and self._uuids:
+            wanted = [min(index, len(self._uuids) - 1)]
+        if uuids and not wanted:
+            return [], "the trainer's GPU is not visible to NVML here"
+        gpus = []
+        for i in wanted:
+            with contextlib.suppress(Exception):
+                gpus.append(_read_one(nvml, nvml.nvmlDeviceGetHandleByIndex(i), self._uuids[i], pid))
+        return gpus, ""
+
+    def close(self) -> None:
+        if self._nvml is not None:
+            with contextlib.suppress(Exception):
+                self._nvml.nvmlShutdown()
+            self._nvml = None
+
+
+def _read_one(nvml: Any, h: Any, uuid: str, pid: int | None) -> GpuSample:
+    name = nvml.nvmlDeviceGetName(h)
+    mem = nvml.nvmlDeviceGetMemoryInfo(h)
+    proc_used = None
+    with contextlib.suppress(Exception):
+        for p in nvml.nvmlDeviceGetComputeRunningProcesses(h):
+            if pid is not None and p.pid == pid:
+                proc_used = int(p.usedGpuMemory or 0)
+    util = temp = power = None
+    with contextlib.suppress(Exception):
+        util = int(nvml.nvmlDeviceGetUtilizationRates(h).gpu)
+    with contextlib.suppress(Exception):
+        temp = int(nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU))
+    with contextlib.suppress(Exception):
+        power = nvml.nvmlDeviceGetPowerUsage(h) / 1000.0
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    return GpuSample(name, int(mem.used), int(mem.total), proc_used, util, temp, power, uuid)
+
+
+def sample_device(pid: int | None, gpus: NvmlReader | None, uuids: list[str], index: int = 0) -> DeviceSample:
+    """Process facts, and the trainer's GPUs when ``gpus`` (a reader) is given."""
     sample = DeviceSample()
-    if want_gpu:
-        sample.gpus, sample.nvml_error = sample_nvml(pid)
+    if gpus is not None:
+        sample.gpus, sample.nvml_error = gpus.read(pid, uuids, index)
     if pid is not None:
         with contextlib.suppress(Exception):
             import psutil
@@ -96,14 +146,15 @@ class DevicePane(Static):
         t.append(f"  ({device})\n", style="dim")
         versions = f"torch {torch_version}" + (f" · CUDA {cuda_version}" if cuda_version else "")
         if sample and sample.gpus and device.startswith("cuda"):
-            index = int(device.split(":")[1]) if ":" in device else 0
-            g = sample.gpus[min(index, len(sample.gpus) - 1)]
-            mine = f"{mib(g.process_used)} this run · " if g.process_used is not None else ""
-            t.append(f"mem {mine}{mib(g.used)} / {mib(g.total)} card\n")
-            util = "--" if g.util is None else f"{g.util}%"
-            temp = "--" if g.temperature is None else f"{g.temperature}°C"
-            power = "--" if g.power_w is None else f"{g.power_w:.0f} W"
-            t.append(f"util {util} · {temp} · {power}\n")
+            for g in sample.gpus:
+                if len(sample.gpus) > 1:
+                    t.append(f"{g.name} ", style="bold")
+                mine = f"{mib(g.process_used)} this run · " if g.process_used is not None else ""
+                t.append(f"mem {mine}{mib(g.used)} / {mib(g.total)} card\n")
+                util = "--" if g.util is None else f"{g.util}%"
+                temp = "--" if g.temperature is None else f"{g.temperature}°C"
+                power = "--" if g.power_w is None else f"{g.power_w:.0f} W"
+                t.append(f"util {util} · {temp} · {power}\n")
         else:
             cpu = "--" if not sample or sample.process_cpu is None else f"{sample.process_cpu:.0f}%"
             rss = "--" if not sample or sample.process_rss is None else mib(sample.process_rss)

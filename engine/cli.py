@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TextIO
 
@@ -18,6 +20,8 @@ from engine import events as ev
 from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe
 from engine.controls import Controls
 from engine.errors import UserError
+from engine.launch import launched, nproc_value, torchrun_command, without_options
+from engine.rundir import check_target, default_run_dir
 from engine.wording import event_lines, model_phrase, per_class_rows, plural
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
@@ -167,6 +171,9 @@ def build_parser(
     g.add_argument("--keep", type=int, help="keep the newest N step checkpoints besides last.pt and best.pt")
     g.add_argument("--log-every", type=int, help="print the running loss every N batches")
     g.add_argument("--progress-hz", type=float, help="progress events per second at most")
+    g.add_argument("--nproc", default="1", metavar="N|auto",
+                   help="data-parallel processes on this machine (torchrun; auto: one per GPU); "
+                        "--batch-size stays the global batch (default 1)")  # fmt: skip
     if dashboard:
         g = p.add_argument_group("dashboard")
         g.add_argument("--refresh", type=float, default=1.0, help="plot redraws per second at most (default 1)")
@@ -248,7 +255,9 @@ class LinePrinter:
                 f"| {c['optimizer']} lr {c['lr']:g} momentum {c['momentum']:g} | {plural(int(c['epochs']), 'epoch')}"
             )
             cuda = f", CUDA {e.cuda_version}" if e.cuda_version and e.device.startswith("cuda") else ""
-            self.line(f"device {e.device} ({e.device_name}) | torch {e.torch_version}{cuda} | {e.num_threads} threads")
+            ranks = f" | {e.world_size} processes (data-parallel)" if e.world_size > 1 else ""
+            self.line(f"device {e.device} ({e.device_name}) | torch {e.torch_version}{cuda} | {e.num_threads} threads"
+                      f"{ranks}")  # fmt: skip
             self.line(
                 f"data {e.data_source}: {e.train_size} train, {e.test_size} test, {len(e.class_names)} classes "
                 f"| loader {e.loader} | {e.steps_per_epoch} steps/epoch"
@@ -334,6 +343,42 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
     return EXIT_OK if finished.reason == "completed" else EXIT_STOPPED
 
 
+def engine_options(argv: Sequence[str]) -> list[str]:
+    """A ``cifar-tui`` command line as each rank's ``python -m engine`` takes it: without the
+    launch and dashboard options (the launcher fixes --run-dir)."""
+    return without_options(argv, ["--nproc", "--run-dir", "--refresh", "--on-hangup"],
+                           ["--headless", "--notify", "--detach"])  # fmt: skip
+
+
+def run_distributed(nproc: int, argv: Sequence[str], cfg: TrainConfig) -> int:
+    """``--nproc N``: the same command as N ranks under torchrun, which ends them all if one fails.
+    The run directory is fixed here, so every rank names the same one."""
+    check_target(cfg)  # refuse an unusable run directory now, not in N processes at once
+    engine_argv = engine_options(argv)
+    run_dir = cfg.run_dir or str(default_run_dir(cfg))
+    print(f"[launching] {nproc} processes (torchrun, {'nccl' if 'cuda' in cfg.device or cfg.device == 'auto' else 'gloo'})",
+          flush=True)  # fmt: skip
+    code = subprocess.call(torchrun_command(nproc, [*engine_argv, "--run-dir", run_dir]))
+    return exit_code_of_run(Path(run_dir), code)
+
+
+def exit_code_of_run(run_dir: Path, launcher_code: int) -> int:
+    """The exit code of a torchrun launch, from how the run ended (its last event): ranks exit 0
+    on a stop, so torchrun reports no failure for it; a run that never started keeps torchrun's."""
+    from engine.errors import USER_ERROR_KINDS
+    from engine.rundir import read_events
+
+    try:
+        last = read_events(run_dir)[-1] if (run_dir / "events.jsonl").is_file() else None
+    except (OSError, IndexError):
+        last = None
+    if isinstance(last, ev.Finished):
+        return EXIT_OK if last.reason == "completed" else EXIT_STOPPED
+    if isinstance(last, ev.Failed):
+        return EXIT_USAGE if last.error in USER_ERROR_KINDS else EXIT_CRASH
+    return launcher_code or EXIT_CRASH
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Headless-only entry point (``python -m engine``)."""
     tolerant_output()
@@ -341,11 +386,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv, prog="python -m engine", dashboard=False).parse_args(argv)
     try:
         cfg = config_from_args(args)
-    except UserError as exc:
+        nproc = nproc_value(args.nproc)
+    except (UserError, ValueError) as exc:
         print(f"cifar-tui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if nproc > 1 and not launched():
+        return run_distributed(nproc, argv, cfg)
     started = time.time()
     code = run_headless(cfg)
+    if launched() and (code == EXIT_STOPPED or code >= 128):
+        return EXIT_OK  # a stop is not a rank failing: the launcher reports it (exit_code_of_run)
     if code == EXIT_CRASH:
         print(f"(after {time.time() - started:.0f}s; see events.jsonl in the run directory)", file=sys.stderr)
     return code

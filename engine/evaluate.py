@@ -65,10 +65,13 @@ def evaluate(
     tta_translate: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
     on_batch: Callable[[int], None] = lambda _done: None,
+    reduce: Callable[..., None] | None = None,
 ) -> EvalResult:
     """Evaluate in eval mode (BatchNorm running stats), restoring the previous mode after.
     ``should_stop`` is asked between batches; EvaluationInterrupted if it says so. A batch may
-    hold more images than labels (padded to one shape for torch.compile): the extra are ignored."""
+    hold more images than labels (padded to one shape for torch.compile): the extra are ignored.
+    ``reduce`` sums the loss and the confusion counts over data-parallel ranks, each of which
+    evaluated its share of every batch."""
     was_training = model.training
     model.eval()
     # float32 sums (float64 is not on every backend, e.g. Apple MPS); a test set's loss sum is small.
@@ -87,6 +90,9 @@ def evaluate(
             on_batch(count)
     finally:
         model.train(was_training)
+    if reduce is not None:  # sharded over ranks: sum the counts (exact) and the losses
+        reduce(loss_sum, confusion)
+        count = int(confusion.sum())
     matrix = confusion.view(num_classes, num_classes).cpu()
     accuracy, per_class = confusion_stats(matrix)
     return EvalResult(float(loss_sum) / max(count, 1), accuracy, per_class, matrix.tolist())

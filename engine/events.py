@@ -67,6 +67,8 @@ class RunStarted(Event):
     gpu_uuids: list[str] = field(default_factory=list)
     """UUIDs of the GPUs this run trains on (NVML's, without ``GPU-``): the dashboard samples
     exactly these, whatever CUDA_VISIBLE_DEVICES renumbered."""
+    world_size: int = 1
+    """Data-parallel processes training this run (``--nproc``); sizes and speeds are global."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ epoch can be replayed from any step when a run resumes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -146,6 +146,7 @@ class TensorBatches:
         augmentation: Augmentation = Augmentation(),
         drop_last: bool = False,
         pad_to_full: bool = False,
+        shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         # Training images are stored pre-padded: no padding per batch.
         self.images = (pad_images(split.images, augmentation.pad_mode) if train else split.images).to(device)
@@ -157,6 +158,8 @@ class TensorBatches:
         self.channels_last = channels_last
         self.augmentation = augmentation
         self.pad_to_full = pad_to_full and not train
+        # Data-parallel: this rank's share of each global batch's indices (engine/distributed.py).
+        self.shard = shard
         n = len(split)
         self.steps_per_epoch = num_steps(n, batch_size, drop_last) if train else -(-n // batch_size)
 
@@ -186,11 +189,14 @@ class TensorBatches:
         for step in range(start_step, self.steps_per_epoch):
             lo, hi = step * self.batch_size, min(n, (step + 1) * self.batch_size)
             if plan is not None:
-                idx = plan.order[lo:hi]
+                idx = plan.order[lo:hi] if self.shard is None else self.shard(plan.order[lo:hi])
                 x = normalize(augment(self.images[idx], plan.dx[idx], plan.dy[idx], plan.flips[idx]))
                 if plan.cut_y is not None and plan.cut_x is not None:
                     x = cut_out(x, plan.cut_y[idx], plan.cut_x[idx], self.augmentation.cutout)
                 y = self.labels[idx]
+            elif self.shard is not None:
+                idx = self.shard(torch.arange(lo, hi, device=self.device))
+                x, y = normalize(self.images[idx]), self.labels[idx]
             else:
                 x, y = normalize(self.images[lo:hi]), self.labels[lo:hi]
                 if self.pad_to_full and hi - lo < self.batch_size:

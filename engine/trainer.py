@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
+import sys
 import threading
 import time
 import traceback
@@ -21,8 +22,9 @@ from engine import events as ev
 from engine.checkpoint import CheckpointStore, load_checkpoint, rng_state, set_rng_state
 from engine.config import TrainConfig, seeds_augmentation, validate
 from engine.control_socket import ControlServer, process_start_time
-from engine.controls import Controls
+from engine.controls import Controls, Requests
 from engine.data import DataBundle, load_data
+from engine.distributed import World, join, leave
 from engine.ema import WeightEma
 from engine.errors import CheckpointError, ConfigError, UserError
 from engine.evaluate import EvalResult, EvaluationInterrupted, evaluate
@@ -60,13 +62,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_loader(cfg: TrainConfig, device: torch.device) -> str:
+def resolve_loader(cfg: TrainConfig, device: torch.device, distributed: bool = False) -> str:
     """``auto``: the seed's DataLoader + PIL path for the tutorial recipe on a CPU (its exact
     mechanics); the tensor pipeline everywhere else, the tutorial on a GPU included (the same
-    augmentation distribution, see engine/pipeline.py, without a GPU waiting on PIL)."""
+    augmentation distribution, see engine/pipeline.py, without a GPU waiting on PIL), and
+    always when data-parallel (each rank takes its share of the same global batches)."""
     if cfg.loader != "auto":
+        if distributed and cfg.loader == "dataloader":
+            raise ConfigError("--nproc above 1 trains on the tensor loader; --loader dataloader is single-process")
         return cfg.loader
-    if cfg.recipe == "tutorial" and device.type == "cpu" and seeds_augmentation(cfg):
+    if cfg.recipe == "tutorial" and device.type == "cpu" and seeds_augmentation(cfg) and not distributed:
         return "dataloader"
     return "tensor"
 
@@ -204,6 +209,16 @@ def all_finite(model: nn.Module) -> bool:
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
+def _lost_a_rank(exc: BaseException) -> bool:
+    """A collective that failed because a peer went away (killed, crashed) or timed out."""
+    backend_error = getattr(torch.distributed, "DistBackendError", ())
+    text = str(exc)
+    return isinstance(exc, backend_error) or (
+        isinstance(exc, RuntimeError)
+        and any(k in text for k in ("gloo", "NCCL", "Connection reset", "Connection closed", "timed out"))
+    )
+
+
 def can_compile(device: torch.device) -> bool:
     """torch.compile pays off (and is tested by us) on CUDA only."""
     return device.type == "cuda"
@@ -254,9 +269,14 @@ class Trainer:
         self._began = time.perf_counter()
         self.start_global_step = 0  # where this process started (a resume starts later)
         self.status_every_s = 2.0  # how often a long evaluation says how far it is
+        self.world = World()  # one process unless torchrun launched several (engine/distributed.py)
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, event: ev.Event) -> None:
+        if not self.world.is_main:  # rank 0 speaks for the run; another rank only says why it failed
+            if isinstance(event, ev.Failed):
+                print(f"cifar-tui: rank {self.world.rank}: {event.message}", file=sys.stderr, flush=True)
+            return
         with self._emit_lock:  # the control server's thread emits too
             if self.run_sink is not None:
                 self.run_sink(event)
@@ -291,13 +311,19 @@ class Trainer:
                                    "(try a lower --lr or a longer --warmup-epochs)")  # fmt: skip
             raise
         except Exception as exc:
-            self._fail("crash", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            if self.world.is_distributed and _lost_a_rank(exc):
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                self._fail("rank_lost", f"another training process died or stopped answering ({first}); "
+                                        f"last good checkpoint: {self.last_checkpoint or 'none yet'}", traceback.format_exc())  # fmt: skip
+            else:
+                self._fail("crash", f"{type(exc).__name__}: {exc}", traceback.format_exc())
             raise
         finally:
             if self.control is not None:
                 self.control.close()
             if self.run_sink is not None:
                 self.run_sink.close()
+            leave(self.world)
 
     def end_if_not_started(self, cause: str) -> bool:
         """A stop while downloading, decoding or building: report the run stopped and return True
@@ -343,9 +369,17 @@ class Trainer:
                     f"checkpoint {cfg.resume} already trained {ckpt['epoch']} epochs; pass --epochs N "
                     f"with N > {ckpt['epoch']} to train further"
                 )
-        run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-        resuming_here = check_target(cfg)
         device = resolve_device(cfg.device)
+        world = self.world = join(device.type)
+        if world.is_distributed and device.type == "cuda":
+            device = torch.device("cuda", world.local_rank)
+            torch.cuda.set_device(device)
+        if world.is_distributed and cfg.batch_size < world.size:
+            raise ConfigError(
+                f"--batch-size {cfg.batch_size} is smaller than --nproc {world.size}: each rank needs images"
+            )
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+        resuming_here = check_target(cfg) if world.is_main else False  # rank 0 owns the run directory
         torch.manual_seed(cfg.seed)
         if device.type == "cuda":
             # Fixed shapes (one batch size, one image size): let cuDNN time its algorithms once and pick the fastest.
@@ -378,6 +412,11 @@ class Trainer:
             assert self._unstarted is not None
             return self._unstarted
         self.start_global_step = self.global_step
+        uuids = [u for rank_uuids in world.gather(gpu_uuids(device)) for u in rank_uuids]
+        if not world.is_main:
+            return self._run_loop(
+                cfg, model, optimizer, scheduler, train_src, test_src, data, device, ema, stats, started
+            )
         self.run_sink = RunDirSink(
             run_dir, overwrite=cfg.overwrite, resuming_here=resuming_here, unique=not cfg.run_dir,
             on_error=lambda m: self._sink(ev.Log(m, level="error")),
@@ -406,21 +445,42 @@ class Trainer:
                 start_step=self.step,
                 resumed_from=cfg.resume,
                 params=sum(p.numel() for p in model.parameters()),
-                gpu_uuids=gpu_uuids(device),
+                gpu_uuids=uuids,
+                world_size=world.size,
             )
         )
+        return self._run_loop(cfg, model, optimizer, scheduler, train_src, test_src, data, device, ema, stats, started)
+
+    def _run_loop(self, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+                  scheduler: torch.optim.lr_scheduler.LambdaLR, train_src: BatchSource, test_src: TensorBatches,
+                  data: DataBundle, device: torch.device, ema: WeightEma | None, stats: _EpochStats,
+                  started: float) -> ev.Finished:  # fmt: skip
+        world = self.world
         step_model: nn.Module = model
-        if cfg.compile and can_compile(device):
+        if cfg.compile and can_compile(device) and not world.is_distributed:
             step_model = compile_model(model)
         elif cfg.compile:
-            self.emit(ev.Log(f"--compile is for CUDA; training uncompiled on {device.type}", level="warning"))
+            why = (
+                "not yet with --nproc above 1"
+                if world.is_distributed
+                else f"for CUDA; training uncompiled on {device.type}"
+            )
+            self.emit(ev.Log(f"--compile is {why}", level="warning"))
+        if world.is_distributed:
+            # Gradients averaged over the ranks in backward; rank 0's weights are broadcast first.
+            ids = [device.index] if device.type == "cuda" else None
+            step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         loop = _Loop(self, cfg, model, step_model, optimizer, scheduler, train_src, test_src, data, device, ema)
-        loop.compiling = loop.eval_compiling = step_model is not model
+        loop.compiling = loop.eval_compiling = cfg.compile and can_compile(device) and not world.is_distributed
         reason, cause = "completed", ""
         try:
             loop.train(stats)
         except StopTraining:
             reason, cause = "stopped", self.controls.stop_cause
+        if world.is_distributed:
+            same = world.weights_agree(model)
+            self.emit(ev.Log(f"{world.size} ranks hold identical weights" if same else
+                             f"the {world.size} ranks' weights differ: a rank went its own way", level="info" if same else "error"))  # fmt: skip
         self.status("finished" if reason == "completed" else "stopped")
         finished = ev.Finished(
             reason=reason,
@@ -444,17 +504,18 @@ class Trainer:
             self.emit(ev.Log(f"no control socket ({exc}); attach will be read-only", level="warning"))
 
     def _sources(self, cfg: TrainConfig, data: DataBundle, device: torch.device) -> tuple[BatchSource, TensorBatches]:
-        compiled = cfg.compile and can_compile(device)
+        compiled = cfg.compile and can_compile(device) and not self.world.is_distributed
+        shard = self.world.shard if self.world.is_distributed else None
         # One shape per step for torch.compile: the ragged last batch is dropped (the fast recipes always do).
         drop_last = cfg.drop_last or compiled
-        if resolve_loader(cfg, device) == "dataloader":
+        if resolve_loader(cfg, device, self.world.is_distributed) == "dataloader":
             train: BatchSource = LoaderBatches(data.train, cfg.batch_size, device, cfg.seed, cfg.workers, drop_last)
         else:
             aug = Augmentation(pad_mode=cfg.pad_mode, flip=cfg.flip, cutout=cfg.cutout)
             train = TensorBatches(data.train, cfg.batch_size, device, cfg.seed, channels_last=cfg.channels_last,
-                                  augmentation=aug, drop_last=drop_last)  # fmt: skip
+                                  augmentation=aug, drop_last=drop_last, shard=shard)  # fmt: skip
         test = TensorBatches(data.test, cfg.eval_batch_size, device, cfg.seed, train=False,
-                             channels_last=cfg.channels_last, pad_to_full=compiled)  # fmt: skip
+                             channels_last=cfg.channels_last, pad_to_full=compiled, shard=shard)  # fmt: skip
         return train, test
 
     def _restore(self, ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -487,7 +548,9 @@ class _Loop:
                  ema: WeightEma | None = None) -> None:  # fmt: skip
         self.t = trainer
         self.ema = ema
-        self.store = CheckpointStore(trainer.run_dir / CHECKPOINTS, cfg.keep)
+        self.world = trainer.world
+        # Rank 0 alone writes checkpoints (every rank resumes from them).
+        self.store = CheckpointStore(trainer.run_dir / CHECKPOINTS, cfg.keep) if self.world.is_main else None
         self.cfg = cfg
         self.model = model
         self.step_model = step_model
@@ -532,25 +595,42 @@ class _Loop:
         return contextlib.nullcontext()
 
     # -- controls ----------------------------------------------------------------------------
+    def _agree(self) -> tuple[Requests, bool]:
+        """The pending requests and the pause state; with several ranks, rank 0's, on every rank
+        (one small host-side broadcast per batch: all ranks act at the same step)."""
+        controls = self.t.controls
+        req, paused = controls.take(), controls.paused
+        if not self.world.is_distributed:
+            return req, paused
+        save, evaluate, stop, save_on_stop, paused_i = self.world.agree(
+            [req.save, req.evaluate, req.stop, req.save_on_stop, paused]
+        )
+        if stop and not controls.stop_requested:
+            controls.stop(save=bool(save_on_stop), cause="stopped by rank 0")
+        return Requests(bool(save), bool(evaluate), bool(stop), bool(save_on_stop)), bool(paused_i)
+
     def handle_controls(self, stats: _EpochStats) -> None:
         """Apply pending requests; block here while paused. Raises StopTraining."""
         controls = self.t.controls
-        self._apply(stats)
-        if not controls.paused:
+        req, paused = self._agree()
+        self._apply(stats, req)
+        if not paused:
             return
         self.t.emit(ev.Paused(self.t.global_step))
         self.t.status("paused", f"paused at step {self.t.global_step}")
         paused_at = time.perf_counter()
-        while controls.wait_while_paused(0.25):
-            self._apply(stats)
-        self._apply(stats)
+        while paused:
+            if self.world.is_main:
+                controls.wait_while_paused(0.25)
+            req, paused = self._agree()
+            self._apply(stats, req)
         self.excluded += time.perf_counter() - paused_at  # paused time is not training time
         self.t.emit(ev.Resumed(self.t.global_step))
         self.t.status("training")
 
-    def _apply(self, stats: _EpochStats) -> None:
+    def _apply(self, stats: _EpochStats, req: Requests | None = None) -> None:
         controls = self.t.controls
-        req = controls.take()
+        req = req or controls.take()
         if req.evaluate and not req.stop:
             try:
                 self.run_evaluation("request")
@@ -586,6 +666,8 @@ class _Loop:
         if not all_finite(self.model):
             raise FloatingPointError(f"weights or BatchNorm statistics are no longer finite at step {t.global_step}; "
                                      "not saving them")  # fmt: skip
+        if self.store is None:  # not rank 0
+            return
         try:
             path = self.store.save(state, best=best)
         except OSError as exc:  # disk full, read-only folder...: report, keep training, older files intact
@@ -602,7 +684,9 @@ class _Loop:
         t = self.t
         t.status("evaluating", f"evaluating on {len(self.data.test)} test images")
         began = time.perf_counter()
-        model = self.ema.model if self.ema is not None else self.step_model
+        # Several ranks: the plain model (no DDP collectives per batch) with rank 0's BatchNorm statistics.
+        model = self.ema.model if self.ema is not None else self.model if self.world.is_distributed else self.step_model
+        self.world.share_buffers_(model)
         # A long evaluation on a CPU is visible: count, rate and ETA every few seconds.
         progress = CountProgress("evaluating:", "test images", len(self.data.test),
                                  lambda m: t.status("evaluating", m), t.status_every_s)  # fmt: skip
@@ -616,9 +700,11 @@ class _Loop:
                 compiled = self._compiled("evaluation", began)
             progress.update(done)
 
+        # Ranks evaluate their shares and sum the counts; a stop waits for the end (all ranks agree).
+        should_stop = (lambda: False) if self.world.is_distributed else (lambda: t.controls.stop_requested)
         result = evaluate(model, self.test_src, self.num_classes, autocast=self.autocast, tta=self.cfg.tta,
-                          tta_translate=self.cfg.tta_translate, should_stop=lambda: t.controls.stop_requested,
-                          on_batch=on_batch)  # fmt: skip
+                          tta_translate=self.cfg.tta_translate, should_stop=should_stop, on_batch=on_batch,
+                          reduce=self.world.all_reduce_ if self.world.is_distributed else None)  # fmt: skip
         seconds = time.perf_counter() - began - compiled
         if not math.isfinite(result.loss):
             raise FloatingPointError(f"test loss became {result.loss} after epoch {t.epoch + 1}, step {t.step}")
@@ -654,12 +740,16 @@ class _Loop:
             is_best = t.best_accuracy is None or result.accuracy > t.best_accuracy
             t.best_accuracy = max(result.accuracy, t.best_accuracy or 0.0)
             stats.fold()
-            seen = max(stats.seen, 1)
+            # Every rank's share of the epoch (a no-op in one process).
+            loss_total, correct_total, seen_total = self.world.host_sum(
+                [stats.loss_total, stats.correct_total, stats.seen]
+            )
+            seen = max(seen_total, 1)
             t.emit(
                 ev.EpochEnd(
-                    epoch=t.epoch + 1, epochs=cfg.epochs, train_loss=stats.loss_total / seen,
-                    train_accuracy=stats.correct_total / seen, test_loss=result.loss, test_accuracy=result.accuracy,
-                    images_per_sec=stats.seen / max(train_seconds, 1e-9), seconds=train_seconds,
+                    epoch=t.epoch + 1, epochs=cfg.epochs, train_loss=loss_total / seen,
+                    train_accuracy=correct_total / seen, test_loss=result.loss, test_accuracy=result.accuracy,
+                    images_per_sec=seen_total / max(train_seconds, 1e-9), seconds=train_seconds,
                     eval_seconds=self.last_eval_seconds,
                     lr=self.optimizer.param_groups[0]["lr"], compile_seconds=self.compile_seconds_in_epoch,
                 )
@@ -734,7 +824,7 @@ class _Loop:
                     ev.Progress(
                         epoch=t.epoch, epochs=cfg.epochs, step=t.step, steps_per_epoch=steps,
                         global_step=t.global_step, loss=loss_value, lr=self.optimizer.param_groups[0]["lr"],
-                        images_per_sec=emitted_images / span, data_wait=min(1.0, wait / span),
+                        images_per_sec=emitted_images * self.world.size / span, data_wait=min(1.0, wait / span),
                         elapsed=now - self.started - self.excluded,
                         interval_loss=interval_sum / interval_n if boundary else None,
                     )

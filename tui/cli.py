@@ -19,12 +19,16 @@ from engine.cli import (
     OneLineParser,
     build_parser,
     config_from_args,
+    engine_options,
+    exit_code_of_run,
+    run_distributed,
     run_headless,
     tolerant_output,
 )
 from engine.config import TrainConfig
 from engine.errors import UserError
-from engine.rundir import check_target
+from engine.launch import nproc_value, torchrun_command
+from engine.rundir import check_target, default_run_dir
 
 if TYPE_CHECKING:
     from tui.app import CifarTui
@@ -55,16 +59,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         check_target(cfg)  # refuse an unusable run directory before the screen opens, not after the data loaded
-    except UserError as exc:
+        nproc = nproc_value(args.nproc)
+    except (UserError, ValueError) as exc:
         return fail(str(exc))
     if not 0 < args.refresh <= 30:
         return fail("--refresh must be > 0 and <= 30")
     if args.detach:
-        return detach_training(cfg)
+        return dashboard_distributed(nproc, argv, cfg, args.refresh, detach=True) if nproc > 1 else detach_training(cfg)
     if args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
         if not args.headless:
             print("cifar-tui: not a terminal, running headless (plain lines)", file=sys.stderr)
-        return run_headless(cfg)
+        return run_distributed(nproc, argv, cfg) if nproc > 1 else run_headless(cfg)
+    if nproc > 1:
+        return dashboard_distributed(nproc, argv, cfg, args.refresh)
     from tui.app import make_app
 
     return run_app(
@@ -72,6 +79,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg, refresh_hz=args.refresh, guard=guard, on_hangup=args.on_hangup, notify_desktop=args.notify
         )
     )
+
+
+def dashboard_distributed(
+    nproc: int, argv: Sequence[str], cfg: TrainConfig, refresh: float, *, detach: bool = False
+) -> int:
+    """``--nproc N`` with the dashboard: the ranks start under torchrun in the background (their
+    output in RUN_DIR.torchrun.log beside the run) and the dashboard attaches to rank 0's run as
+    ``cifar-tui attach`` does: keys steer every rank; q leaves training running, x stops it."""
+    import subprocess
+
+    run_dir = Path(cfg.run_dir or default_run_dir(cfg))
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir.with_name(run_dir.name + ".torchrun.log")
+    engine_argv = engine_options(argv)
+    print(f"[launching] {nproc} processes (torchrun); their output: {log_path}", flush=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(torchrun_command(nproc, [*engine_argv, "--run-dir", str(run_dir)]),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    events = run_dir / "events.jsonl"
+    while not (events.is_file() and b'"run_started"' in events.read_bytes()):
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            print("\n".join(tail), file=sys.stderr)
+            return exit_code_of_run(run_dir, proc.returncode)
+        time.sleep(0.2)
+    if detach:
+        print(f"detached: {nproc} processes train in the background\nwatch and steer it: cifar-tui attach {run_dir}")
+        return 0
+    from tui.app import make_app
+    from tui.attach import AttachedEngine
+
+    code = run_app(lambda guard: make_app(cfg, lambda _cfg: AttachedEngine(run_dir), refresh_hz=refresh, guard=guard))
+    if proc.poll() is None:
+        print(f"cifar-tui: training continues in the background; watch it: cifar-tui attach {run_dir}")
+    return code
 
 
 def run_app(build: Callable[[TerminalGuard], CifarTui]) -> int:

@@ -1,0 +1,108 @@
+"""Data-parallel training over several processes (launched by torchrun): the one home of the
+process group, the sharding of batches, the all-reduces and the rank-0-only rule.
+
+A single process is ``World()`` (rank 0 of 1), where every operation here is a no-op, so the
+one-GPU path reads as before. Under torchrun (``WORLD_SIZE`` > 1) each rank trains on its share
+of every global batch; DistributedDataParallel averages the gradients; rank 0 alone writes the
+run directory, emits events and listens for controls, and broadcasts what it decided at each
+batch boundary over a host-side (gloo) group, so no rank reads its GPU to agree.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from engine.launch import launched
+
+#: A rank that stops answering (killed, hung) fails the run after this long instead of hanging it.
+TIMEOUT_S = 300.0
+_host_group: Any = None  # gloo: host-side agreement even when the tensors' group is NCCL
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.size > 1
+
+    def shard(self, index: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous share of a global batch's indices (sizes differ by at most one)."""
+        return index if self.size == 1 else index.tensor_split(self.size)[self.rank]
+
+    def all_reduce_(self, *tensors: torch.Tensor) -> None:
+        """Sum device tensors over the ranks, in place (evaluation counts: exact)."""
+        if self.is_distributed:
+            for t in tensors:
+                dist.all_reduce(t)
+
+    def host_sum(self, values: Sequence[float]) -> list[float]:
+        """Sum host numbers over the ranks (epoch totals)."""
+        if not self.is_distributed:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(t, group=_host_group)
+        return [float(v) for v in t.tolist()]
+
+    def agree(self, word: Sequence[int]) -> list[int]:
+        """Rank 0's ``word`` on every rank (the controls decided at a batch boundary)."""
+        if not self.is_distributed:
+            return list(word)
+        t = torch.tensor(word, dtype=torch.int64)
+        dist.broadcast(t, src=0, group=_host_group)
+        return [int(v) for v in t.tolist()]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value`` (picklable), in rank order, on every rank."""
+        if not self.is_distributed:
+            return [value]
+        out: list[Any] = [None] * self.size
+        dist.all_gather_object(out, value, group=_host_group)
+        return out
+
+    def share_buffers_(self, model: nn.Module) -> None:
+        """Rank 0's BatchNorm statistics on every rank: each rank's last forward updated its own
+        from its shard, and an evaluation (sharded) must be of the one model rank 0 saves."""
+        if self.is_distributed:
+            for t in model.buffers():
+                dist.broadcast(t, src=0)
+
+    def weights_agree(self, model: nn.Module) -> bool:
+        """Whether every rank holds the same parameters (one checksum per rank, compared exactly)."""
+        with torch.no_grad():
+            sums = [float(p.double().sum()) + 1e-3 * float(p.double().abs().sum()) for p in model.parameters()]
+        gathered = self.gather(sums)
+        return all(g == gathered[0] for g in gathered)
+
+
+def join(device_type: str) -> World:
+    """Join the process group torchrun prepared (NCCL for CUDA, gloo elsewhere); World() alone."""
+    global _host_group
+    if not launched():
+        return World()
+    timeout = datetime.timedelta(seconds=TIMEOUT_S)
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=timeout)
+    _host_group = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
+    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def leave(world: World) -> None:
+    if world.is_distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,69 @@
+"""Starting data-parallel training (``--nproc``): the torchrun command line. Free of torch, so the
+dashboard's process can use it (it never imports torch)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+
+def launched() -> bool:
+    """Whether this process is one rank of several (torchrun set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def nproc_value(text: str) -> int:
+    """``--nproc``: a count, or ``auto`` (one per visible GPU, at least one)."""
+    if text == "auto":
+        return max(1, visible_gpus())
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"--nproc must be a number or auto, got {text!r}") from None
+    if not 1 <= n <= 1024:
+        raise ValueError(f"--nproc must be between 1 and 1024, got {n}")
+    return n
+
+
+def torchrun_command(nproc: int, engine_argv: Sequence[str]) -> list[str]:
+    """The torchrun launch of ``python -m engine`` on this machine: ``nproc`` ranks, c10d rendezvous
+    on a free local port (--standalone); a rank that fails ends the group (engine/torchrun.py is
+    torchrun itself, reporting that in one line)."""
+    return [sys.executable, "-m", "engine.torchrun", "--standalone", f"--nproc-per-node={nproc}",
+            "--max-restarts=0", "-m", "engine", *engine_argv]  # fmt: skip
+
+
+def without_options(argv: Sequence[str], names: Sequence[str], flags: Sequence[str] = ()) -> list[str]:
+    """``argv`` without ``--name VALUE`` / ``--name=VALUE`` for each name, and without bare ``flags``."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in names:
+            skip = True
+        elif arg in flags or any(arg.startswith(f"{n}=") for n in names):
+            continue
+        else:
+            out.append(arg)
+    return out
+
+
+def visible_gpus() -> int:
+    """GPUs this process may use, without importing torch (the dashboard never does):
+    ``CUDA_VISIBLE_DEVICES`` when set, else NVML's count; 0 where neither knows of one."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and not d.strip().startswith("-")])
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetCount())
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no library: no GPU to count
+        return 0

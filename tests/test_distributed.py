@@ -1,0 +1,117 @@
+"""Data-parallel training through torchrun on the CPU (gloo): the command a user runs, two ranks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from engine import events as ev
+from engine.checkpoint import load_checkpoint
+from engine.config import from_recipe
+from engine.control_socket import TRAINER_FILE, ControlClient
+from engine.data import load_data
+from engine.evaluate import evaluate
+from engine.models import build_model
+from engine.pipeline import TensorBatches
+from engine.rundir import read_events
+
+DATA = ["--device", "cpu", "--data", "demo", "--weights", "none", "--train-limit", "512", "--test-limit", "200",
+        "--batch-size", "64", "--lr", "0.02", "--loader", "tensor"]  # fmt: skip
+
+
+def engine(*args: str) -> list[str]:
+    return [sys.executable, "-m", "engine", "--nproc", "2", *DATA, *args]
+
+
+def wait_for(cond: Callable[[], bool], what: str, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    """Poll the run directory (a hang guard, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert proc.poll() is None, f"training ended before {what}: {proc.communicate()[1][-2000:]}"
+        assert time.monotonic() < deadline, f"no {what} in {timeout} s"
+        time.sleep(0.1)
+
+
+def events_of(run: Path) -> list[ev.Event]:
+    return read_events(run) if (run / "events.jsonl").is_file() else []
+
+
+def test_two_processes_train_one_run_and_evaluate_exactly(tmp_path: Path, project_env: dict[str, str]) -> None:
+    run = tmp_path / "run"
+    out = subprocess.run(engine("--epochs", "2", "--run-dir", str(run)), capture_output=True, text=True,
+                         env=project_env, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    events = read_events(run)
+    started = [e for e in events if isinstance(e, ev.RunStarted)]
+    assert len(started) == 1 and started[0].world_size == 2  # rank 0 alone writes the run
+    assert out.stdout.count("recipe tutorial |") == 1 and "2 processes" in out.stdout  # and speaks
+    assert isinstance(events[-1], ev.Finished) and events[-1].reason == "completed"
+    assert any(isinstance(e, ev.Log) and e.message == "2 ranks hold identical weights" for e in events)
+    final = [e for e in events if isinstance(e, ev.Evaluation)][-1]
+    assert final.accuracy > 0.3  # it learned (chance: 10%)
+    # The sharded, all-reduced evaluation is exactly a one-process evaluation of the saved model.
+    cfg = from_recipe("tutorial", data="demo", weights="none", train_limit=512, test_limit=200, device="cpu",
+                      run_dir=str(tmp_path / "unused"))  # fmt: skip
+    data = load_data(cfg, lambda _kind, _text: None)
+    model = build_model(cfg, len(data.class_names), lambda _kind, _text: None)
+    model.load_state_dict(load_checkpoint(run / "checkpoints" / "last.pt")["model"])
+    alone = evaluate(model, TensorBatches(data.test, 500, torch.device("cpu"), 0, train=False), len(data.class_names))
+    assert alone.confusion == final.confusion and alone.per_class == final.per_class
+
+
+def test_pause_evaluate_save_and_stop_act_on_both_ranks(tmp_path: Path, project_env: dict[str, str]) -> None:
+    run = tmp_path / "run"
+    proc = subprocess.Popen(engine("--epochs", "500", "--run-dir", str(run)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
+    try:
+        wait_for(lambda: (run / TRAINER_FILE).is_file() and any(isinstance(e, ev.Progress) for e in events_of(run)),
+                 "training", proc)  # fmt: skip
+        client = ControlClient(Path(json.loads((run / TRAINER_FILE).read_text())["socket"]), timeout=30)
+        assert client.send("pause")["ok"]
+        wait_for(lambda: any(isinstance(e, ev.Paused) for e in events_of(run)), "pause", proc)
+        assert client.send("evaluate")["ok"] and client.send("save")["ok"]
+        wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) and e.reason == "request" for e in events_of(run)),
+                 "the requested checkpoint", proc)  # fmt: skip
+        assert client.send("resume")["ok"] and client.send("stop_save")["ok"]
+        assert proc.wait(timeout=120) == 130  # stopped, as one process would say
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    events = read_events(run)
+    paused = next(e for e in events if isinstance(e, ev.Paused))
+    requested = [e for e in events if isinstance(e, ev.Evaluation) and e.reason == "request"]
+    assert requested and requested[0].global_step == paused.global_step  # evaluated while paused
+    assert isinstance(events[-1], ev.Finished) and events[-1].reason == "stopped"
+    assert any(isinstance(e, ev.CheckpointSaved) and e.reason == "stop" for e in events)
+    # Both ranks took every step together: after the stop their weights are still the same.
+    assert any(isinstance(e, ev.Log) and e.message == "2 ranks hold identical weights" for e in events)
+
+
+def test_a_killed_rank_ends_the_run_with_a_clear_failure_and_a_good_checkpoint(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    import psutil
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(engine("--epochs", "500", "--run-dir", str(run)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
+    try:
+        wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) for e in events_of(run)), "a checkpoint", proc)
+        ranks = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+        assert len(ranks) == 1
+        ranks[0].kill()
+        _, err = proc.communicate(timeout=120)  # nothing hangs: the others are stopped
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert "rank 1 ended first (killed by signal 9)" in err and "Traceback" not in err
+    failed = [e for e in read_events(run) if isinstance(e, ev.Failed)]
+    assert failed and failed[-1].error == "rank_lost" and "last good checkpoint" in failed[-1].message
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["global_step"] > 0

@@ -21,7 +21,7 @@ from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_reci
 from engine.controls import Controls
 from engine.errors import UserError
 from engine.launch import launched, nproc_value, torchrun_command, without_options
-from engine.rundir import check_target, default_run_dir
+from engine.rundir import check_target, checkpoint_run_dir, default_run_dir
 from engine.wording import event_lines, model_phrase, per_class_rows, plural
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
@@ -350,12 +350,33 @@ def engine_options(argv: Sequence[str]) -> list[str]:
                            ["--headless", "--notify", "--detach"])  # fmt: skip
 
 
+def distributed_problem(cfg: TrainConfig, nproc: int) -> str:
+    """Why ``cfg`` cannot train as ``nproc`` processes ("" when it can), said before any starts."""
+    if cfg.loader == "dataloader":
+        return "--nproc above 1 trains on the tensor loader; --loader dataloader is single-process"
+    if cfg.batch_size < nproc:
+        return f"--batch-size {cfg.batch_size} is smaller than --nproc {nproc}: each process needs images"
+    return ""
+
+
+def launch_run_dir(cfg: TrainConfig) -> str:
+    """The one run directory every rank names: --run-dir, the resumed checkpoint's own run, or a
+    new default name fixed here (ranks starting a second apart would each make up another)."""
+    if cfg.run_dir:
+        return cfg.run_dir
+    own = checkpoint_run_dir(Path(cfg.resume)) if cfg.resume else None
+    return str(own or default_run_dir(cfg))
+
+
 def run_distributed(nproc: int, argv: Sequence[str], cfg: TrainConfig) -> int:
     """``--nproc N``: the same command as N ranks under torchrun, which ends them all if one fails.
     The run directory is fixed here, so every rank names the same one."""
     check_target(cfg)  # refuse an unusable run directory now, not in N processes at once
+    if problem := distributed_problem(cfg, nproc):
+        print(f"cifar-tui: error: {problem}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
     engine_argv = engine_options(argv)
-    run_dir = cfg.run_dir or str(default_run_dir(cfg))
+    run_dir = launch_run_dir(cfg)
     print(f"[launching] {nproc} processes (torchrun, {'nccl' if 'cuda' in cfg.device or cfg.device == 'auto' else 'gloo'})",
           flush=True)  # fmt: skip
     code = subprocess.call(torchrun_command(nproc, [*engine_argv, "--run-dir", run_dir]))

@@ -530,7 +530,8 @@ class Trainer:
             ) from exc
         self.epoch, self.step, self.global_step = int(ckpt["epoch"]), int(ckpt["step"]), int(ckpt["global_step"])
         self.best_accuracy = ckpt.get("best_accuracy")
-        part = ckpt.get("epoch_stats") or {}
+        # The saved partial epoch is every rank's together: rank 0 carries it on (the epoch's end sums the ranks).
+        part = (ckpt.get("epoch_stats") or {}) if self.world.is_main else {}
         stats.loss_total = float(part.get("loss_sum", 0.0))
         stats.correct_total = int(part.get("correct", 0))
         stats.seen = int(part.get("seen", 0))
@@ -648,6 +649,8 @@ class _Loop:
         t = self.t
         self.t.status("saving", "writing checkpoint")
         stats.fold()
+        # The epoch so far, every rank's share (each rank saves at the same step; rank 0 writes).
+        part_loss, part_correct, part_seen = self.world.host_sum([stats.loss_total, stats.correct_total, stats.seen])
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -659,8 +662,8 @@ class _Loop:
             "config": self.cfg.to_dict(),
             "class_names": list(self.data.class_names),
             "best_accuracy": t.best_accuracy,
-            "epoch_stats": {"loss_sum": stats.loss_total, "correct": stats.correct_total,
-                            "seen": stats.seen, "seconds": stats.seconds},
+            "epoch_stats": {"loss_sum": part_loss, "correct": int(part_correct),
+                            "seen": int(part_seen), "seconds": stats.seconds},
             "ema": self.ema.state_dict() if self.ema is not None else None,
         }  # fmt: skip
         if not all_finite(self.model):

@@ -95,3 +95,17 @@ def test_the_trainer_names_its_gpu_by_the_uuid_nvml_knows(monkeypatch: pytest.Mo
     props = SimpleNamespace(uuid="BBBB2222-0000-0000-0000-000000000000")  # torch prints it without GPU-
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _device: props)
     assert gpu_uuids(torch.device("cuda", 0)) == [normal_uuid(CARDS[1]["uuid"])]
+
+
+async def test_a_data_parallel_run_shows_every_gpu_and_its_process_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(Counter()))
+    cfg = tutorial_config()
+    events = script(cfg, 1)
+    started = next(i for i, e in enumerate(events) if e.kind == "run_started")
+    events[started] = replace(events[started], device="cuda:0", world_size=2,  # type: ignore[type-var]
+                              gpu_uuids=[normal_uuid(c["uuid"]) for c in CARDS])  # fmt: skip
+    app = CifarTui(cfg, lambda _cfg: ScriptedEngine(events), telemetry_s=0.1)
+    async with app.run_test(size=(160, 40)) as pilot:
+        shown = ("Card Zero mem 1.0 GiB", "Card One mem 7.0 GiB", "· 2 processes ·")
+        await wait_until(pilot, lambda: all(part in screen_text(app) for part in shown))
+        await pilot.press("q")

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 
 from engine import events as ev
@@ -115,3 +116,75 @@ def test_a_killed_rank_ends_the_run_with_a_clear_failure_and_a_good_checkpoint(
     failed = [e for e in read_events(run) if isinstance(e, ev.Failed)]
     assert failed and failed[-1].error == "rank_lost" and "last good checkpoint" in failed[-1].message
     assert load_checkpoint(run / "checkpoints" / "last.pt")["global_step"] > 0
+
+
+def test_stop_mid_epoch_and_resume_with_two_ranks_gives_the_uninterrupted_weights(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    straight = tmp_path / "straight"
+    done = subprocess.run(engine("--epochs", "3", "--run-dir", str(straight)), capture_output=True, text=True,
+                          env=project_env, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = tmp_path / "run"
+    proc = subprocess.Popen(engine("--epochs", "3", "--run-dir", str(run)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
+    try:
+        wait_for(lambda: (run / TRAINER_FILE).is_file() and any(isinstance(e, ev.Progress) for e in events_of(run)),
+                 "training", proc)  # fmt: skip
+        client = ControlClient(Path(json.loads((run / TRAINER_FILE).read_text())["socket"]), timeout=30)
+        assert client.send("pause")["ok"]
+        wait_for(lambda: any(isinstance(e, ev.Paused) for e in events_of(run)), "pause", proc)
+        assert client.send("stop_save")["ok"]
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stopped = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert stopped["global_step"] < 24  # stopped before the end (3 epochs of 8 steps)
+    resumed = subprocess.run([sys.executable, "-m", "engine", "--nproc", "2", "--resume", str(run / "checkpoints" / "last.pt")],
+                             capture_output=True, text=True, env=project_env, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # It went on from the stop (into the same run directory), not from scratch.
+    again = [e for e in read_events(run) if isinstance(e, ev.RunStarted)][-1]
+    assert again.resumed_from and (again.start_epoch, again.start_step) == (stopped["epoch"], stopped["step"])
+    assert again.world_size == 2
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), [
+        k for k in a if not torch.equal(a[k], b[k])
+    ][:5]
+
+
+def test_the_readmes_multi_node_command_trains_on_one_node(tmp_path: Path, project_env: dict[str, str]) -> None:
+    """README's torchrun line for several machines, with --nnodes 1: the c10d rendezvous path."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "readme",
+               "-m", "engine", *DATA, "--epochs", "1", "--run-dir", str(run)]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    events = read_events(run)
+    assert [e.world_size for e in events if isinstance(e, ev.RunStarted)] == [2]
+    assert isinstance(events[-1], ev.Finished) and events[-1].reason == "completed"
+
+
+def test_what_cannot_run_as_several_processes_is_refused_before_any_starts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from engine.cli import main
+
+    for options, message in (
+        (["--nproc", "2", "--loader", "dataloader"], "--loader dataloader is single-process"),
+        (["--nproc", "4", "--batch-size", "2"], "--batch-size 2 is smaller than --nproc 4"),
+        (["--nproc", "0"], "--nproc must be between 1 and 1024"),
+        (["--nproc", "many"], "--nproc must be a number or auto"),
+    ):
+        assert main(["--data", "demo", "--run-dir", str(tmp_path / "run"), *options]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

@@ -19,8 +19,10 @@ from engine.cli import (
     OneLineParser,
     build_parser,
     config_from_args,
+    distributed_problem,
     engine_options,
     exit_code_of_run,
+    launch_run_dir,
     run_distributed,
     run_headless,
     tolerant_output,
@@ -28,7 +30,7 @@ from engine.cli import (
 from engine.config import TrainConfig
 from engine.errors import UserError
 from engine.launch import nproc_value, torchrun_command
-from engine.rundir import check_target, default_run_dir
+from engine.rundir import check_target
 
 if TYPE_CHECKING:
     from tui.app import CifarTui
@@ -64,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc))
     if not 0 < args.refresh <= 30:
         return fail("--refresh must be > 0 and <= 30")
+    if nproc > 1 and (problem := distributed_problem(cfg, nproc)):
+        return fail(problem)
     if args.detach:
         return dashboard_distributed(nproc, argv, cfg, args.refresh, detach=True) if nproc > 1 else detach_training(cfg)
     if args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
@@ -89,7 +93,7 @@ def dashboard_distributed(
     ``cifar-tui attach`` does: keys steer every rank; q leaves training running, x stops it."""
     import subprocess
 
-    run_dir = Path(cfg.run_dir or default_run_dir(cfg))
+    run_dir = Path(launch_run_dir(cfg))
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = run_dir.with_name(run_dir.name + ".torchrun.log")
     engine_argv = engine_options(argv)

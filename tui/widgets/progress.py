@@ -37,7 +37,8 @@ class RunHeader(Static):
             ("attached " if attached else "", "bold reverse"),
             (f"{c['recipe']} ", "bold magenta"),
             f"· {model_phrase(c)} "
-            f"· batch {c['batch_size']} · {c['optimizer']} lr {c['lr']:g}"
+            + (f"· {s.world_size} processes " if s.world_size > 1 else "")
+            + f"· batch {c['batch_size']} · {c['optimizer']} lr {c['lr']:g}"
             + (f" m {c['momentum']:g}" if c["optimizer"] == "sgd" else "")
             + (f" wd {c['weight_decay']:g}" if c["weight_decay"] else "")
             + f" · {c['schedule']} · {plural(int(c['epochs']), 'epoch')}",

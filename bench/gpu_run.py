@@ -135,6 +135,23 @@ def dashboard_run(name: str, run_dir: Path, args: list[str]) -> Row | str:
     return row_from_events(name, events, time.perf_counter() - began, float("nan"))
 
 
+def torchrun_run(name: str, run_dir: Path, args: list[str]) -> Row | str:
+    """The same recipe as ``python -m engine --nproc auto`` (torchrun, one process per GPU)."""
+    import subprocess
+
+    began = time.perf_counter()
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-m", "engine", "--nproc", "auto", *args, "--run-dir", str(run_dir)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path})  # fmt: skip
+    events = read_events(run_dir) if (run_dir / "events.jsonl").is_file() else []
+    if done.returncode != 0 or not any(isinstance(e, ev.Finished) for e in events):
+        last = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        return f"failed (exit {done.returncode}): {last[0][:200]}"
+    row = row_from_events(name, events, time.perf_counter() - began, float("nan"))
+    row["loader"] = f"tensor, {next(e for e in events if isinstance(e, ev.RunStarted)).world_size} process(es)"
+    return row
+
+
 def _tail_events(run_dir: Path) -> list[ev.Event]:
     try:
         return read_events(run_dir)[-3:] if (run_dir / "events.jsonl").exists() else []
@@ -220,6 +237,13 @@ def main() -> None:
         record(ui, "fast under the dashboard")
     if args.compile and left() > 1.5 * fast_rows[0]["wall"]:
         record(engine_run("fast + compile", tmp / "fast-compile", **common, **fast, compile=True), "")
+    # The data-parallel path (torchrun, NCCL) with one process per GPU: its cost against the plain
+    # process on one GPU, its speed-up on several.
+    if left() > 1.3 * fast_rows[0]["wall"]:
+        record(torchrun_run("fast seed 0, --nproc auto", tmp / "fast-ddp", ["--seed", "0", *cli_args(ui_options)]),
+               "fast, --nproc auto")  # fmt: skip
+    else:
+        record("skipped: over the time budget", "fast, --nproc auto")
     fast95 = {**fast, "recipe": "fast95"}
     fast95_epochs = int(fast95.get("epochs", 80))
     if left() > 1.15 * fast_rows[0]["wall"] * fast95_epochs / max(1, fast_rows[0]["epochs"]):

@@ -43,6 +43,16 @@ def events_of(run: Path) -> list[ev.Event]:
     return read_events(run) if (run / "events.jsonl").is_file() else []
 
 
+def paused_at_a_step(run: Path, proc: subprocess.Popen[str]) -> ControlClient:
+    """Wait until the run trains, pause it through its control socket; the client stays open."""
+    wait_for(lambda: (run / TRAINER_FILE).is_file() and any(isinstance(e, ev.Progress) for e in events_of(run)),
+             "training", proc)  # fmt: skip
+    client = ControlClient(Path(json.loads((run / TRAINER_FILE).read_text())["socket"]), timeout=30)
+    assert client.send("pause")["ok"]
+    wait_for(lambda: any(isinstance(e, ev.Paused) for e in events_of(run)), "pause", proc)
+    return client
+
+
 def test_two_processes_train_one_run_and_evaluate_exactly(tmp_path: Path, project_env: dict[str, str]) -> None:
     run = tmp_path / "run"
     out = subprocess.run(engine("--epochs", "2", "--run-dir", str(run)), capture_output=True, text=True,
@@ -71,11 +81,7 @@ def test_pause_evaluate_save_and_stop_act_on_both_ranks(tmp_path: Path, project_
     proc = subprocess.Popen(engine("--epochs", "500", "--run-dir", str(run)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
     try:
-        wait_for(lambda: (run / TRAINER_FILE).is_file() and any(isinstance(e, ev.Progress) for e in events_of(run)),
-                 "training", proc)  # fmt: skip
-        client = ControlClient(Path(json.loads((run / TRAINER_FILE).read_text())["socket"]), timeout=30)
-        assert client.send("pause")["ok"]
-        wait_for(lambda: any(isinstance(e, ev.Paused) for e in events_of(run)), "pause", proc)
+        client = paused_at_a_step(run, proc)
         assert client.send("evaluate")["ok"] and client.send("save")["ok"]
         wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) and e.reason == "request" for e in events_of(run)),
                  "the requested checkpoint", proc)  # fmt: skip
@@ -129,11 +135,7 @@ def test_stop_mid_epoch_and_resume_with_two_ranks_gives_the_uninterrupted_weight
     proc = subprocess.Popen(engine("--epochs", "3", "--run-dir", str(run)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
     try:
-        wait_for(lambda: (run / TRAINER_FILE).is_file() and any(isinstance(e, ev.Progress) for e in events_of(run)),
-                 "training", proc)  # fmt: skip
-        client = ControlClient(Path(json.loads((run / TRAINER_FILE).read_text())["socket"]), timeout=30)
-        assert client.send("pause")["ok"]
-        wait_for(lambda: any(isinstance(e, ev.Paused) for e in events_of(run)), "pause", proc)
+        client = paused_at_a_step(run, proc)
         assert client.send("stop_save")["ok"]
         assert proc.wait(timeout=120) == 130
     finally:

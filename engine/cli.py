@@ -6,6 +6,7 @@ Importing this module does not import torch; only running training does.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 import subprocess
@@ -174,6 +175,9 @@ def build_parser(
     g.add_argument("--nproc", default="1", metavar="N|auto",
                    help="data-parallel processes on this machine (torchrun; auto: one per GPU); "
                         "--batch-size stays the global batch (default 1)")  # fmt: skip
+    g.add_argument("--max-restarts", type=int, default=0, metavar="N",
+                   help="with --nproc: restart all processes up to N times after one fails, resuming from "
+                        "the run's last checkpoint (default 0)")  # fmt: skip
     if dashboard:
         g = p.add_argument_group("dashboard")
         g.add_argument("--refresh", type=float, default=1.0, help="plot redraws per second at most (default 1)")
@@ -346,7 +350,7 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
 def engine_options(argv: Sequence[str]) -> list[str]:
     """A ``cifar-tui`` command line as each rank's ``python -m engine`` takes it: without the
     launch and dashboard options (the launcher fixes --run-dir)."""
-    return without_options(argv, ["--nproc", "--run-dir", "--refresh", "--on-hangup"],
+    return without_options(argv, ["--nproc", "--max-restarts", "--run-dir", "--refresh", "--on-hangup"],
                            ["--headless", "--notify", "--detach"])  # fmt: skip
 
 
@@ -368,7 +372,7 @@ def launch_run_dir(cfg: TrainConfig) -> str:
     return str(own or default_run_dir(cfg))
 
 
-def run_distributed(nproc: int, argv: Sequence[str], cfg: TrainConfig) -> int:
+def run_distributed(nproc: int, argv: Sequence[str], cfg: TrainConfig, max_restarts: int = 0) -> int:
     """``--nproc N``: the same command as N ranks under torchrun, which ends them all if one fails.
     The run directory is fixed here, so every rank names the same one."""
     check_target(cfg)  # refuse an unusable run directory now, not in N processes at once
@@ -379,7 +383,7 @@ def run_distributed(nproc: int, argv: Sequence[str], cfg: TrainConfig) -> int:
     run_dir = launch_run_dir(cfg)
     print(f"[launching] {nproc} processes (torchrun, {'nccl' if 'cuda' in cfg.device or cfg.device == 'auto' else 'gloo'})",
           flush=True)  # fmt: skip
-    code = subprocess.call(torchrun_command(nproc, [*engine_argv, "--run-dir", run_dir]))
+    code = subprocess.call(torchrun_command(nproc, [*engine_argv, "--run-dir", run_dir], max_restarts))
     return exit_code_of_run(Path(run_dir), code)
 
 
@@ -400,19 +404,34 @@ def exit_code_of_run(run_dir: Path, launcher_code: int) -> int:
     return launcher_code or EXIT_CRASH
 
 
+def restarted_argv(argv: list[str]) -> list[str]:
+    """A rank that torchrun restarted (--max-restarts) goes on from its run's last checkpoint, or
+    starts the run over when none was written yet; a first start keeps ``argv`` as it is."""
+    if not launched() or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
+        return argv
+    run_dir = next((v for k, v in itertools.pairwise(argv) if k == "--run-dir"), None)
+    if run_dir is None:  # the launcher always names it
+        return argv
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    return [*argv, "--resume", str(last)] if last.is_file() else [*argv, "--overwrite"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Headless-only entry point (``python -m engine``)."""
     tolerant_output()
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv = restarted_argv(argv)
     args = build_parser(argv, prog="python -m engine", dashboard=False).parse_args(argv)
     try:
         cfg = config_from_args(args)
         nproc = nproc_value(args.nproc)
+        if not 0 <= args.max_restarts <= 100:
+            raise ValueError(f"--max-restarts must be between 0 and 100, got {args.max_restarts}")
     except (UserError, ValueError) as exc:
         print(f"cifar-tui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if nproc > 1 and not launched():
-        return run_distributed(nproc, argv, cfg)
+        return run_distributed(nproc, argv, cfg, args.max_restarts)
     started = time.time()
     code = run_headless(cfg)
     if launched() and (code == EXIT_STOPPED or code >= 128):

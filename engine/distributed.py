@@ -98,7 +98,17 @@ def join(device_type: str) -> World:
     timeout = datetime.timedelta(seconds=TIMEOUT_S)
     backend = "nccl" if device_type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=timeout)
+        restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        if restart == 0:
+            dist.init_process_group(backend, timeout=timeout)
+        else:
+            # After a restart (--max-restarts) torchrun's store still holds the last round's keys,
+            # among them the dead ranks' addresses: a round of its own keeps them apart.
+            rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+            store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size,
+                                  is_master=False, timeout=timeout)  # fmt: skip
+            dist.init_process_group(backend, store=dist.PrefixStore(f"cifar-tui/restart-{restart}", store),
+                                    rank=rank, world_size=size, timeout=timeout)  # fmt: skip
     _host_group = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 

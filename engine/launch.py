@@ -26,12 +26,13 @@ def nproc_value(text: str) -> int:
     return n
 
 
-def torchrun_command(nproc: int, engine_argv: Sequence[str]) -> list[str]:
+def torchrun_command(nproc: int, engine_argv: Sequence[str], max_restarts: int = 0) -> list[str]:
     """The torchrun launch of ``python -m engine`` on this machine: ``nproc`` ranks, c10d rendezvous
-    on a free local port (--standalone); a rank that fails ends the group (engine/torchrun.py is
-    torchrun itself, reporting that in one line)."""
+    on a free local port (--standalone); a rank that fails ends the group, which torchrun starts
+    again up to ``max_restarts`` times (engine/torchrun.py is torchrun itself, reporting a
+    failure in one line)."""
     return [sys.executable, "-m", "engine.torchrun", "--standalone", f"--nproc-per-node={nproc}",
-            "--max-restarts=0", "-m", "engine", *engine_argv]  # fmt: skip
+            f"--max-restarts={max_restarts}", "-m", "engine", *engine_argv]  # fmt: skip
 
 
 def without_options(argv: Sequence[str], names: Sequence[str], flags: Sequence[str] = ()) -> list[str]:

@@ -190,3 +190,29 @@ def test_what_cannot_run_as_several_processes_is_refused_before_any_starts(
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_max_restarts_brings_a_killed_rank_back_and_the_run_goes_on_from_its_checkpoint(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    import psutil
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(engine("--max-restarts", "1", "--epochs", "4", "--run-dir", str(run)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
+    try:
+        wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) for e in events_of(run)), "a checkpoint", proc)
+        [rank1] = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+        rank1.kill()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    events = read_events(run)
+    kinds = [e.kind for e in events]
+    assert "failed" in kinds and kinds[-1] == "finished"
+    starts = [e for e in events if isinstance(e, ev.RunStarted)]
+    assert len(starts) == 2 and starts[1].resumed_from.endswith("last.pt") and starts[1].start_epoch >= 1
+    finished = events[-1]
+    assert isinstance(finished, ev.Finished) and finished.reason == "completed" and finished.epochs_done == 4

@@ -69,13 +69,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if nproc > 1 and (problem := distributed_problem(cfg, nproc)):
         return fail(problem)
     if args.detach:
-        return dashboard_distributed(nproc, argv, cfg, args.refresh, detach=True) if nproc > 1 else detach_training(cfg)
+        return (
+            dashboard_distributed(nproc, argv, cfg, args.refresh, detach=True, max_restarts=args.max_restarts)
+            if nproc > 1
+            else detach_training(cfg)
+        )
     if args.headless or not (sys.stdout.isatty() and sys.stdin.isatty()):
         if not args.headless:
             print("cifar-tui: not a terminal, running headless (plain lines)", file=sys.stderr)
-        return run_distributed(nproc, argv, cfg) if nproc > 1 else run_headless(cfg)
+        return run_distributed(nproc, argv, cfg, args.max_restarts) if nproc > 1 else run_headless(cfg)
     if nproc > 1:
-        return dashboard_distributed(nproc, argv, cfg, args.refresh)
+        return dashboard_distributed(nproc, argv, cfg, args.refresh, max_restarts=args.max_restarts)
     from tui.app import make_app
 
     return run_app(
@@ -86,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def dashboard_distributed(
-    nproc: int, argv: Sequence[str], cfg: TrainConfig, refresh: float, *, detach: bool = False
+    nproc: int, argv: Sequence[str], cfg: TrainConfig, refresh: float, *, detach: bool = False, max_restarts: int = 0
 ) -> int:
     """``--nproc N`` with the dashboard: the ranks start under torchrun in the background (their
     output in RUN_DIR.torchrun.log beside the run) and the dashboard attaches to rank 0's run as
@@ -99,7 +103,7 @@ def dashboard_distributed(
     engine_argv = engine_options(argv)
     print(f"[launching] {nproc} processes (torchrun); their output: {log_path}", flush=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(torchrun_command(nproc, [*engine_argv, "--run-dir", str(run_dir)]),
+        proc = subprocess.Popen(torchrun_command(nproc, [*engine_argv, "--run-dir", str(run_dir)], max_restarts),
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     events = run_dir / "events.jsonl"
     while not (events.is_file() and b'"run_started"' in events.read_bytes()):

@@ -216,3 +216,18 @@ def test_max_restarts_brings_a_killed_rank_back_and_the_run_goes_on_from_its_che
     assert len(starts) == 2 and starts[1].resumed_from.endswith("last.pt") and starts[1].start_epoch >= 1
     finished = events[-1]
     assert isinstance(finished, ev.Finished) and finished.reason == "completed" and finished.epochs_done == 4
+
+
+def test_a_two_rank_checkpoint_resumes_in_one_process(tmp_path: Path, project_env: dict[str, str]) -> None:
+    """Another world size: the run goes on (not bit-exact: the batches' split differs)."""
+    run = tmp_path / "run"
+    first = subprocess.run(engine("--epochs", "1", "--run-dir", str(run)), capture_output=True, text=True,
+                           env=project_env, timeout=600)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    alone = subprocess.run([sys.executable, "-m", "engine", "--resume", str(run / "checkpoints" / "last.pt"),
+                            "--epochs", "2"], capture_output=True, text=True, env=project_env, timeout=600)  # fmt: skip
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    starts = [e for e in read_events(run) if isinstance(e, ev.RunStarted)]
+    assert [s.world_size for s in starts] == [2, 1] and starts[1].start_epoch == 1
+    finished = read_events(run)[-1]
+    assert isinstance(finished, ev.Finished) and finished.reason == "completed" and finished.epochs_done == 2

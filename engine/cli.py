@@ -21,8 +21,8 @@ from engine import events as ev
 from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe
 from engine.controls import Controls
 from engine.errors import UserError
-from engine.launch import launched, nproc_value, torchrun_command, without_options
-from engine.rundir import check_target, checkpoint_run_dir, default_run_dir
+from engine.launch import distributed_problem, launched, nproc_value, torchrun_command, without_options
+from engine.rundir import CHECKPOINTS, check_target, checkpoint_run_dir, default_run_dir
 from engine.wording import event_lines, model_phrase, per_class_rows, plural
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
@@ -354,15 +354,6 @@ def engine_options(argv: Sequence[str]) -> list[str]:
                            ["--headless", "--notify", "--detach"])  # fmt: skip
 
 
-def distributed_problem(cfg: TrainConfig, nproc: int) -> str:
-    """Why ``cfg`` cannot train as ``nproc`` processes ("" when it can), said before any starts."""
-    if cfg.loader == "dataloader":
-        return "--nproc above 1 trains on the tensor loader; --loader dataloader is single-process"
-    if cfg.batch_size < nproc:
-        return f"--batch-size {cfg.batch_size} is smaller than --nproc {nproc}: each process needs images"
-    return ""
-
-
 def launch_run_dir(cfg: TrainConfig) -> str:
     """The one run directory every rank names: --run-dir, the resumed checkpoint's own run, or a
     new default name fixed here (ranks starting a second apart would each make up another)."""
@@ -372,19 +363,18 @@ def launch_run_dir(cfg: TrainConfig) -> str:
     return str(own or default_run_dir(cfg))
 
 
-def run_distributed(nproc: int, argv: Sequence[str], cfg: TrainConfig, max_restarts: int = 0) -> int:
-    """``--nproc N``: the same command as N ranks under torchrun, which ends them all if one fails.
-    The run directory is fixed here, so every rank names the same one."""
-    check_target(cfg)  # refuse an unusable run directory now, not in N processes at once
-    if problem := distributed_problem(cfg, nproc):
-        print(f"cifar-tui: error: {problem}", file=sys.stderr, flush=True)
-        return EXIT_USAGE
-    engine_argv = engine_options(argv)
+def distributed_launch(nproc: int, argv: Sequence[str], cfg: TrainConfig, max_restarts: int) -> tuple[Path, list[str]]:
+    """The run directory every rank names (fixed here) and the torchrun command that starts them.
+    The caller has checked ``cfg`` (check_target, distributed_problem): nothing has started yet."""
     run_dir = launch_run_dir(cfg)
-    print(f"[launching] {nproc} processes (torchrun, {'nccl' if 'cuda' in cfg.device or cfg.device == 'auto' else 'gloo'})",
-          flush=True)  # fmt: skip
-    code = subprocess.call(torchrun_command(nproc, [*engine_argv, "--run-dir", run_dir], max_restarts))
-    return exit_code_of_run(Path(run_dir), code)
+    return Path(run_dir), torchrun_command(nproc, [*engine_options(argv), "--run-dir", run_dir], max_restarts)
+
+
+def run_distributed(nproc: int, argv: Sequence[str], cfg: TrainConfig, max_restarts: int = 0) -> int:
+    """``--nproc N``: the same command as N ranks under torchrun, which ends them all if one fails."""
+    run_dir, command = distributed_launch(nproc, argv, cfg, max_restarts)
+    print(f"[launching] {nproc} processes (torchrun)", flush=True)
+    return exit_code_of_run(run_dir, subprocess.call(command))
 
 
 def exit_code_of_run(run_dir: Path, launcher_code: int) -> int:
@@ -412,7 +402,7 @@ def restarted_argv(argv: list[str]) -> list[str]:
     run_dir = next((v for k, v in itertools.pairwise(argv) if k == "--run-dir"), None)
     if run_dir is None:  # the launcher always names it
         return argv
-    last = Path(run_dir) / "checkpoints" / "last.pt"
+    last = Path(run_dir) / CHECKPOINTS / "last.pt"
     return [*argv, "--resume", str(last)] if last.is_file() else [*argv, "--overwrite"]
 
 
@@ -427,6 +417,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         nproc = nproc_value(args.nproc)
         if not 0 <= args.max_restarts <= 100:
             raise ValueError(f"--max-restarts must be between 0 and 100, got {args.max_restarts}")
+        if nproc > 1 and not launched():
+            check_target(cfg)  # refuse an unusable run directory now, not in N processes at once
+            if problem := distributed_problem(cfg, nproc):
+                raise ValueError(problem)
     except (UserError, ValueError) as exc:
         print(f"cifar-tui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

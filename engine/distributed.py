@@ -85,8 +85,8 @@ class World:
     def weights_agree(self, model: nn.Module) -> bool:
         """Whether every rank holds the same parameters (one checksum per rank, compared exactly)."""
         with torch.no_grad():
-            sums = [float(p.double().sum()) + 1e-3 * float(p.double().abs().sum()) for p in model.parameters()]
-        gathered = self.gather(sums)
+            sums = torch.stack([p.double().sum() + 1e-3 * p.double().abs().sum() for p in model.parameters()])
+        gathered = self.gather(sums.tolist())  # one read of the device
         return all(g == gathered[0] for g in gathered)
 
 

@@ -42,6 +42,12 @@ class Log(Event):
     level: str = "info"
 
 
+def normal_uuid(uuid: str | bytes) -> str:
+    """A GPU UUID as torch and NVML can both be compared: no ``GPU-`` prefix, lower case."""
+    text = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
+    return text.strip().lower().removeprefix("gpu-")
+
+
 @dataclass(frozen=True)
 class RunStarted(Event):
     """Data and model are ready; training is about to start (or continue)."""
@@ -65,8 +71,8 @@ class RunStarted(Event):
     resumed_from: str = ""
     params: int = 0
     gpu_uuids: list[str] = field(default_factory=list)
-    """UUIDs of the GPUs this run trains on (NVML's, without ``GPU-``): the dashboard samples
-    exactly these, whatever CUDA_VISIBLE_DEVICES renumbered."""
+    """UUIDs of the GPUs this run trains on (``normal_uuid``): the dashboard samples exactly
+    these, whatever CUDA_VISIBLE_DEVICES renumbered."""
     world_size: int = 1
     """Data-parallel processes training this run (``--nproc``); sizes and speeds are global."""
 

@@ -6,11 +6,25 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.config import TrainConfig
 
 
 def launched() -> bool:
     """Whether this process is one rank of several (torchrun set WORLD_SIZE)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def distributed_problem(cfg: TrainConfig, nproc: int) -> str:
+    """Why ``cfg`` cannot train as ``nproc`` processes ("" when it can): the launcher says it before
+    any starts, the trainer again when torchrun was run by hand."""
+    if cfg.loader == "dataloader":
+        return "--nproc above 1 trains on the tensor loader; --loader dataloader is single-process"
+    if cfg.batch_size < nproc:
+        return f"--batch-size {cfg.batch_size} is smaller than --nproc {nproc}: each process needs images"
+    return ""
 
 
 def nproc_value(text: str) -> int:

@@ -28,6 +28,7 @@ from engine.distributed import World, join, leave
 from engine.ema import WeightEma
 from engine.errors import CheckpointError, ConfigError, UserError
 from engine.evaluate import EvalResult, EvaluationInterrupted, evaluate
+from engine.launch import distributed_problem
 from engine.models import build_model
 from engine.pipeline import Augmentation, BatchSource, LoaderBatches, TensorBatches
 from engine.run_summary import SummaryKeeper
@@ -68,8 +69,6 @@ def resolve_loader(cfg: TrainConfig, device: torch.device, distributed: bool = F
     augmentation distribution, see engine/pipeline.py, without a GPU waiting on PIL), and
     always when data-parallel (each rank takes its share of the same global batches)."""
     if cfg.loader != "auto":
-        if distributed and cfg.loader == "dataloader":
-            raise ConfigError("--nproc above 1 trains on the tensor loader; --loader dataloader is single-process")
         return cfg.loader
     if cfg.recipe == "tutorial" and device.type == "cpu" and seeds_augmentation(cfg) and not distributed:
         return "dataloader"
@@ -81,10 +80,9 @@ def gpu_uuids(device: torch.device) -> list[str]:
     if device.type != "cuda":
         return []
     try:
-        uuid = str(torch.cuda.get_device_properties(device).uuid)
+        return [ev.normal_uuid(str(torch.cuda.get_device_properties(device).uuid))]
     except (AttributeError, RuntimeError):  # an old torch without .uuid, a device that went away
         return []
-    return [uuid.strip().lower().removeprefix("gpu-")]
 
 
 def device_name(device: torch.device) -> str:
@@ -270,6 +268,7 @@ class Trainer:
         self.start_global_step = 0  # where this process started (a resume starts later)
         self.status_every_s = 2.0  # how often a long evaluation says how far it is
         self.world = World()  # one process unless torchrun launched several (engine/distributed.py)
+        self.compiles = False  # torch.compile in use (decided once the device is known)
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, event: ev.Event) -> None:
@@ -374,10 +373,10 @@ class Trainer:
         if world.is_distributed and device.type == "cuda":
             device = torch.device("cuda", world.local_rank)
             torch.cuda.set_device(device)
-        if world.is_distributed and cfg.batch_size < world.size:
-            raise ConfigError(
-                f"--batch-size {cfg.batch_size} is smaller than --nproc {world.size}: each rank needs images"
-            )
+        if world.is_distributed and (problem := distributed_problem(cfg, world.size)):
+            raise ConfigError(problem)  # launched by torchrun directly: the launcher's check did not run
+        # torch.compile not yet with DDP: one decision for the data sources and the step.
+        self.compiles = cfg.compile and can_compile(device) and not world.is_distributed
         run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
         resuming_here = check_target(cfg) if world.is_main else False  # rank 0 owns the run directory
         torch.manual_seed(cfg.seed)
@@ -457,7 +456,7 @@ class Trainer:
                   started: float) -> ev.Finished:  # fmt: skip
         world = self.world
         step_model: nn.Module = model
-        if cfg.compile and can_compile(device) and not world.is_distributed:
+        if self.compiles:
             step_model = compile_model(model)
         elif cfg.compile:
             why = (
@@ -471,7 +470,7 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         loop = _Loop(self, cfg, model, step_model, optimizer, scheduler, train_src, test_src, data, device, ema)
-        loop.compiling = loop.eval_compiling = cfg.compile and can_compile(device) and not world.is_distributed
+        loop.compiling = loop.eval_compiling = self.compiles
         reason, cause = "completed", ""
         try:
             loop.train(stats)
@@ -504,7 +503,7 @@ class Trainer:
             self.emit(ev.Log(f"no control socket ({exc}); attach will be read-only", level="warning"))
 
     def _sources(self, cfg: TrainConfig, data: DataBundle, device: torch.device) -> tuple[BatchSource, TensorBatches]:
-        compiled = cfg.compile and can_compile(device) and not self.world.is_distributed
+        compiled = self.compiles
         shard = self.world.shard if self.world.is_distributed else None
         # One shape per step for torch.compile: the ragged last batch is dropped (the fast recipes always do).
         drop_last = cfg.drop_last or compiled

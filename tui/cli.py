@@ -19,17 +19,15 @@ from engine.cli import (
     OneLineParser,
     build_parser,
     config_from_args,
-    distributed_problem,
-    engine_options,
+    distributed_launch,
     exit_code_of_run,
-    launch_run_dir,
     run_distributed,
     run_headless,
     tolerant_output,
 )
 from engine.config import TrainConfig
 from engine.errors import UserError
-from engine.launch import nproc_value, torchrun_command
+from engine.launch import distributed_problem, nproc_value
 from engine.rundir import check_target
 
 if TYPE_CHECKING:
@@ -97,16 +95,15 @@ def dashboard_distributed(
     ``cifar-tui attach`` does: keys steer every rank; q leaves training running, x stops it."""
     import subprocess
 
-    run_dir = Path(launch_run_dir(cfg))
+    run_dir, command = distributed_launch(nproc, argv, cfg, max_restarts)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = run_dir.with_name(run_dir.name + ".torchrun.log")
-    engine_argv = engine_options(argv)
+    events = run_dir / "events.jsonl"
+    before = events.stat().st_size if events.is_file() else 0  # a resumed run's earlier events
     print(f"[launching] {nproc} processes (torchrun); their output: {log_path}", flush=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(torchrun_command(nproc, [*engine_argv, "--run-dir", str(run_dir)], max_restarts),
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    events = run_dir / "events.jsonl"
-    while not (events.is_file() and b'"run_started"' in events.read_bytes()):
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    while not (events.is_file() and b'"run_started"' in events.read_bytes()[before:]):
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
             print("\n".join(tail), file=sys.stderr)

@@ -13,6 +13,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from engine.events import normal_uuid
 from tui.format import mib
 
 
@@ -35,12 +36,6 @@ class DeviceSample:
     process_rss: int | None = None
     process_cpu: float | None = None
     process_threads: int | None = None
-
-
-def normal_uuid(uuid: str | bytes) -> str:
-    """A GPU UUID as torch and NVML both can be compared: no ``GPU-`` prefix, lower case."""
-    text = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
-    return text.strip().lower().removeprefix("gpu-")
 
 
 class NvmlReader:

@@ -20,10 +20,9 @@ def launched() -> bool:
 def distributed_problem(cfg: TrainConfig, nproc: int) -> str:
     """Why ``cfg`` cannot train as ``nproc`` processes ("" when it can): the launcher says it before
     any starts, the trainer again when torchrun was run by hand."""
-    if cfg.loader == "dataloader":
-        return "--nproc above 1 trains on the tensor loader; --loader dataloader is single-process"
-    if cfg.batch_size < nproc:
-        return f"--batch-size {cfg.batch_size} is smaller than --nproc {nproc}: each process needs images"
+    if cfg.batch_size < 2 * nproc:
+        return (f"--batch-size {cfg.batch_size} is too small for --nproc {nproc}: each process needs "
+                "at least 2 images of every batch (BatchNorm)")  # fmt: skip
     return ""
 
 

@@ -30,13 +30,14 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def num_steps(n: int, batch_size: int, drop_last: bool = False) -> int:
+def num_steps(n: int, batch_size: int, drop_last: bool = False, ranks: int = 1) -> int:
     """Batches per epoch. ``drop_last`` drops a ragged last batch (one shape for torch.compile);
-    otherwise only a trailing batch of one image is dropped (BatchNorm cannot train on it)."""
+    otherwise a ragged last batch is dropped only when a rank's share of it would be a single
+    image (BatchNorm cannot train on one): with ``ranks`` processes each needs two."""
     full, rest = divmod(n, batch_size)
     if drop_last and full > 0:
         return full
-    return full + (1 if rest > 1 else 0)
+    return full + (1 if rest >= 2 * ranks else 0)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class TensorBatches:
         drop_last: bool = False,
         pad_to_full: bool = False,
         shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        ranks: int = 1,
     ) -> None:
         # Training images are stored pre-padded: no padding per batch.
         self.images = (pad_images(split.images, augmentation.pad_mode) if train else split.images).to(device)
@@ -161,7 +163,7 @@ class TensorBatches:
         # Data-parallel: this rank's share of each global batch's indices (engine/distributed.py).
         self.shard = shard
         n = len(split)
-        self.steps_per_epoch = num_steps(n, batch_size, drop_last) if train else -(-n // batch_size)
+        self.steps_per_epoch = num_steps(n, batch_size, drop_last, ranks) if train else -(-n // batch_size)
 
     def epoch_plan(self, epoch: int) -> EpochPlan:
         """Order, crop offsets, flips and cutout places for one epoch, from (seed, epoch) alone."""
@@ -252,31 +254,47 @@ class _ArrayImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
 
 
 class LoaderBatches:
-    """The seed's pipeline: DataLoader, shuffle, workers, PIL flip + crop + ToTensor + Normalize."""
+    """The seed's pipeline: DataLoader, shuffle, workers, PIL flip + crop + ToTensor + Normalize.
+
+    Data-parallel, each rank's loader takes its ``shard`` of every global batch of the one
+    (seed, epoch) order, like a DistributedSampler with the epoch set, but keeping one process's
+    global batches whatever the number of ranks, and a resumed epoch's place exactly."""
 
     name = "dataloader"
 
     def __init__(
-        self, split: Split, batch_size: int, device: torch.device, seed: int, workers: int, drop_last: bool = False
+        self,
+        split: Split,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+        workers: int,
+        drop_last: bool = False,
+        *,
+        shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        ranks: int = 1,
     ) -> None:
         self.dataset = _ArrayImages(split, seed)
         self.batch_size = batch_size
         self.device = device
         self.seed = seed
         self.workers = workers
-        self.steps_per_epoch = num_steps(len(split), batch_size, drop_last)
+        self.shard = shard
+        self.steps_per_epoch = num_steps(len(split), batch_size, drop_last, ranks)
+
+    def batch_indices(self, epoch: int, start_step: int = 0) -> list[list[int]]:
+        """This rank's images of each of the epoch's batches from ``start_step`` on."""
+        order = torch.randperm(len(self.dataset), generator=epoch_generator(self.seed, epoch))
+        batches = order[: self.steps_per_epoch * self.batch_size].split(self.batch_size)[start_step:]
+        return [(b if self.shard is None else self.shard(b)).tolist() for b in batches]
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        g = epoch_generator(self.seed, epoch)
-        order = torch.randperm(len(self.dataset), generator=g)
-        used = order[start_step * self.batch_size : self.steps_per_epoch * self.batch_size].tolist()
         self.dataset.epoch = epoch
         loader = torch.utils.data.DataLoader(
             self.dataset,
-            batch_size=self.batch_size,
-            sampler=used,
+            batch_sampler=self.batch_indices(epoch, start_step),
             num_workers=self.workers,
-            generator=g,
+            generator=epoch_generator(self.seed, epoch),  # workers' base seed: not the global RNG's draw
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )

@@ -63,14 +63,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_loader(cfg: TrainConfig, device: torch.device, distributed: bool = False) -> str:
+def resolve_loader(cfg: TrainConfig, device: torch.device) -> str:
     """``auto``: the seed's DataLoader + PIL path for the tutorial recipe on a CPU (its exact
     mechanics); the tensor pipeline everywhere else, the tutorial on a GPU included (the same
-    augmentation distribution, see engine/pipeline.py, without a GPU waiting on PIL), and
-    always when data-parallel (each rank takes its share of the same global batches)."""
+    augmentation distribution, see engine/pipeline.py, without a GPU waiting on PIL)."""
     if cfg.loader != "auto":
         return cfg.loader
-    if cfg.recipe == "tutorial" and device.type == "cpu" and seeds_augmentation(cfg) and not distributed:
+    if cfg.recipe == "tutorial" and device.type == "cpu" and seeds_augmentation(cfg):
         return "dataloader"
     return "tensor"
 
@@ -507,12 +506,14 @@ class Trainer:
         shard = self.world.shard if self.world.is_distributed else None
         # One shape per step for torch.compile: the ragged last batch is dropped (the fast recipes always do).
         drop_last = cfg.drop_last or compiled
-        if resolve_loader(cfg, device, self.world.is_distributed) == "dataloader":
-            train: BatchSource = LoaderBatches(data.train, cfg.batch_size, device, cfg.seed, cfg.workers, drop_last)
+        ranks = self.world.size
+        if resolve_loader(cfg, device) == "dataloader":
+            train: BatchSource = LoaderBatches(data.train, cfg.batch_size, device, cfg.seed, cfg.workers, drop_last,
+                                               shard=shard, ranks=ranks)  # fmt: skip
         else:
             aug = Augmentation(pad_mode=cfg.pad_mode, flip=cfg.flip, cutout=cfg.cutout)
             train = TensorBatches(data.train, cfg.batch_size, device, cfg.seed, channels_last=cfg.channels_last,
-                                  augmentation=aug, drop_last=drop_last, shard=shard)  # fmt: skip
+                                  augmentation=aug, drop_last=drop_last, shard=shard, ranks=ranks)  # fmt: skip
         test = TensorBatches(data.test, cfg.eval_batch_size, device, cfg.seed, train=False,
                              channels_last=cfg.channels_last, pad_to_full=compiled, shard=shard)  # fmt: skip
         return train, test

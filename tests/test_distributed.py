@@ -53,11 +53,15 @@ def paused_at_a_step(run: Path, proc: subprocess.Popen[str]) -> ControlClient:
     return client
 
 
-def test_two_processes_train_one_run_and_evaluate_exactly(tmp_path: Path, project_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("loader", ["tensor", "dataloader"])
+def test_two_processes_train_one_run_and_evaluate_exactly(
+    tmp_path: Path, project_env: dict[str, str], loader: str
+) -> None:
     run = tmp_path / "run"
-    out = subprocess.run(engine("--epochs", "2", "--run-dir", str(run)), capture_output=True, text=True,
-                         env=project_env, timeout=600)  # fmt: skip
+    out = subprocess.run(engine("--epochs", "2", "--run-dir", str(run), "--loader", loader, "--workers", "1"),
+                         capture_output=True, text=True, env=project_env, timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
+    assert f"loader {loader}" in out.stdout
     events = read_events(run)
     started = [e for e in events if isinstance(e, ev.RunStarted)]
     assert len(started) == 1 and started[0].world_size == 2  # rank 0 alone writes the run
@@ -181,8 +185,7 @@ def test_what_cannot_run_as_several_processes_is_refused_before_any_starts(
     from engine.cli import main
 
     for options, message in (
-        (["--nproc", "2", "--loader", "dataloader"], "--loader dataloader is single-process"),
-        (["--nproc", "4", "--batch-size", "2"], "--batch-size 2 is smaller than --nproc 4"),
+        (["--nproc", "4", "--batch-size", "6"], "--batch-size 6 is too small for --nproc 4"),
         (["--nproc", "0"], "--nproc must be between 1 and 1024"),
         (["--nproc", "many"], "--nproc must be a number or auto"),
     ):

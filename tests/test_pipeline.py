@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from engine.data import Split
@@ -123,3 +125,28 @@ def test_dataloader_augmentation_is_the_seeds_and_independent_of_workers() -> No
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(one, two))
     other_epoch = list(LoaderBatches(split, 32, torch.device("cpu"), seed=5, workers=0).batches(2))
     assert not torch.equal(one[0][0], other_epoch[0][0])
+
+
+def test_data_parallel_ranks_split_each_one_process_batch_on_both_loaders() -> None:
+    """Two ranks' shares of every batch are exactly one process's batch (same images, same
+    augmentation), from any step a resumed epoch starts at; and no rank is left a single
+    image of a ragged batch (BatchNorm cannot train on one)."""
+    from engine.pipeline import LoaderBatches
+
+    split = _split(100)  # batch 32: three full batches, then 4 images (2 per rank)
+    cpu = torch.device("cpu")
+
+    def rank(r: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda index: index.tensor_split(2)[r]
+
+    for make in (
+        lambda **kw: TensorBatches(split, 32, cpu, seed=2, **kw),
+        lambda **kw: LoaderBatches(split, 32, cpu, seed=2, workers=0, **kw),
+    ):
+        alone = list(make().batches(3, 1))
+        shares = [list(make(shard=rank(r), ranks=2).batches(3, 1)) for r in (0, 1)]
+        assert len(alone) == len(shares[0]) == len(shares[1]) == 3  # steps 1, 2, 3 of 4
+        for (x, y), (x0, y0), (x1, y1) in zip(alone, *shares):
+            assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
+            assert min(len(y0), len(y1)) >= 2
+    assert num_steps(99, 32, ranks=2) == 3 and num_steps(100, 32, ranks=2) == 4  # 3 left: one rank would get 1

@@ -175,6 +175,8 @@ def build_parser(
     g.add_argument("--nproc", default="1", metavar="N|auto",
                    help="data-parallel processes on this machine (torchrun; auto: one per GPU); "
                         "--batch-size stays the global batch (default 1)")  # fmt: skip
+    g.add_argument("--rank-timeout", type=float, metavar="SECONDS",
+                   help="with --nproc: a process silent this long fails the run instead of hanging it (default 300)")  # fmt: skip
     g.add_argument("--max-restarts", type=int, default=0, metavar="N",
                    help="with --nproc: restart all processes up to N times after one fails, resuming from "
                         "the run's last checkpoint (default 0)")  # fmt: skip

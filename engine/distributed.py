@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +24,8 @@ from torch import nn
 
 from engine.launch import launched
 
-#: A rank that stops answering (killed, hung) fails the run after this long instead of hanging it.
-TIMEOUT_S = 300.0
 _host_group: Any = None  # gloo: host-side agreement even when the tensors' group is NCCL
+_watch: _Watch | None = None  # heartbeats and last words: which rank failed, and why
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,16 @@ class World:
             for t in model.buffers():
                 dist.broadcast(t, src=0)
 
+    def last_words(self, kind: str, message: str) -> None:
+        """A failing rank other than 0 leaves why, for rank 0 to put in the run's failure."""
+        if _watch is not None and not self.is_main:
+            _watch.last_words(self.rank, kind, message)
+
+    def who_failed(self) -> tuple[str, str] | None:
+        """On rank 0, after a collective failed: (kind, message) naming the rank that failed or
+        went silent, or None when no rank can be named."""
+        return _watch.who_failed(self.size) if _watch is not None else None
+
     def weights_agree(self, model: nn.Module) -> bool:
         """Whether every rank holds the same parameters (one checksum per rank, compared exactly)."""
         with torch.no_grad():
@@ -90,12 +101,65 @@ class World:
         return all(g == gathered[0] for g in gathered)
 
 
-def join(device_type: str) -> World:
-    """Join the process group torchrun prepared (NCCL for CUDA, gloo elsewhere); World() alone."""
-    global _host_group
+class _Watch:
+    """Each rank's heartbeat and last words in torchrun's key-value store (its own connection, so
+    a rank blocked in a collective still beats, a killed or stopped one does not): when a
+    collective fails, rank 0 can say which rank failed and why instead of "a peer went away"."""
+
+    BEAT_S = 0.5
+
+    def __init__(self, store: Any, rank: int) -> None:
+        self.store = store
+        if rank != 0:
+            threading.Thread(target=self._beat, args=(rank,), name="cifar-tui-heartbeat", daemon=True).start()
+
+    def _beat(self, rank: int) -> None:
+        try:
+            while True:
+                self.store.add(f"beat/{rank}", 1)
+                time.sleep(self.BEAT_S)
+        except Exception:  # the store went away: the group is ending anyway
+            return
+
+    def last_words(self, rank: int, kind: str, message: str) -> None:
+        try:
+            self.store.set(f"failed/{rank}", f"{kind}\n{message}")
+        except Exception:  # best effort: the launcher still says which rank ended first
+            pass
+
+    def who_failed(self, size: int) -> tuple[str, str] | None:
+        try:
+            said = self._said(size)
+            if said is not None:
+                return said
+            before = [self.store.add(f"beat/{r}", 0) for r in range(1, size)]
+            time.sleep(4 * self.BEAT_S)
+            said = self._said(size)  # a rank may have written while dying
+            if said is not None:
+                return said
+            silent = [r for r, b in zip(range(1, size), before) if self.store.add(f"beat/{r}", 0) == b]
+        except Exception:
+            return None
+        if not silent:
+            return None
+        names = ", ".join(str(r) for r in silent)
+        return "rank_lost", f"rank {names} stopped answering (killed, hung or its machine gone)"
+
+    def _said(self, size: int) -> tuple[str, str] | None:
+        for r in range(1, size):
+            if self.store.check([f"failed/{r}"]):
+                kind, _, message = self.store.get(f"failed/{r}").decode(errors="replace").partition("\n")
+                return kind, f"rank {r} failed: {message}"
+        return None
+
+
+def join(device_type: str, timeout_s: float) -> World:
+    """Join the process group torchrun prepared (NCCL for CUDA, gloo elsewhere); World() alone.
+    A collective that waits ``timeout_s`` on a rank that stopped answering raises instead of hanging."""
+    global _host_group, _watch
     if not launched():
         return World()
-    timeout = datetime.timedelta(seconds=TIMEOUT_S)
+    timeout = datetime.timedelta(seconds=timeout_s)
     backend = "nccl" if device_type == "cuda" else "gloo"
     if not dist.is_initialized():
         restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
@@ -110,7 +174,10 @@ def join(device_type: str) -> World:
             dist.init_process_group(backend, store=dist.PrefixStore(f"cifar-tui/restart-{restart}", store),
                                     rank=rank, world_size=size, timeout=timeout)  # fmt: skip
     _host_group = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
-    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    rank, rounds = dist.get_rank(), os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    watch = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timeout)
+    _watch = _Watch(dist.PrefixStore(f"cifar-tui/watch-{rounds}", watch), rank)
+    return World(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def leave(world: World) -> None:

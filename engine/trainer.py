@@ -40,7 +40,7 @@ Sink = Callable[[ev.Event], None]
 #: Options that may differ from the checkpoint's config when resuming.
 RESUME_MAY_CHANGE = frozenset(
     {"epochs", "device", "run_dir", "runs_root", "log_every", "progress_hz", "workers", "eval_batch_size",
-     "data_dir", "resume", "overwrite", "compile", "loader", "explicit", "keep"}
+     "data_dir", "resume", "overwrite", "compile", "loader", "explicit", "keep", "rank_timeout"}
 )  # fmt: skip
 
 
@@ -274,6 +274,7 @@ class Trainer:
         if not self.world.is_main:  # rank 0 speaks for the run; another rank only says why it failed
             if isinstance(event, ev.Failed):
                 print(f"cifar-tui: rank {self.world.rank}: {event.message}", file=sys.stderr, flush=True)
+                self.world.last_words(event.error, event.message)
             return
         with self._emit_lock:  # the control server's thread emits too
             if self.run_sink is not None:
@@ -305,14 +306,16 @@ class Trainer:
             self._fail("out_of_memory", msg, traceback.format_exc())
             raise UserError(msg) from exc
         except FloatingPointError as exc:
-            self._fail("diverged", f"training diverged: {exc}; last good checkpoint: {self.last_checkpoint or 'none yet'} "
-                                   "(try a lower --lr or a longer --warmup-epochs)")  # fmt: skip
+            self._fail("diverged", f"training diverged: {exc} (try a lower --lr or a longer --warmup-epochs)"
+                                   + self._last_good())  # fmt: skip
             raise
         except Exception as exc:
             if self.world.is_distributed and _lost_a_rank(exc):
+                # Name the rank and its cause where it can be known (its last words, or its silence).
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-                self._fail("rank_lost", f"another training process died or stopped answering ({first}); "
-                                        f"last good checkpoint: {self.last_checkpoint or 'none yet'}", traceback.format_exc())  # fmt: skip
+                kind, why = (self.world.who_failed() if self.world.is_main else None) or (
+                    "rank_lost", f"another training process died or stopped answering ({first})")  # fmt: skip
+                self._fail(kind, why + self._last_good(), traceback.format_exc())
             else:
                 self._fail("crash", f"{type(exc).__name__}: {exc}", traceback.format_exc())
             raise
@@ -351,6 +354,11 @@ class Trainer:
             self._phase = "run"
             return True
 
+    def _last_good(self) -> str:
+        """Where a failed run can go on from (rank 0 writes the checkpoints; another rank's
+        message leaves it to rank 0's)."""
+        return f"; last good checkpoint: {self.last_checkpoint or 'none yet'}" if self.world.is_main else ""
+
     def _fail(self, error: str, message: str, tb: str = "", detail: str = "") -> None:
         self.status("failed", message)
         self.emit(ev.Failed(error, message, tb, detail))
@@ -368,7 +376,7 @@ class Trainer:
                     f"with N > {ckpt['epoch']} to train further"
                 )
         device = resolve_device(cfg.device)
-        world = self.world = join(device.type)
+        world = self.world = join(device.type, cfg.rank_timeout)
         if world.is_distributed and device.type == "cuda":
             device = torch.device("cuda", world.local_rank)
             torch.cuda.set_device(device)

@@ -125,6 +125,7 @@ def test_a_killed_rank_ends_the_run_with_a_clear_failure_and_a_good_checkpoint(
     assert "rank 1 ended first (killed by signal 9)" in err and "Traceback" not in err
     failed = [e for e in read_events(run) if isinstance(e, ev.Failed)]
     assert failed and failed[-1].error == "rank_lost" and "last good checkpoint" in failed[-1].message
+    assert failed[-1].message.startswith("rank 1 stopped answering")
     assert load_checkpoint(run / "checkpoints" / "last.pt")["global_step"] > 0
 
 
@@ -187,6 +188,7 @@ def test_what_cannot_run_as_several_processes_is_refused_before_any_starts(
     for options, message in (
         (["--nproc", "4", "--batch-size", "6"], "--batch-size 6 is too small for --nproc 4"),
         (["--nproc", "0"], "--nproc must be between 1 and 1024"),
+        (["--nproc", "2", "--rank-timeout", "0"], "--rank-timeout must be"),
         (["--nproc", "many"], "--nproc must be a number or auto"),
     ):
         assert main(["--data", "demo", "--run-dir", str(tmp_path / "run"), *options]) == 2
@@ -234,3 +236,44 @@ def test_a_two_rank_checkpoint_resumes_in_one_process(tmp_path: Path, project_en
     assert [s.world_size for s in starts] == [2, 1] and starts[1].start_epoch == 1
     finished = read_events(run)[-1]
     assert isinstance(finished, ev.Finished) and finished.reason == "completed" and finished.epochs_done == 2
+
+
+def test_a_rank_whose_loss_becomes_nan_fails_the_run_naming_it(tmp_path: Path, project_env: dict[str, str]) -> None:
+    """Rank 1 alone diverges (its loss NaN from step 13): the run's failure names rank 1 and why."""
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "engine.torchrun", "--standalone", "--nproc-per-node=2",
+               "-m", "tests.rank_faults", "diverge-after-12", *DATA, "--epochs", "500", "--run-dir", str(run)]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=300)
+    assert out.returncode == 1 and "Traceback" not in out.stderr.replace("Traceback (most recent call", "")
+    failed = [e for e in read_events(run) if isinstance(e, ev.Failed)]
+    assert len(failed) == 1 and failed[0].error == "diverged"
+    assert failed[0].message.startswith("rank 1 failed: training diverged: loss became nan at epoch 2, step 5")
+    assert failed[0].message.endswith("last good checkpoint: " + str(run / "checkpoints" / "step-00000008.pt"))
+    weights = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    assert all(torch.isfinite(t).all() for t in weights.values())
+
+
+def test_a_rank_that_hangs_fails_the_run_after_the_rank_timeout(tmp_path: Path, project_env: dict[str, str]) -> None:
+    """Rank 1 stopped (SIGSTOP: alive, silent): rank 0 gives up after --rank-timeout, names it, and
+    torchrun ends the stopped process; nothing is left hanging."""
+    import signal
+
+    import psutil
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(engine("--epochs", "500", "--run-dir", str(run), "--rank-timeout", "5"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
+    try:
+        wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) for e in events_of(run)), "a checkpoint", proc)
+        ranks = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+        assert len(ranks) == 1
+        ranks[0].send_signal(signal.SIGSTOP)
+        proc.communicate(timeout=240)  # torchrun's own grace for a process that ignores SIGTERM is 30 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1 and not ranks[0].is_running()
+    failed = [e for e in read_events(run) if isinstance(e, ev.Failed)]
+    assert failed and failed[-1].error == "rank_lost"
+    assert failed[-1].message.startswith("rank 1 stopped answering") and "last good checkpoint" in failed[-1].message
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["global_step"] > 0

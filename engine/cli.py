@@ -151,6 +151,8 @@ def build_parser(
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--amp", type=_flag, metavar="on|off", help="bf16 autocast on CUDA")
     g.add_argument("--channels-last", type=_flag, metavar="on|off")
+    g.add_argument("--sync-bn", type=_flag, metavar="on|off",
+                   help="with --nproc on GPUs: BatchNorm over the whole global batch (SyncBatchNorm)")  # fmt: skip
     g.add_argument("--compile", type=_flag, metavar="on|off",
                    help="torch.compile the model (CUDA; drops the ragged last batch: one shape, one compile)")  # fmt: skip
     g.add_argument("--tta", type=_flag, metavar="on|off", help="flip test-time augmentation at evaluation")

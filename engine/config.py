@@ -97,6 +97,9 @@ class TrainConfig:
     amp: bool = False
     """bf16 autocast on CUDA (ignored on CPU)."""
     channels_last: bool = False
+    sync_bn: bool = False
+    """Data-parallel on GPUs: BatchNorm statistics over the whole global batch (SyncBatchNorm)
+    instead of each rank's share."""
     compile: bool = False
     """Wrap the model in torch.compile (CUDA only; compile time is reported apart)."""
     tta: bool = False

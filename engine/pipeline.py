@@ -162,6 +162,7 @@ class TensorBatches:
         self.pad_to_full = pad_to_full and not train
         # Data-parallel: this rank's share of each global batch's indices (engine/distributed.py).
         self.shard = shard
+        self.shard_size = -(-batch_size // ranks)  # the largest share of a batch
         n = len(split)
         self.steps_per_epoch = num_steps(n, batch_size, drop_last, ranks) if train else -(-n // batch_size)
 
@@ -199,6 +200,8 @@ class TensorBatches:
             elif self.shard is not None:
                 idx = self.shard(torch.arange(lo, hi, device=self.device))
                 x, y = normalize(self.images[idx]), self.labels[idx]
+                if self.pad_to_full and len(idx) < self.shard_size:  # every rank's every batch: one shape
+                    x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, self.shard_size - len(idx)))
             else:
                 x, y = normalize(self.images[lo:hi]), self.labels[lo:hi]
                 if self.pad_to_full and hi - lo < self.batch_size:

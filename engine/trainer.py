@@ -40,7 +40,7 @@ Sink = Callable[[ev.Event], None]
 #: Options that may differ from the checkpoint's config when resuming.
 RESUME_MAY_CHANGE = frozenset(
     {"epochs", "device", "run_dir", "runs_root", "log_every", "progress_hz", "workers", "eval_batch_size",
-     "data_dir", "resume", "overwrite", "compile", "loader", "explicit", "keep", "rank_timeout"}
+     "data_dir", "resume", "overwrite", "compile", "loader", "explicit", "keep", "rank_timeout", "sync_bn"}
 )  # fmt: skip
 
 
@@ -382,8 +382,10 @@ class Trainer:
             torch.cuda.set_device(device)
         if world.is_distributed and (problem := distributed_problem(cfg, world.size)):
             raise ConfigError(problem)  # launched by torchrun directly: the launcher's check did not run
-        # torch.compile not yet with DDP: one decision for the data sources and the step.
-        self.compiles = cfg.compile and can_compile(device) and not world.is_distributed
+        if world.is_distributed and cfg.sync_bn and device.type != "cuda":  # --device auto found no GPU
+            raise ConfigError(f"--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on {device.type})")
+        # One decision for the data sources (one shape per step) and the step.
+        self.compiles = cfg.compile and can_compile(device)
         run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
         resuming_here = check_target(cfg) if world.is_main else False  # rank 0 owns the run directory
         torch.manual_seed(cfg.seed)
@@ -463,20 +465,25 @@ class Trainer:
                   started: float) -> ev.Finished:  # fmt: skip
         world = self.world
         step_model: nn.Module = model
-        if self.compiles:
-            step_model = compile_model(model)
-        elif cfg.compile:
-            why = (
-                "not yet with --nproc above 1"
-                if world.is_distributed
-                else f"for CUDA; training uncompiled on {device.type}"
-            )
-            self.emit(ev.Log(f"--compile is {why}", level="warning"))
+        if cfg.compile and not self.compiles:
+            self.emit(ev.Log(f"--compile is for CUDA; training uncompiled on {device.type}", level="warning"))
+        if cfg.sync_bn and not world.is_distributed:
+            self.emit(ev.Log("--sync-bn: one process already normalises over the whole batch"))
         if world.is_distributed:
+            if cfg.sync_bn:  # the same parameters and buffers, in SyncBatchNorm layers
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             # Gradients averaged over the ranks in backward; rank 0's weights are broadcast first.
             ids = [device.index] if device.type == "cuda" else None
             step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        loop = _Loop(self, cfg, model, step_model, optimizer, scheduler, train_src, test_src, data, device, ema)
+        # Several ranks evaluate the plain model (no DDP collectives per batch); one process the step's.
+        eval_model = model if world.is_distributed else step_model
+        if self.compiles:
+            # PyTorch's compiled-DDP path: compile the DDP-wrapped model (its graph is split at the
+            # gradient buckets, so communication still overlaps backward); evaluation apart.
+            step_model = compile_model(step_model)
+            eval_model = compile_model(model) if world.is_distributed else step_model
+        loop = _Loop(self, cfg, model, step_model, optimizer, scheduler, train_src, test_src, data, device, ema,
+                     eval_model)  # fmt: skip
         loop.compiling = loop.eval_compiling = self.compiles
         reason, cause = "completed", ""
         try:
@@ -523,7 +530,7 @@ class Trainer:
             train = TensorBatches(data.train, cfg.batch_size, device, cfg.seed, channels_last=cfg.channels_last,
                                   augmentation=aug, drop_last=drop_last, shard=shard, ranks=ranks)  # fmt: skip
         test = TensorBatches(data.test, cfg.eval_batch_size, device, cfg.seed, train=False,
-                             channels_last=cfg.channels_last, pad_to_full=compiled, shard=shard)  # fmt: skip
+                             channels_last=cfg.channels_last, pad_to_full=compiled, shard=shard, ranks=ranks)  # fmt: skip
         return train, test
 
     def _restore(self, ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -554,7 +561,7 @@ class _Loop:
     def __init__(self, trainer: Trainer, cfg: TrainConfig, model: nn.Module, step_model: nn.Module,
                  optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
                  train_src: BatchSource, test_src: TensorBatches, data: DataBundle, device: torch.device,
-                 ema: WeightEma | None = None) -> None:  # fmt: skip
+                 ema: WeightEma | None = None, eval_model: nn.Module | None = None) -> None:  # fmt: skip
         self.t = trainer
         self.ema = ema
         self.world = trainer.world
@@ -563,6 +570,7 @@ class _Loop:
         self.cfg = cfg
         self.model = model
         self.step_model = step_model
+        self.eval_model = eval_model if eval_model is not None else step_model
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.train_src = train_src
@@ -695,19 +703,18 @@ class _Loop:
         t = self.t
         t.status("evaluating", f"evaluating on {len(self.data.test)} test images")
         began = time.perf_counter()
-        # Several ranks: the plain model (no DDP collectives per batch) with rank 0's BatchNorm statistics.
-        model = self.ema.model if self.ema is not None else self.model if self.world.is_distributed else self.step_model
-        self.world.share_buffers_(model)
+        model = self.ema.model if self.ema is not None else self.eval_model
+        self.world.share_buffers_(model)  # several ranks: rank 0's BatchNorm statistics on each
         # A long evaluation on a CPU is visible: count, rate and ETA every few seconds.
         progress = CountProgress("evaluating:", "test images", len(self.data.test),
                                  lambda m: t.status("evaluating", m), t.status_every_s)  # fmt: skip
         compiled = 0.0
-        if self.eval_compiling and model is self.step_model:
+        if self.eval_compiling and model is self.eval_model:
             t.status("compiling", "torch.compile: compiling the evaluation graph")
 
         def on_batch(done: int) -> None:
             nonlocal compiled
-            if self.eval_compiling and model is self.step_model:
+            if self.eval_compiling and model is self.eval_model:
                 compiled = self._compiled("evaluation", began)
             progress.update(done)
 

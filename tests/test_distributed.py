@@ -189,6 +189,7 @@ def test_what_cannot_run_as_several_processes_is_refused_before_any_starts(
         (["--nproc", "4", "--batch-size", "6"], "--batch-size 6 is too small for --nproc 4"),
         (["--nproc", "0"], "--nproc must be between 1 and 1024"),
         (["--nproc", "2", "--rank-timeout", "0"], "--rank-timeout must be"),
+        (["--nproc", "2", "--device", "cpu", "--sync-bn", "on"], "--sync-bn needs CUDA GPUs"),
         (["--nproc", "many"], "--nproc must be a number or auto"),
     ):
         assert main(["--data", "demo", "--run-dir", str(tmp_path / "run"), *options]) == 2
@@ -242,7 +243,7 @@ def test_a_rank_whose_loss_becomes_nan_fails_the_run_naming_it(tmp_path: Path, p
     """Rank 1 alone diverges (its loss NaN from step 13): the run's failure names rank 1 and why."""
     run = tmp_path / "run"
     command = [sys.executable, "-m", "engine.torchrun", "--standalone", "--nproc-per-node=2",
-               "-m", "tests.rank_faults", "diverge-after-12", *DATA, "--epochs", "500", "--run-dir", str(run)]  # fmt: skip
+               "-m", "tests.rank_harness", "diverge-after-12", *DATA, "--epochs", "500", "--run-dir", str(run)]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=300)
     assert out.returncode == 1 and "Traceback" not in out.stderr.replace("Traceback (most recent call", "")
     failed = [e for e in read_events(run) if isinstance(e, ev.Failed)]
@@ -277,3 +278,27 @@ def test_a_rank_that_hangs_fails_the_run_after_the_rank_timeout(tmp_path: Path, 
     assert failed and failed[-1].error == "rank_lost"
     assert failed[-1].message.startswith("rank 1 stopped answering") and "last good checkpoint" in failed[-1].message
     assert load_checkpoint(run / "checkpoints" / "last.pt")["global_step"] > 0
+
+
+def test_compile_with_two_ranks_compiles_once_and_never_again(tmp_path: Path, project_env: dict[str, str]) -> None:
+    """--compile under DDP (PyTorch's compiled-DDP path, a counting backend instead of a C compiler):
+    it learns, the ranks agree, and no graph is compiled after the first epoch, the ragged
+    evaluation batch (200 test images in batches of 64) included."""
+    import re
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "engine.torchrun", "--standalone", "--nproc-per-node=2",
+               "-m", "tests.rank_harness", "compile-counted", *DATA, "--epochs", "3", "--run-dir", str(run),
+               "--compile", "on", "--eval-batch-size", "64"]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    counts: dict[str, list[tuple[int, int]]] = {}
+    for rank, step, graphs in re.findall(r"rank (\d) after evaluation at step (\d+): (\d+) graphs", out.stderr):
+        counts.setdefault(rank, []).append((int(step), int(graphs)))
+    assert [s for s, _ in counts["0"]] == [s for s, _ in counts["1"]] == [8, 16, 24]
+    assert len({g for c in counts.values() for _, g in c}) == 1  # the same graphs, from the first epoch on
+    events = read_events(run)
+    logs = [e.message for e in events if isinstance(e, ev.Log)]
+    assert sum("training step compiled in" in m for m in logs) == 1 and "2 ranks hold identical weights" in logs
+    assert sum("evaluation compiled in" in m for m in logs) == 1
+    assert [e for e in events if isinstance(e, ev.Evaluation)][-1].accuracy > 0.3

@@ -1,39 +1,37 @@
-"""The training loop: a typed config in, plain events out, controls at batch boundaries."""
+"""A training run: a typed config in, plain events out. The trainer sets the run up (device,
+process group, data, model, resume, run directory) and reports how it ended; the step loop
+itself is engine/loop.py, the data-parallel pieces engine/distributed.py."""
 
 from __future__ import annotations
 
-import contextlib
-import math
 import platform
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from engine import events as ev
-from engine.checkpoint import CheckpointStore, load_checkpoint, rng_state, set_rng_state
+from engine.checkpoint import CheckpointStore, load_checkpoint, set_rng_state
 from engine.config import TrainConfig, seeds_augmentation, validate
 from engine.control_socket import ControlServer, process_start_time
-from engine.controls import Controls, Requests
+from engine.controls import Controls
 from engine.data import DataBundle, load_data
 from engine.distributed import World, join, leave
 from engine.ema import WeightEma
 from engine.errors import CheckpointError, ConfigError, UserError
-from engine.evaluate import EvalResult, EvaluationInterrupted, evaluate
 from engine.launch import distributed_problem
+from engine.loop import EpochStats, LoopParts, RunState, StopTraining, TrainLoop
 from engine.models import build_model
+from engine.optim import lr_factor, make_optimizer
 from engine.pipeline import Augmentation, BatchSource, LoaderBatches, TensorBatches
 from engine.run_summary import SummaryKeeper
 from engine.rundir import CHECKPOINTS, RunDirSink, check_target, checkpoint_run_dir, default_run_dir
-from engine.wording import CountProgress
 
 Sink = Callable[[ev.Event], None]
 
@@ -120,92 +118,6 @@ def merge_resume_config(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
     return merged
 
 
-def _param_groups(model: nn.Module, weight_decay: float, decay_norms: bool = False) -> list[dict[str, Any]]:
-    """No weight decay on norm weights and biases (1-d tensors) unless ``decay_norms``."""
-    if decay_norms:
-        return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = _param_groups(model, cfg.weight_decay, cfg.decay_norms)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-
-
-#: The triangular schedule starts at this share of the peak learning rate (as airbench's).
-TRIANGULAR_START = 0.2
-
-
-def warmup_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
-    """Warm-up length in steps: at most half the run, so a warm-up longer than a short run
-    still leaves it a decay instead of ending at (or diverging from) the peak."""
-    total = max(1, cfg.epochs * steps_per_epoch)
-    return min(total // 2, int(cfg.warmup_epochs * steps_per_epoch))
-
-
-def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    """Per-step LR multiplier for the configured schedule (warm-up first where set)."""
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warm = warmup_steps(cfg, steps_per_epoch)
-
-    def factor(step: int) -> float:
-        if cfg.schedule == "constant":
-            return 1.0
-        if step < warm:
-            if cfg.schedule == "triangular":
-                return TRIANGULAR_START + (1.0 - TRIANGULAR_START) * step / warm
-            return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, total - warm))
-        if cfg.schedule in ("linear", "triangular"):
-            return max(0.0, 1.0 - progress)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine and onecycle
-
-    return factor
-
-
-@dataclass
-class _EpochStats:
-    """Running sums of the epoch. Between reports they grow on the device (float32 and int64,
-    which every backend has; the loop never waits for them); ``fold`` moves them into the host's
-    float64 totals at a report, where the loop reads the device anyway."""
-
-    partial_loss: torch.Tensor
-    partial_correct: torch.Tensor
-    loss_total: float = 0.0
-    correct_total: int = 0
-    seen: int = 0
-    seconds: float = 0.0
-
-    @classmethod
-    def zeros(cls, device: torch.device) -> _EpochStats:
-        return cls(torch.zeros((), device=device), torch.zeros((), dtype=torch.int64, device=device))
-
-    def add(self, loss: torch.Tensor, correct: torch.Tensor, batch: int) -> None:
-        self.partial_loss += loss.float() * batch
-        self.partial_correct += correct
-        self.seen += batch
-
-    def fold(self, partial: tuple[float, int] | None = None) -> None:
-        """Move the device sums into the totals (``partial`` when the caller already read them)."""
-        loss, correct = partial if partial is not None else (float(self.partial_loss), int(self.partial_correct))
-        self.loss_total += loss
-        self.correct_total += correct
-        self.partial_loss.zero_()
-        self.partial_correct.zero_()
-
-
-def all_finite(model: nn.Module) -> bool:
-    """Parameters and floating buffers (BatchNorm statistics) all finite, read with one sync."""
-    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
-    if not tensors:
-        return True
-    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
-
-
 def _lost_a_rank(exc: BaseException) -> bool:
     """A collective that failed because a peer went away (killed, crashed) or timed out."""
     backend_error = getattr(torch.distributed, "DistBackendError", ())
@@ -228,16 +140,6 @@ def compile_model(model: nn.Module) -> nn.Module:
     return torch.compile(model, dynamic=False)  # type: ignore[return-value]
 
 
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (for timing only)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class StopTraining(Exception):
-    """Raised inside the loop when a stop request is honoured."""
-
-
 class Trainer:
     """Runs one training job. ``run`` emits events to ``sink`` and returns the Finished event.
 
@@ -251,12 +153,7 @@ class Trainer:
         self._sink = sink
         self.run_sink: RunDirSink | None = None
         self.summary: SummaryKeeper | None = None
-        self.global_step = 0
-        self.epoch = 0
-        self.step = 0
-        self.best_accuracy: float | None = None
-        self.last_eval: EvalResult | None = None
-        self.last_checkpoint = ""
+        self.state = RunState()  # where the run is (the loop moves it on)
         self.run_dir = Path()
         self.control: ControlServer | None = None
         self._emit_lock = threading.RLock()
@@ -264,7 +161,6 @@ class Trainer:
         self._phase_lock = threading.Lock()
         self._unstarted: ev.Finished | None = None  # the report of a run stopped during setup
         self._began = time.perf_counter()
-        self.start_global_step = 0  # where this process started (a resume starts later)
         self.status_every_s = 2.0  # how often a long evaluation says how far it is
         self.world = World()  # one process unless torchrun launched several (engine/distributed.py)
         self.compiles = False  # torch.compile in use (decided once the device is known)
@@ -357,7 +253,7 @@ class Trainer:
     def _last_good(self) -> str:
         """Where a failed run can go on from (rank 0 writes the checkpoints; another rank's
         message leaves it to rank 0's)."""
-        return f"; last good checkpoint: {self.last_checkpoint or 'none yet'}" if self.world.is_main else ""
+        return f"; last good checkpoint: {self.state.last_checkpoint or 'none yet'}" if self.world.is_main else ""
 
     def _fail(self, error: str, message: str, tb: str = "", detail: str = "") -> None:
         self.status("failed", message)
@@ -409,7 +305,7 @@ class Trainer:
         optimizer = make_optimizer(cfg, model)
         train_src, test_src = self._sources(cfg, data, device)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, train_src.steps_per_epoch))
-        stats = _EpochStats.zeros(device)
+        stats = EpochStats.zeros(device)
         ema = WeightEma(model, cfg.ema) if cfg.ema > 0 else None
         if ckpt is not None:
             self._restore(ckpt, model, optimizer, scheduler, stats, device)
@@ -419,7 +315,7 @@ class Trainer:
         if not self._enter_run():
             assert self._unstarted is not None
             return self._unstarted
-        self.start_global_step = self.global_step
+        self.state.start_global_step = self.state.global_step
         uuids = [u for rank_uuids in world.gather(gpu_uuids(device)) for u in rank_uuids]
         if not world.is_main:
             return self._run_loop(
@@ -449,8 +345,8 @@ class Trainer:
                 steps_per_epoch=train_src.steps_per_epoch,
                 loader=train_src.name,
                 data_source=data.source,
-                start_epoch=self.epoch,
-                start_step=self.step,
+                start_epoch=self.state.epoch,
+                start_step=self.state.step,
                 resumed_from=cfg.resume,
                 params=sum(p.numel() for p in model.parameters()),
                 gpu_uuids=uuids,
@@ -461,7 +357,7 @@ class Trainer:
 
     def _run_loop(self, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
                   scheduler: torch.optim.lr_scheduler.LambdaLR, train_src: BatchSource, test_src: TensorBatches,
-                  data: DataBundle, device: torch.device, ema: WeightEma | None, stats: _EpochStats,
+                  data: DataBundle, device: torch.device, ema: WeightEma | None, stats: EpochStats,
                   started: float) -> ev.Finished:  # fmt: skip
         world = self.world
         step_model: nn.Module = model
@@ -482,8 +378,9 @@ class Trainer:
             # gradient buckets, so communication still overlaps backward); evaluation apart.
             step_model = compile_model(step_model)
             eval_model = compile_model(model) if world.is_distributed else step_model
-        loop = _Loop(self, cfg, model, step_model, optimizer, scheduler, train_src, test_src, data, device, ema,
-                     eval_model)  # fmt: skip
+        parts = LoopParts(model, step_model, eval_model, optimizer, scheduler, train_src, test_src, data, device, ema)
+        store = CheckpointStore(self.run_dir / CHECKPOINTS, cfg.keep) if world.is_main else None
+        loop = TrainLoop(self, cfg, parts, store)
         loop.compiling = loop.eval_compiling = self.compiles
         reason, cause = "completed", ""
         try:
@@ -497,12 +394,12 @@ class Trainer:
         self.status("finished" if reason == "completed" else "stopped")
         finished = ev.Finished(
             reason=reason,
-            epochs_done=self.epoch,
-            global_step=self.global_step,
-            test_accuracy=self.last_eval.accuracy if self.last_eval else None,
-            best_accuracy=self.best_accuracy,
+            epochs_done=self.state.epoch,
+            global_step=self.state.global_step,
+            test_accuracy=self.state.last_eval.accuracy if self.state.last_eval else None,
+            best_accuracy=self.state.best_accuracy,
             seconds=time.perf_counter() - started,
-            checkpoint=self.last_checkpoint,
+            checkpoint=self.state.last_checkpoint,
             cause=cause,
         )
         self.emit(finished)
@@ -534,7 +431,7 @@ class Trainer:
         return train, test
 
     def _restore(self, ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LambdaLR, stats: _EpochStats, device: torch.device) -> None:  # fmt: skip
+                 scheduler: torch.optim.lr_scheduler.LambdaLR, stats: EpochStats, device: torch.device) -> None:  # fmt: skip
         try:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -543,8 +440,12 @@ class Trainer:
             raise CheckpointError(
                 f"checkpoint {self.cfg.resume} does not fit this model: {str(exc).splitlines()[0][:160]}"
             ) from exc
-        self.epoch, self.step, self.global_step = int(ckpt["epoch"]), int(ckpt["step"]), int(ckpt["global_step"])
-        self.best_accuracy = ckpt.get("best_accuracy")
+        self.state.epoch, self.state.step, self.state.global_step = (
+            int(ckpt["epoch"]),
+            int(ckpt["step"]),
+            int(ckpt["global_step"]),
+        )
+        self.state.best_accuracy = ckpt.get("best_accuracy")
         # The saved partial epoch is every rank's together: rank 0 carries it on (the epoch's end sums the ranks).
         part = (ckpt.get("epoch_stats") or {}) if self.world.is_main else {}
         stats.loss_total = float(part.get("loss_sum", 0.0))
@@ -552,305 +453,4 @@ class Trainer:
         stats.seen = int(part.get("seen", 0))
         stats.seconds = float(part.get("seconds", 0.0))
         set_rng_state(ckpt.get("rng") or {})
-        self.emit(ev.Log(f"resumed from {self.cfg.resume} at epoch {self.epoch + 1}, step {self.step}"))
-
-
-class _Loop:
-    """The epoch/step loop of one run; split from Trainer to keep each piece small."""
-
-    def __init__(self, trainer: Trainer, cfg: TrainConfig, model: nn.Module, step_model: nn.Module,
-                 optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
-                 train_src: BatchSource, test_src: TensorBatches, data: DataBundle, device: torch.device,
-                 ema: WeightEma | None = None, eval_model: nn.Module | None = None) -> None:  # fmt: skip
-        self.t = trainer
-        self.ema = ema
-        self.world = trainer.world
-        # Rank 0 alone writes checkpoints (every rank resumes from them).
-        self.store = CheckpointStore(trainer.run_dir / CHECKPOINTS, cfg.keep) if self.world.is_main else None
-        self.cfg = cfg
-        self.model = model
-        self.step_model = step_model
-        self.eval_model = eval_model if eval_model is not None else step_model
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.train_src = train_src
-        self.test_src = test_src
-        self.data = data
-        self.device = device
-        self.num_classes = len(data.class_names)
-        self.min_interval = 1.0 / cfg.progress_hz
-        self.started = time.perf_counter()
-        self.excluded = 0.0  # seconds paused or evaluating on request: not training time
-        self.last_eval_seconds = 0.0
-        # Cross-entropy starts near ln(C); a hundred times that means the weights have blown up
-        # (a healthy run, warm-up spikes included, stays far below).
-        self.explode_at = 100.0 * math.log(max(2, self.num_classes))
-        # On a GPU the loss is read only at reports (a read waits for the device); the CPU
-        # reads it every step for free. Tests drive the GPU branch on the CPU by clearing this.
-        self.check_every_step = device.type == "cpu"
-        self.compiling = False  # the next training step compiles (torch.compile)
-        self.eval_compiling = False  # the next evaluation compiles
-        self.compile_seconds_in_epoch = 0.0
-
-    def _compiled(self, what: str, began: float) -> float:
-        """Called after the first compiled call: wait for it, report how long compiling took."""
-        sync(self.device)
-        seconds = time.perf_counter() - began
-        if what == "evaluation":
-            self.eval_compiling = False
-        else:
-            self.compiling = False
-        self.compile_seconds_in_epoch += seconds
-        self.excluded += seconds  # compiling is not training: the pace and the ETA leave it out
-        self.t.emit(ev.Log(f"torch.compile: {what} compiled in {seconds:.1f} s"))
-        self.t.status("evaluating" if what == "evaluation" else "training")
-        return seconds
-
-    def autocast(self) -> contextlib.AbstractContextManager[None]:
-        if self.cfg.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    # -- controls ----------------------------------------------------------------------------
-    def _agree(self) -> tuple[Requests, bool]:
-        """The pending requests and the pause state; with several ranks, rank 0's, on every rank
-        (one small host-side broadcast per batch: all ranks act at the same step)."""
-        controls = self.t.controls
-        req, paused = controls.take(), controls.paused
-        if not self.world.is_distributed:
-            return req, paused
-        save, evaluate, stop, save_on_stop, paused_i = self.world.agree(
-            [req.save, req.evaluate, req.stop, req.save_on_stop, paused]
-        )
-        if stop and not controls.stop_requested:
-            controls.stop(save=bool(save_on_stop), cause="stopped by rank 0")
-        return Requests(bool(save), bool(evaluate), bool(stop), bool(save_on_stop)), bool(paused_i)
-
-    def handle_controls(self, stats: _EpochStats) -> None:
-        """Apply pending requests; block here while paused. Raises StopTraining."""
-        controls = self.t.controls
-        req, paused = self._agree()
-        self._apply(stats, req)
-        if not paused:
-            return
-        self.t.emit(ev.Paused(self.t.global_step))
-        self.t.status("paused", f"paused at step {self.t.global_step}")
-        paused_at = time.perf_counter()
-        while paused:
-            if self.world.is_main:
-                controls.wait_while_paused(0.25)
-            req, paused = self._agree()
-            self._apply(stats, req)
-        self.excluded += time.perf_counter() - paused_at  # paused time is not training time
-        self.t.emit(ev.Resumed(self.t.global_step))
-        self.t.status("training")
-
-    def _apply(self, stats: _EpochStats, req: Requests | None = None) -> None:
-        controls = self.t.controls
-        req = req or controls.take()
-        if req.evaluate and not req.stop:
-            try:
-                self.run_evaluation("request")
-            except EvaluationInterrupted:
-                req = controls.take()  # the stop that interrupted it
-        if req.stop and req.save_on_stop and self.t.global_step == self.t.start_global_step:
-            self.t.emit(ev.Log("stopped before any training step: no checkpoint written"))
-        elif req.save or (req.stop and req.save_on_stop):
-            self.save("stop" if req.stop else "request", stats)
-        if req.stop:
-            raise StopTraining
-
-    # -- checkpoints and evaluation --------------------------------------------------------
-    def save(self, reason: str, stats: _EpochStats, *, best: bool = False) -> None:
-        t = self.t
-        self.t.status("saving", "writing checkpoint")
-        stats.fold()
-        # The epoch so far, every rank's share (each rank saves at the same step; rank 0 writes).
-        part_loss, part_correct, part_seen = self.world.host_sum([stats.loss_total, stats.correct_total, stats.seen])
-        state = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "epoch": t.epoch,
-            "step": t.step,
-            "global_step": t.global_step,
-            "rng": rng_state(),
-            "config": self.cfg.to_dict(),
-            "class_names": list(self.data.class_names),
-            "best_accuracy": t.best_accuracy,
-            "epoch_stats": {"loss_sum": part_loss, "correct": int(part_correct),
-                            "seen": int(part_seen), "seconds": stats.seconds},
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-        }  # fmt: skip
-        if not all_finite(self.model):
-            raise FloatingPointError(f"weights or BatchNorm statistics are no longer finite at step {t.global_step}; "
-                                     "not saving them")  # fmt: skip
-        if self.store is None:  # not rank 0
-            return
-        try:
-            path = self.store.save(state, best=best)
-        except OSError as exc:  # disk full, read-only folder...: report, keep training, older files intact
-            t.emit(ev.Log(f"checkpoint NOT saved ({exc.strerror or exc}); training continues; "
-                          f"last good checkpoint: {t.last_checkpoint or 'none yet'}", level="error"))  # fmt: skip
-        else:
-            t.last_checkpoint = str(path)
-            t.emit(ev.CheckpointSaved(str(path), t.epoch, t.step, t.global_step, reason))
-            if best:
-                t.emit(ev.CheckpointSaved(str(path), t.epoch, t.step, t.global_step, "best"))
-        self.t.status("paused" if t.controls.paused else "training")
-
-    def run_evaluation(self, reason: str) -> EvalResult:
-        t = self.t
-        t.status("evaluating", f"evaluating on {len(self.data.test)} test images")
-        began = time.perf_counter()
-        model = self.ema.model if self.ema is not None else self.eval_model
-        self.world.share_buffers_(model)  # several ranks: rank 0's BatchNorm statistics on each
-        # A long evaluation on a CPU is visible: count, rate and ETA every few seconds.
-        progress = CountProgress("evaluating:", "test images", len(self.data.test),
-                                 lambda m: t.status("evaluating", m), t.status_every_s)  # fmt: skip
-        compiled = 0.0
-        if self.eval_compiling and model is self.eval_model:
-            t.status("compiling", "torch.compile: compiling the evaluation graph")
-
-        def on_batch(done: int) -> None:
-            nonlocal compiled
-            if self.eval_compiling and model is self.eval_model:
-                compiled = self._compiled("evaluation", began)
-            progress.update(done)
-
-        # Ranks evaluate their shares and sum the counts; a stop waits for the end (all ranks agree).
-        should_stop = (lambda: False) if self.world.is_distributed else (lambda: t.controls.stop_requested)
-        result = evaluate(model, self.test_src, self.num_classes, autocast=self.autocast, tta=self.cfg.tta,
-                          tta_translate=self.cfg.tta_translate, should_stop=should_stop, on_batch=on_batch,
-                          reduce=self.world.all_reduce_ if self.world.is_distributed else None)  # fmt: skip
-        seconds = time.perf_counter() - began - compiled
-        if not math.isfinite(result.loss):
-            raise FloatingPointError(f"test loss became {result.loss} after epoch {t.epoch + 1}, step {t.step}")
-        self.last_eval_seconds = seconds
-        if reason == "request":
-            self.excluded += seconds
-        t.last_eval = result
-        t.emit(
-            ev.Evaluation(
-                epoch=t.epoch, step=t.step, global_step=t.global_step, loss=result.loss, accuracy=result.accuracy,
-                per_class=result.per_class, confusion=result.confusion, class_names=list(self.data.class_names),
-                seconds=seconds, reason=reason,
-            )
-        )  # fmt: skip
-        t.status("paused" if t.controls.paused else "training")
-        return result
-
-    # -- the loop ------------------------------------------------------------------------------
-    def train(self, stats: _EpochStats) -> None:
-        t, cfg = self.t, self.cfg
-        t.status("training", f"training for {cfg.epochs} epochs")
-        self.model.train()
-        while t.epoch < cfg.epochs:
-            epoch_began = time.perf_counter() - stats.seconds
-            excluded_before = self.excluded
-            self.train_epoch(stats)
-            train_seconds = time.perf_counter() - epoch_began - (self.excluded - excluded_before)
-            try:
-                result = self.run_evaluation("epoch")
-            except EvaluationInterrupted:
-                self._apply(stats)  # saves the epoch's training if asked, then stops
-                raise StopTraining from None
-            is_best = t.best_accuracy is None or result.accuracy > t.best_accuracy
-            t.best_accuracy = max(result.accuracy, t.best_accuracy or 0.0)
-            stats.fold()
-            # Every rank's share of the epoch (a no-op in one process).
-            loss_total, correct_total, seen_total = self.world.host_sum(
-                [stats.loss_total, stats.correct_total, stats.seen]
-            )
-            seen = max(seen_total, 1)
-            t.emit(
-                ev.EpochEnd(
-                    epoch=t.epoch + 1, epochs=cfg.epochs, train_loss=loss_total / seen,
-                    train_accuracy=correct_total / seen, test_loss=result.loss, test_accuracy=result.accuracy,
-                    images_per_sec=seen_total / max(train_seconds, 1e-9), seconds=train_seconds,
-                    eval_seconds=self.last_eval_seconds,
-                    lr=self.optimizer.param_groups[0]["lr"], compile_seconds=self.compile_seconds_in_epoch,
-                )
-            )  # fmt: skip
-            self.compile_seconds_in_epoch = 0.0
-            t.epoch, t.step = t.epoch + 1, 0
-            stats = _EpochStats.zeros(self.device)
-            self.save("epoch", stats, best=is_best)
-            self.handle_controls(stats)
-
-    def _timed_batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
-        it = iter(self.train_src.batches(self.t.epoch, start_step))
-        while True:
-            began = time.perf_counter()
-            try:
-                x, y = next(it)
-            except StopIteration:
-                return
-            yield x, y, time.perf_counter() - began
-
-    def train_epoch(self, stats: _EpochStats) -> None:
-        t, cfg = self.t, self.cfg
-        steps = self.train_src.steps_per_epoch
-        epoch_began = time.perf_counter() - stats.seconds
-        last_emit = time.perf_counter()
-        emitted_images, wait = 0, 0.0
-        interval_loss = torch.zeros((), device=self.device)
-        interval_n = 0
-        self.handle_controls(stats)
-        if self.compiling:
-            t.status("compiling", "torch.compile: compiling the training step (tens of seconds)")
-        for x, y, waited in self._timed_batches(t.step):
-            step_began = time.perf_counter()
-            with self.autocast():
-                logits = self.step_model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
-            if self.ema is not None:
-                self.ema.update(self.model)
-            if self.compiling:
-                self._compiled("training step", step_began)
-            batch = int(y.shape[0])
-            detached = loss.detach()
-            stats.add(detached, (logits.detach().argmax(1) == y).sum(), batch)
-            interval_loss += detached.float()
-            interval_n += 1
-            t.step += 1
-            t.global_step += 1
-            emitted_images += batch
-            wait += waited
-            now = time.perf_counter()
-            boundary = t.step % cfg.log_every == 0
-            report = boundary or t.step == steps or now - last_emit >= self.min_interval
-            # Reading the device waits for it: on a GPU the loop reads only at a report (at most
-            # progress_hz times a second), all it needs in one read; on the CPU reading is free.
-            if report:
-                loss_value, interval_sum, partial_loss = torch.stack(
-                    [detached.float(), interval_loss, stats.partial_loss]
-                ).tolist()
-                stats.fold((partial_loss, int(stats.partial_correct)))
-            elif self.check_every_step:
-                loss_value = float(detached)
-            if (report or self.check_every_step) and (not math.isfinite(loss_value) or loss_value > self.explode_at):
-                what = f"became {loss_value}" if not math.isfinite(loss_value) else f"exploded to {loss_value:.4g}"
-                raise FloatingPointError(f"loss {what} at epoch {t.epoch + 1}, step {t.step}")
-            if report:
-                span = max(now - last_emit, 1e-9)
-                t.emit(
-                    ev.Progress(
-                        epoch=t.epoch, epochs=cfg.epochs, step=t.step, steps_per_epoch=steps,
-                        global_step=t.global_step, loss=loss_value, lr=self.optimizer.param_groups[0]["lr"],
-                        images_per_sec=emitted_images * self.world.size / span, data_wait=min(1.0, wait / span),
-                        elapsed=now - self.started - self.excluded,
-                        interval_loss=interval_sum / interval_n if boundary else None,
-                    )
-                )  # fmt: skip
-                if boundary:
-                    interval_loss.zero_()
-                    interval_n = 0
-                last_emit, emitted_images, wait = now, 0, 0.0
-            stats.seconds = time.perf_counter() - epoch_began
-            if t.step < steps:
-                self.handle_controls(stats)
+        self.emit(ev.Log(f"resumed from {self.cfg.resume} at epoch {self.state.epoch + 1}, step {self.state.step}"))

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 import engine.trainer as trainer
 from engine.cli import main
+from engine.loop import TrainLoop
 
 
 def diverge_after(steps: int) -> None:
@@ -45,14 +46,14 @@ def compile_counted(rank: str) -> None:
 
     trainer.can_compile = lambda device: True  # type: ignore[assignment]
     trainer.compile_model = lambda model: torch.compile(model, backend=counting_backend, dynamic=False)  # type: ignore[assignment]
-    evaluation = trainer._Loop.run_evaluation
+    evaluation = TrainLoop.run_evaluation
 
     def run_evaluation(self: Any, reason: str) -> Any:
         result = evaluation(self, reason)
-        print(f"rank {rank} after evaluation at step {self.t.global_step}: {graphs[0]} graphs", file=sys.stderr)
+        print(f"rank {rank} after evaluation at step {self.state.global_step}: {graphs[0]} graphs", file=sys.stderr)
         return result
 
-    trainer._Loop.run_evaluation = run_evaluation  # type: ignore[method-assign]
+    TrainLoop.run_evaluation = run_evaluation  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -106,9 +106,9 @@ def test_keeps_the_last_k_checkpoints_plus_best(tmp_path: Path) -> None:
 
 def inject(monkeypatch: pytest.MonkeyPatch, at_step: int, make: object) -> None:
     """Make the loss computation misbehave from the ``at_step``-th training step on."""
-    import engine.trainer as trainer
+    import engine.loop as loop
 
-    real = trainer.F.cross_entropy
+    real = loop.F.cross_entropy
     count = {"n": 0}
 
     class Patched:
@@ -123,7 +123,7 @@ def inject(monkeypatch: pytest.MonkeyPatch, at_step: int, make: object) -> None:
                     return make(real(logits, y, **kw))  # type: ignore[operator]
             return real(logits, y, **kw)
 
-    monkeypatch.setattr(trainer, "F", Patched())
+    monkeypatch.setattr(loop, "F", Patched())
 
 
 def test_nan_loss_stops_with_step_and_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,7 +204,7 @@ def test_a_diverging_run_fails_clearly_and_never_saves_non_finite_state(tmp_path
 
 
 def test_non_finite_batchnorm_statistics_count_as_divergence() -> None:
-    from engine.trainer import all_finite
+    from engine.loop import all_finite
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     assert all_finite(model)

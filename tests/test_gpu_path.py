@@ -12,9 +12,11 @@ import pytest
 import torch
 import torchvision
 
+import engine.loop as loop_module
 import engine.trainer as trainer_module
 from engine import events as ev
-from engine.trainer import Trainer, _Loop
+from engine.loop import TrainLoop
+from engine.trainer import Trainer
 from tests.conftest import Recorder, tiny_config
 
 #: Tensor methods that make the host wait for the device when the tensor lives on a GPU.
@@ -25,13 +27,13 @@ SYNCING = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__",
 def gpu_branch(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[bool], None]]:
     """Make the loop take its GPU branch (or, for the control, its CPU branch)."""
     choice = {"every_step": False}
-    original = _Loop.train
+    original = TrainLoop.train
 
-    def train(self: _Loop, stats: Any) -> None:
+    def train(self: TrainLoop, stats: Any) -> None:
         self.check_every_step = choice["every_step"]
         original(self, stats)
 
-    monkeypatch.setattr(_Loop, "train", train)
+    monkeypatch.setattr(TrainLoop, "train", train)
 
     def set_every_step(value: bool) -> None:
         choice["every_step"] = value
@@ -46,7 +48,7 @@ def count_syncs(monkeypatch: pytest.MonkeyPatch, trainer: Trainer) -> Counter[in
         original = getattr(torch.Tensor, name)
 
         def counted(self: torch.Tensor, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
-            counts[trainer.global_step] += 1
+            counts[trainer.state.global_step] += 1
             return __original(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
@@ -130,8 +132,8 @@ def test_the_finiteness_check_before_a_save_reads_the_device_once(monkeypatch: p
             return __original(self, *args, **kw)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
-    assert trainer_module.all_finite(model) is True
+    assert loop_module.all_finite(model) is True
     assert len(reads) == 1, reads  # not one per parameter (62 of them, and BatchNorm statistics)
     with torch.no_grad():
         model.layer4[1].bn2.running_var[3] = float("nan")
-    assert trainer_module.all_finite(model) is False
+    assert loop_module.all_finite(model) is False

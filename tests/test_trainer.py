@@ -61,9 +61,9 @@ def test_pause_stops_the_step_counter_and_resume_continues(tmp_path: Path, recor
     recorder.wait_for(lambda e: isinstance(e, ev.Progress) and e.global_step >= 2)
     controls.pause()
     paused = recorder.wait_for(lambda e: isinstance(e, ev.Paused))
-    steps_at_pause = trainer.global_step
+    steps_at_pause = trainer.state.global_step
     thread.join(0.8)
-    assert thread.is_alive() and trainer.global_step == steps_at_pause == paused.global_step
+    assert thread.is_alive() and trainer.state.global_step == steps_at_pause == paused.global_step
     controls.resume()
     thread.join(60)
     assert not thread.is_alive()

@@ -1,0 +1,417 @@
+"""The step loop of a run: batches in, optimizer steps, reports, evaluations, checkpoints and
+controls at batch boundaries. Several ranks run it in lockstep (engine/distributed.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine import events as ev
+from engine.checkpoint import CheckpointStore, rng_state
+from engine.config import TrainConfig
+from engine.controls import Controls, Requests
+from engine.data import DataBundle
+from engine.distributed import World
+from engine.ema import WeightEma
+from engine.evaluate import EvalResult, EvaluationInterrupted, evaluate
+from engine.pipeline import BatchSource, TensorBatches
+from engine.wording import CountProgress
+
+
+@dataclass
+class RunState:
+    """Where a run is: set up (or resumed) by the trainer, moved on by the loop, reported by both."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    start_global_step: int = 0  # where this process started (a resume starts later)
+    best_accuracy: float | None = None
+    last_eval: EvalResult | None = None
+    last_checkpoint: str = ""
+
+
+class LoopHost(Protocol):
+    """What the loop needs of the run around it (the trainer)."""
+
+    state: RunState
+    controls: Controls
+    world: World
+    status_every_s: float
+
+    def emit(self, event: ev.Event) -> None: ...
+
+    def status(self, state: str, message: str = "") -> None: ...
+
+
+@dataclass
+class LoopParts:
+    """What the loop trains and evaluates, built by the trainer."""
+
+    model: nn.Module  # the plain model: saved, checked, the EMA's source
+    step_model: nn.Module  # what a training step calls: the model, or it wrapped in DDP and/or compiled
+    eval_model: nn.Module  # what an evaluation calls
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    train_src: BatchSource
+    test_src: TensorBatches
+    data: DataBundle
+    device: torch.device
+    ema: WeightEma | None = None
+
+
+class StopTraining(Exception):
+    """Raised inside the loop when a stop request is honoured."""
+
+
+@dataclass
+class EpochStats:
+    """Running sums of the epoch. Between reports they grow on the device (float32 and int64,
+    which every backend has; the loop never waits for them); ``fold`` moves them into the host's
+    float64 totals at a report, where the loop reads the device anyway."""
+
+    partial_loss: torch.Tensor
+    partial_correct: torch.Tensor
+    loss_total: float = 0.0
+    correct_total: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> EpochStats:
+        return cls(torch.zeros((), device=device), torch.zeros((), dtype=torch.int64, device=device))
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, batch: int) -> None:
+        self.partial_loss += loss.float() * batch
+        self.partial_correct += correct
+        self.seen += batch
+
+    def fold(self, partial: tuple[float, int] | None = None) -> None:
+        """Move the device sums into the totals (``partial`` when the caller already read them)."""
+        loss, correct = partial if partial is not None else (float(self.partial_loss), int(self.partial_correct))
+        self.loss_total += loss
+        self.correct_total += correct
+        self.partial_loss.zero_()
+        self.partial_correct.zero_()
+
+
+def all_finite(model: nn.Module) -> bool:
+    """Parameters and floating buffers (BatchNorm statistics) all finite, read with one sync."""
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    if not tensors:
+        return True
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (for timing only)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class TrainLoop:
+    """The epoch/step loop of one run. The trainer sets the run up (data, model, resume, run
+    directory) and hands the loop its parts; the loop moves ``host.state`` on and speaks
+    through ``host.emit``."""
+
+    def __init__(self, host: LoopHost, cfg: TrainConfig, parts: LoopParts, store: CheckpointStore | None) -> None:
+        self.host = host
+        self.state = host.state
+        self.world = host.world
+        self.store = store  # rank 0's (it alone writes checkpoints; every rank resumes from them)
+        self.cfg = cfg
+        self.model = parts.model
+        self.step_model = parts.step_model
+        self.eval_model = parts.eval_model
+        self.optimizer = parts.optimizer
+        self.scheduler = parts.scheduler
+        self.train_src = parts.train_src
+        self.test_src = parts.test_src
+        self.data = data = parts.data
+        self.device = device = parts.device
+        self.ema = parts.ema
+        self.num_classes = len(data.class_names)
+        self.min_interval = 1.0 / cfg.progress_hz
+        self.started = time.perf_counter()
+        self.excluded = 0.0  # seconds paused or evaluating on request: not training time
+        self.last_eval_seconds = 0.0
+        # Cross-entropy starts near ln(C); a hundred times that means the weights have blown up
+        # (a healthy run, warm-up spikes included, stays far below).
+        self.explode_at = 100.0 * math.log(max(2, self.num_classes))
+        # On a GPU the loss is read only at reports (a read waits for the device); the CPU
+        # reads it every step for free. Tests drive the GPU branch on the CPU by clearing this.
+        self.check_every_step = device.type == "cpu"
+        self.compiling = False  # the next training step compiles (torch.compile)
+        self.eval_compiling = False  # the next evaluation compiles
+        self.compile_seconds_in_epoch = 0.0
+
+    def _compiled(self, what: str, began: float) -> float:
+        """Called after the first compiled call: wait for it, report how long compiling took."""
+        sync(self.device)
+        seconds = time.perf_counter() - began
+        if what == "evaluation":
+            self.eval_compiling = False
+        else:
+            self.compiling = False
+        self.compile_seconds_in_epoch += seconds
+        self.excluded += seconds  # compiling is not training: the pace and the ETA leave it out
+        self.host.emit(ev.Log(f"torch.compile: {what} compiled in {seconds:.1f} s"))
+        self.host.status("evaluating" if what == "evaluation" else "training")
+        return seconds
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        if self.cfg.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- controls ----------------------------------------------------------------------------
+    def _agree(self) -> tuple[Requests, bool]:
+        """The pending requests and the pause state; with several ranks, rank 0's, on every rank
+        (one small host-side broadcast per batch: all ranks act at the same step)."""
+        controls = self.host.controls
+        req, paused = controls.take(), controls.paused
+        if not self.world.is_distributed:
+            return req, paused
+        save, evaluate, stop, save_on_stop, paused_i = self.world.agree(
+            [req.save, req.evaluate, req.stop, req.save_on_stop, paused]
+        )
+        if stop and not controls.stop_requested:
+            controls.stop(save=bool(save_on_stop), cause="stopped by rank 0")
+        return Requests(bool(save), bool(evaluate), bool(stop), bool(save_on_stop)), bool(paused_i)
+
+    def handle_controls(self, stats: EpochStats) -> None:
+        """Apply pending requests; block here while paused. Raises StopTraining."""
+        controls = self.host.controls
+        req, paused = self._agree()
+        self._apply(stats, req)
+        if not paused:
+            return
+        self.host.emit(ev.Paused(self.state.global_step))
+        self.host.status("paused", f"paused at step {self.state.global_step}")
+        paused_at = time.perf_counter()
+        while paused:
+            if self.world.is_main:
+                controls.wait_while_paused(0.25)
+            req, paused = self._agree()
+            self._apply(stats, req)
+        self.excluded += time.perf_counter() - paused_at  # paused time is not training time
+        self.host.emit(ev.Resumed(self.state.global_step))
+        self.host.status("training")
+
+    def _apply(self, stats: EpochStats, req: Requests | None = None) -> None:
+        controls = self.host.controls
+        req = req or controls.take()
+        if req.evaluate and not req.stop:
+            try:
+                self.run_evaluation("request")
+            except EvaluationInterrupted:
+                req = controls.take()  # the stop that interrupted it
+        if req.stop and req.save_on_stop and self.state.global_step == self.state.start_global_step:
+            self.host.emit(ev.Log("stopped before any training step: no checkpoint written"))
+        elif req.save or (req.stop and req.save_on_stop):
+            self.save("stop" if req.stop else "request", stats)
+        if req.stop:
+            raise StopTraining
+
+    # -- checkpoints and evaluation --------------------------------------------------------
+    def save(self, reason: str, stats: EpochStats, *, best: bool = False) -> None:
+        s = self.state
+        self.host.status("saving", "writing checkpoint")
+        stats.fold()
+        # The epoch so far, every rank's share (each rank saves at the same step; rank 0 writes).
+        part_loss, part_correct, part_seen = self.world.host_sum([stats.loss_total, stats.correct_total, stats.seen])
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": s.epoch,
+            "step": s.step,
+            "global_step": s.global_step,
+            "rng": rng_state(),
+            "config": self.cfg.to_dict(),
+            "class_names": list(self.data.class_names),
+            "best_accuracy": s.best_accuracy,
+            "epoch_stats": {"loss_sum": part_loss, "correct": int(part_correct),
+                            "seen": int(part_seen), "seconds": stats.seconds},
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+        }  # fmt: skip
+        if not all_finite(self.model):
+            raise FloatingPointError(f"weights or BatchNorm statistics are no longer finite at step {s.global_step}; "
+                                     "not saving them")  # fmt: skip
+        if self.store is None:  # not rank 0
+            return
+        try:
+            path = self.store.save(state, best=best)
+        except OSError as exc:  # disk full, read-only folder...: report, keep training, older files intact
+            self.host.emit(ev.Log(f"checkpoint NOT saved ({exc.strerror or exc}); training continues; "
+                          f"last good checkpoint: {s.last_checkpoint or 'none yet'}", level="error"))  # fmt: skip
+        else:
+            s.last_checkpoint = str(path)
+            self.host.emit(ev.CheckpointSaved(str(path), s.epoch, s.step, s.global_step, reason))
+            if best:
+                self.host.emit(ev.CheckpointSaved(str(path), s.epoch, s.step, s.global_step, "best"))
+        self.host.status("paused" if self.host.controls.paused else "training")
+
+    def run_evaluation(self, reason: str) -> EvalResult:
+        s = self.state
+        self.host.status("evaluating", f"evaluating on {len(self.data.test)} test images")
+        began = time.perf_counter()
+        model = self.ema.model if self.ema is not None else self.eval_model
+        self.world.share_buffers_(model)  # several ranks: rank 0's BatchNorm statistics on each
+        # A long evaluation on a CPU is visible: count, rate and ETA every few seconds.
+        progress = CountProgress("evaluating:", "test images", len(self.data.test),
+                                 lambda m: self.host.status("evaluating", m), self.host.status_every_s)  # fmt: skip
+        compiled = 0.0
+        if self.eval_compiling and model is self.eval_model:
+            self.host.status("compiling", "torch.compile: compiling the evaluation graph")
+
+        def on_batch(done: int) -> None:
+            nonlocal compiled
+            if self.eval_compiling and model is self.eval_model:
+                compiled = self._compiled("evaluation", began)
+            progress.update(done)
+
+        # Ranks evaluate their shares and sum the counts; a stop waits for the end (all ranks agree).
+        should_stop = (lambda: False) if self.world.is_distributed else (lambda: self.host.controls.stop_requested)
+        result = evaluate(model, self.test_src, self.num_classes, autocast=self.autocast, tta=self.cfg.tta,
+                          tta_translate=self.cfg.tta_translate, should_stop=should_stop, on_batch=on_batch,
+                          reduce=self.world.all_reduce_ if self.world.is_distributed else None)  # fmt: skip
+        seconds = time.perf_counter() - began - compiled
+        if not math.isfinite(result.loss):
+            raise FloatingPointError(f"test loss became {result.loss} after epoch {s.epoch + 1}, step {s.step}")
+        self.last_eval_seconds = seconds
+        if reason == "request":
+            self.excluded += seconds
+        s.last_eval = result
+        self.host.emit(
+            ev.Evaluation(
+                epoch=s.epoch, step=s.step, global_step=s.global_step, loss=result.loss, accuracy=result.accuracy,
+                per_class=result.per_class, confusion=result.confusion, class_names=list(self.data.class_names),
+                seconds=seconds, reason=reason,
+            )
+        )  # fmt: skip
+        self.host.status("paused" if self.host.controls.paused else "training")
+        return result
+
+    # -- the loop ------------------------------------------------------------------------------
+    def train(self, stats: EpochStats) -> None:
+        s, cfg = self.state, self.cfg
+        self.host.status("training", f"training for {cfg.epochs} epochs")
+        self.model.train()
+        while s.epoch < cfg.epochs:
+            epoch_began = time.perf_counter() - stats.seconds
+            excluded_before = self.excluded
+            self.train_epoch(stats)
+            train_seconds = time.perf_counter() - epoch_began - (self.excluded - excluded_before)
+            try:
+                result = self.run_evaluation("epoch")
+            except EvaluationInterrupted:
+                self._apply(stats)  # saves the epoch's training if asked, then stops
+                raise StopTraining from None
+            is_best = s.best_accuracy is None or result.accuracy > s.best_accuracy
+            s.best_accuracy = max(result.accuracy, s.best_accuracy or 0.0)
+            stats.fold()
+            # Every rank's share of the epoch (a no-op in one process).
+            loss_total, correct_total, seen_total = self.world.host_sum(
+                [stats.loss_total, stats.correct_total, stats.seen]
+            )
+            seen = max(seen_total, 1)
+            self.host.emit(
+                ev.EpochEnd(
+                    epoch=s.epoch + 1, epochs=cfg.epochs, train_loss=loss_total / seen,
+                    train_accuracy=correct_total / seen, test_loss=result.loss, test_accuracy=result.accuracy,
+                    images_per_sec=seen_total / max(train_seconds, 1e-9), seconds=train_seconds,
+                    eval_seconds=self.last_eval_seconds,
+                    lr=self.optimizer.param_groups[0]["lr"], compile_seconds=self.compile_seconds_in_epoch,
+                )
+            )  # fmt: skip
+            self.compile_seconds_in_epoch = 0.0
+            s.epoch, s.step = s.epoch + 1, 0
+            stats = EpochStats.zeros(self.device)
+            self.save("epoch", stats, best=is_best)
+            self.handle_controls(stats)
+
+    def _timed_batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+        it = iter(self.train_src.batches(self.state.epoch, start_step))
+        while True:
+            began = time.perf_counter()
+            try:
+                x, y = next(it)
+            except StopIteration:
+                return
+            yield x, y, time.perf_counter() - began
+
+    def train_epoch(self, stats: EpochStats) -> None:
+        s, cfg = self.state, self.cfg
+        steps = self.train_src.steps_per_epoch
+        epoch_began = time.perf_counter() - stats.seconds
+        last_emit = time.perf_counter()
+        emitted_images, wait = 0, 0.0
+        interval_loss = torch.zeros((), device=self.device)
+        interval_n = 0
+        self.handle_controls(stats)
+        if self.compiling:
+            self.host.status("compiling", "torch.compile: compiling the training step (tens of seconds)")
+        for x, y, waited in self._timed_batches(s.step):
+            step_began = time.perf_counter()
+            with self.autocast():
+                logits = self.step_model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            if self.compiling:
+                self._compiled("training step", step_began)
+            batch = int(y.shape[0])
+            detached = loss.detach()
+            stats.add(detached, (logits.detach().argmax(1) == y).sum(), batch)
+            interval_loss += detached.float()
+            interval_n += 1
+            s.step += 1
+            s.global_step += 1
+            emitted_images += batch
+            wait += waited
+            now = time.perf_counter()
+            boundary = s.step % cfg.log_every == 0
+            report = boundary or s.step == steps or now - last_emit >= self.min_interval
+            # Reading the device waits for it: on a GPU the loop reads only at a report (at most
+            # progress_hz times a second), all it needs in one read; on the CPU reading is free.
+            if report:
+                loss_value, interval_sum, partial_loss = torch.stack(
+                    [detached.float(), interval_loss, stats.partial_loss]
+                ).tolist()
+                stats.fold((partial_loss, int(stats.partial_correct)))
+            elif self.check_every_step:
+                loss_value = float(detached)
+            if (report or self.check_every_step) and (not math.isfinite(loss_value) or loss_value > self.explode_at):
+                what = f"became {loss_value}" if not math.isfinite(loss_value) else f"exploded to {loss_value:.4g}"
+                raise FloatingPointError(f"loss {what} at epoch {s.epoch + 1}, step {s.step}")
+            if report:
+                span = max(now - last_emit, 1e-9)
+                self.host.emit(
+                    ev.Progress(
+                        epoch=s.epoch, epochs=cfg.epochs, step=s.step, steps_per_epoch=steps,
+                        global_step=s.global_step, loss=loss_value, lr=self.optimizer.param_groups[0]["lr"],
+                        images_per_sec=emitted_images * self.world.size / span, data_wait=min(1.0, wait / span),
+                        elapsed=now - self.started - self.excluded,
+                        interval_loss=interval_sum / interval_n if boundary else None,
+                    )
+                )  # fmt: skip
+                if boundary:
+                    interval_loss.zero_()
+                    interval_n = 0
+                last_emit, emitted_images, wait = now, 0, 0.0
+            stats.seconds = time.perf_counter() - epoch_began
+            if s.step < steps:
+                self.handle_controls(stats)

@@ -61,11 +61,14 @@ class World:
         return [float(v) for v in t.tolist()]
 
     def agree(self, word: Sequence[int]) -> list[int]:
-        """Rank 0's ``word`` on every rank (the controls decided at a batch boundary)."""
+        """Rank 0's ``word`` on every rank (the controls decided at a batch boundary). A sum with
+        the others' zeros rather than a broadcast: a broadcast's sender does not wait for the
+        receivers, an all-reduce waits for every rank, so a silent rank is noticed here, on the
+        host and within the timeout, even when the GPUs' work is queued behind it."""
         if not self.is_distributed:
             return list(word)
-        t = torch.tensor(word, dtype=torch.int64)
-        dist.broadcast(t, src=0, group=_host_group)
+        t = torch.tensor(word if self.is_main else [0] * len(word), dtype=torch.int64)
+        dist.all_reduce(t, group=_host_group)
         return [int(v) for v in t.tolist()]
 
     def gather(self, value: Any) -> list[Any]:
@@ -78,10 +81,18 @@ class World:
 
     def share_buffers_(self, model: nn.Module) -> None:
         """Rank 0's BatchNorm statistics on every rank: each rank's last forward updated its own
-        from its shard, and an evaluation (sharded) must be of the one model rank 0 saves."""
-        if self.is_distributed:
-            for t in model.buffers():
-                dist.broadcast(t, src=0)
+        from its shard, and an evaluation (sharded) must be of the one model rank 0 saves.
+        One broadcast per dtype (about 60 small tensors in a ResNet-18), not one per tensor."""
+        if not self.is_distributed:
+            return
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for t in model.buffers():
+            by_dtype.setdefault(t.dtype, []).append(t)
+        for tensors in by_dtype.values():
+            flat = torch.cat([t.reshape(-1) for t in tensors])
+            dist.broadcast(flat, src=0)
+            for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+                t.copy_(part.view_as(t))
 
     def last_words(self, kind: str, message: str) -> None:
         """A failing rank other than 0 leaves why, for rank 0 to put in the run's failure."""
@@ -161,10 +172,13 @@ def join(device_type: str, timeout_s: float) -> World:
         return World()
     timeout = datetime.timedelta(seconds=timeout_s)
     backend = "nccl" if device_type == "cuda" else "gloo"
+    # NCCL's watchdog ends a process whose collective times out, before it can say why: give it
+    # a minute more than the host group, whose timeout raises where the run records the failure.
+    group_timeout = timeout + datetime.timedelta(seconds=60) if backend == "nccl" else timeout
     if not dist.is_initialized():
         restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
         if restart == 0:
-            dist.init_process_group(backend, timeout=timeout)
+            dist.init_process_group(backend, timeout=group_timeout)
         else:
             # After a restart (--max-restarts) torchrun's store still holds the last round's keys,
             # among them the dead ranks' addresses: a round of its own keeps them apart.
@@ -172,7 +186,7 @@ def join(device_type: str, timeout_s: float) -> World:
             store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size,
                                   is_master=False, timeout=timeout)  # fmt: skip
             dist.init_process_group(backend, store=dist.PrefixStore(f"cifar-tui/restart-{restart}", store),
-                                    rank=rank, world_size=size, timeout=timeout)  # fmt: skip
+                                    rank=rank, world_size=size, timeout=group_timeout)  # fmt: skip
     _host_group = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
     rank, rounds = dist.get_rank(), os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     watch = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timeout)

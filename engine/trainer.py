@@ -170,7 +170,8 @@ class Trainer:
         if not self.world.is_main:  # rank 0 speaks for the run; another rank only says why it failed
             if isinstance(event, ev.Failed):
                 print(f"cifar-tui: rank {self.world.rank}: {event.message}", file=sys.stderr, flush=True)
-                self.world.last_words(event.error, event.message)
+                if event.error != "rank_lost":  # its own failure, not a peer's that it noticed
+                    self.world.last_words(event.error, event.message)
             return
         with self._emit_lock:  # the control server's thread emits too
             if self.run_sink is not None:

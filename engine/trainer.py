@@ -207,12 +207,16 @@ class Trainer:
                                    + self._last_good())  # fmt: skip
             raise
         except Exception as exc:
-            if self.world.is_distributed and _lost_a_rank(exc):
-                # Name the rank and its cause where it can be known (its last words, or its silence).
+            # Several ranks: a peer's failure reaches rank 0 as whatever broke first here (a
+            # collective, or a DataLoader worker the launcher stopped as it ended the group), so
+            # rank 0 names the rank that failed or went silent (its last words, its silence).
+            named = self.world.who_failed() if self.world.is_distributed and self.world.is_main else None
+            if named is not None:
+                self._fail(named[0], named[1] + self._last_good(), traceback.format_exc())
+            elif self.world.is_distributed and _lost_a_rank(exc):
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-                kind, why = (self.world.who_failed() if self.world.is_main else None) or (
-                    "rank_lost", f"another training process died or stopped answering ({first})")  # fmt: skip
-                self._fail(kind, why + self._last_good(), traceback.format_exc())
+                self._fail("rank_lost", f"another training process died or stopped answering ({first})"
+                                        + self._last_good(), traceback.format_exc())  # fmt: skip
             else:
                 self._fail("crash", f"{type(exc).__name__}: {exc}", traceback.format_exc())
             raise

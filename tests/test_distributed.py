@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -37,6 +38,14 @@ def wait_for(cond: Callable[[], bool], what: str, proc: subprocess.Popen[str], t
         assert proc.poll() is None, f"training ended before {what}: {proc.communicate()[1][-2000:]}"
         assert time.monotonic() < deadline, f"no {what} in {timeout} s"
         time.sleep(0.1)
+
+
+def rank_processes(proc: subprocess.Popen[str], rank: str) -> list[Any]:
+    """The training processes of ``rank`` under a launch (not their DataLoader workers)."""
+    import psutil
+
+    found = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.environ().get("RANK") == rank]
+    return [p for p in found if p.parent() is None or p.parent().environ().get("RANK") != rank]
 
 
 def events_of(run: Path) -> list[ev.Event]:
@@ -104,17 +113,18 @@ def test_pause_evaluate_save_and_stop_act_on_both_ranks(tmp_path: Path, project_
     assert any(isinstance(e, ev.Log) and e.message == "2 ranks hold identical weights" for e in events)
 
 
+@pytest.mark.parametrize("loader", ["tensor", "dataloader"])
 def test_a_killed_rank_ends_the_run_with_a_clear_failure_and_a_good_checkpoint(
-    tmp_path: Path, project_env: dict[str, str]
+    tmp_path: Path, project_env: dict[str, str], loader: str
 ) -> None:
-    import psutil
+    """With the DataLoader, rank 0 may first see its workers stopped by torchrun: still named."""
 
     run = tmp_path / "run"
-    proc = subprocess.Popen(engine("--epochs", "500", "--run-dir", str(run)), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
+    proc = subprocess.Popen(engine("--epochs", "500", "--run-dir", str(run), "--loader", loader),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
     try:
         wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) for e in events_of(run)), "a checkpoint", proc)
-        ranks = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+        ranks = rank_processes(proc, "1")
         assert len(ranks) == 1
         ranks[0].kill()
         _, err = proc.communicate(timeout=120)  # nothing hangs: the others are stopped
@@ -201,14 +211,13 @@ def test_what_cannot_run_as_several_processes_is_refused_before_any_starts(
 def test_max_restarts_brings_a_killed_rank_back_and_the_run_goes_on_from_its_checkpoint(
     tmp_path: Path, project_env: dict[str, str]
 ) -> None:
-    import psutil
 
     run = tmp_path / "run"
     proc = subprocess.Popen(engine("--max-restarts", "1", "--epochs", "4", "--run-dir", str(run)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
     try:
         wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) for e in events_of(run)), "a checkpoint", proc)
-        [rank1] = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+        [rank1] = rank_processes(proc, "1")
         rank1.kill()
         _, err = proc.communicate(timeout=300)
     finally:
@@ -259,14 +268,12 @@ def test_a_rank_that_hangs_fails_the_run_after_the_rank_timeout(tmp_path: Path, 
     torchrun ends the stopped process; nothing is left hanging."""
     import signal
 
-    import psutil
-
     run = tmp_path / "run"
     proc = subprocess.Popen(engine("--epochs", "500", "--run-dir", str(run), "--rank-timeout", "5"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
     try:
         wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) for e in events_of(run)), "a checkpoint", proc)
-        ranks = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+        ranks = rank_processes(proc, "1")
         assert len(ranks) == 1
         ranks[0].send_signal(signal.SIGSTOP)
         proc.communicate(timeout=240)  # torchrun's own grace for a process that ignores SIGTERM is 30 s

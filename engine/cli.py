@@ -384,6 +384,13 @@ def run_distributed(nproc: int, argv: Sequence[str], cfg: TrainConfig, max_resta
 def exit_code_of_run(run_dir: Path, launcher_code: int) -> int:
     """The exit code of a torchrun launch, from how the run ended (its last event): ranks exit 0
     on a stop, so torchrun reports no failure for it; a run that never started keeps torchrun's."""
+    end = end_code_of_run(run_dir)
+    return end if end is not None else launcher_code or EXIT_CRASH
+
+
+def end_code_of_run(run_dir: Path) -> int | None:
+    """The exit code that the run's last event says (completed, stopped, failed how); None while
+    it has not ended (or never started)."""
     from engine.errors import USER_ERROR_KINDS
     from engine.rundir import read_events
 
@@ -395,7 +402,7 @@ def exit_code_of_run(run_dir: Path, launcher_code: int) -> int:
         return EXIT_OK if last.reason == "completed" else EXIT_STOPPED
     if isinstance(last, ev.Failed):
         return EXIT_USAGE if last.error in USER_ERROR_KINDS else EXIT_CRASH
-    return launcher_code or EXIT_CRASH
+    return None
 
 
 def restarted_argv(argv: list[str]) -> list[str]:

@@ -40,11 +40,11 @@ def wait_for(cond: Callable[[], bool], what: str, proc: subprocess.Popen[str], t
         time.sleep(0.1)
 
 
-def rank_processes(proc: subprocess.Popen[str], rank: str) -> list[Any]:
-    """The training processes of ``rank`` under a launch (not their DataLoader workers)."""
+def rank_processes(launcher: int, rank: str) -> list[Any]:
+    """The training processes of ``rank`` under the launcher's pid (not their DataLoader workers)."""
     import psutil
 
-    found = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.environ().get("RANK") == rank]
+    found = [p for p in psutil.Process(launcher).children(recursive=True) if p.environ().get("RANK") == rank]
     return [p for p in found if p.parent() is None or p.parent().environ().get("RANK") != rank]
 
 
@@ -124,7 +124,7 @@ def test_a_killed_rank_ends_the_run_with_a_clear_failure_and_a_good_checkpoint(
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
     try:
         wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) for e in events_of(run)), "a checkpoint", proc)
-        ranks = rank_processes(proc, "1")
+        ranks = rank_processes(proc.pid, "1")
         assert len(ranks) == 1
         ranks[0].kill()
         _, err = proc.communicate(timeout=120)  # nothing hangs: the others are stopped
@@ -217,7 +217,7 @@ def test_max_restarts_brings_a_killed_rank_back_and_the_run_goes_on_from_its_che
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
     try:
         wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) for e in events_of(run)), "a checkpoint", proc)
-        [rank1] = rank_processes(proc, "1")
+        [rank1] = rank_processes(proc.pid, "1")
         rank1.kill()
         _, err = proc.communicate(timeout=300)
     finally:
@@ -273,7 +273,7 @@ def test_a_rank_that_hangs_fails_the_run_after_the_rank_timeout(tmp_path: Path, 
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
     try:
         wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) for e in events_of(run)), "a checkpoint", proc)
-        ranks = rank_processes(proc, "1")
+        ranks = rank_processes(proc.pid, "1")
         assert len(ranks) == 1
         ranks[0].send_signal(signal.SIGSTOP)
         proc.communicate(timeout=240)  # torchrun's own grace for a process that ignores SIGTERM is 30 s
@@ -309,3 +309,35 @@ def test_compile_with_two_ranks_compiles_once_and_never_again(tmp_path: Path, pr
     assert sum("training step compiled in" in m for m in logs) == 1 and "2 ranks hold identical weights" in logs
     assert sum("evaluation compiled in" in m for m in logs) == 1
     assert [e for e in events if isinstance(e, ev.Evaluation)][-1].accuracy > 0.3
+
+
+def test_the_dashboard_steers_both_ranks_in_a_real_terminal_and_exits_as_the_run_ended(tmp_path: Path) -> None:
+    """``cifar-tui --nproc 2`` in a pty: `p` pauses and resumes both ranks; when a rank is killed
+    the dashboard shows the failure and `q` exits 1, as a one-process run that failed would."""
+    import os
+    import re
+
+    from tests.pty_app import PtyApp, count_in_events, wait_until
+
+    run = tmp_path / "run"
+    app = PtyApp(["--nproc", "2", *DATA, "--epochs", "500", "--run-dir", str(run)])
+    try:
+        wait_until(lambda: count_in_events(run, '"kind":"checkpoint_saved"') > 0, what="a checkpoint")
+        wait_until(lambda: b"progress" in app.output, what="the attached dashboard to draw")
+        os.write(app.master, b"p")
+        wait_until(lambda: count_in_events(run, '"kind":"paused"') == 1, what="the pause")
+        os.write(app.master, b"p")
+        wait_until(lambda: count_in_events(run, '"kind":"resumed"') == 1, what="the resume")
+        [rank1] = rank_processes(app.pid, "1")
+        rank1.kill()
+        wait_until(lambda: count_in_events(run, '"kind":"failed"') == 1, what="the failure")
+        wait_until(lambda: b"stopped answering" in app.output, what="the failure on screen")
+        os.write(app.master, b"q")
+        assert app.wait() == 1
+    finally:
+        app.kill()
+    said = re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", bytes(app.output)).decode(errors="replace")
+    assert "rank 1 stopped answering" in said
+    paused = next(e for e in read_events(run) if isinstance(e, ev.Paused))
+    resumed = next(e for e in read_events(run) if isinstance(e, ev.Resumed))
+    assert resumed.global_step == paused.global_step  # no rank stepped while paused

@@ -20,6 +20,7 @@ from engine.cli import (
     build_parser,
     config_from_args,
     distributed_launch,
+    end_code_of_run,
     exit_code_of_run,
     run_distributed,
     run_headless,
@@ -116,9 +117,12 @@ def dashboard_distributed(
     from tui.attach import AttachedEngine
 
     code = run_app(lambda guard: make_app(cfg, lambda _cfg: AttachedEngine(run_dir), refresh_hz=refresh, guard=guard))
-    if proc.poll() is None:
+    end = end_code_of_run(run_dir)
+    if end is None:
         print(f"cifar-tui: training continues in the background; watch it: cifar-tui attach {run_dir}")
-    return code
+        return code
+    # This command started the run, and it ended: say how, as one process would (a lost terminal's code wins).
+    return code or end
 
 
 def run_app(build: Callable[[TerminalGuard], CifarTui]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -46,6 +47,20 @@ def rank_processes(launcher: int, rank: str) -> list[Any]:
 
     found = [p for p in psutil.Process(launcher).children(recursive=True) if p.environ().get("RANK") == rank]
     return [p for p in found if p.parent() is None or p.parent().environ().get("RANK") != rank]
+
+
+def end_tree(pid: int) -> None:
+    """Kill a launch and everything under it (torchrun, ranks, workers) if still running."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for p in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
 
 
 def events_of(run: Path) -> list[ev.Event]:
@@ -101,8 +116,7 @@ def test_pause_evaluate_save_and_stop_act_on_both_ranks(tmp_path: Path, project_
         assert client.send("resume")["ok"] and client.send("stop_save")["ok"]
         assert proc.wait(timeout=120) == 130  # stopped, as one process would say
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        end_tree(proc.pid)
     events = read_events(run)
     paused = next(e for e in events if isinstance(e, ev.Paused))
     requested = [e for e in events if isinstance(e, ev.Evaluation) and e.reason == "request"]
@@ -129,8 +143,7 @@ def test_a_killed_rank_ends_the_run_with_a_clear_failure_and_a_good_checkpoint(
         ranks[0].kill()
         _, err = proc.communicate(timeout=120)  # nothing hangs: the others are stopped
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        end_tree(proc.pid)
     assert proc.returncode == 1
     assert "rank 1 ended first (killed by signal 9)" in err and "Traceback" not in err
     failed = [e for e in read_events(run) if isinstance(e, ev.Failed)]
@@ -154,8 +167,7 @@ def test_stop_mid_epoch_and_resume_with_two_ranks_gives_the_uninterrupted_weight
         assert client.send("stop_save")["ok"]
         assert proc.wait(timeout=120) == 130
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        end_tree(proc.pid)
     stopped = load_checkpoint(run / "checkpoints" / "last.pt")
     assert stopped["global_step"] < 24  # stopped before the end (3 epochs of 8 steps)
     resumed = subprocess.run([sys.executable, "-m", "engine", "--nproc", "2", "--resume", str(run / "checkpoints" / "last.pt")],
@@ -221,8 +233,7 @@ def test_max_restarts_brings_a_killed_rank_back_and_the_run_goes_on_from_its_che
         rank1.kill()
         _, err = proc.communicate(timeout=300)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        end_tree(proc.pid)
     assert proc.returncode == 0, err[-2000:]
     events = read_events(run)
     kinds = [e.kind for e in events]
@@ -282,8 +293,7 @@ def test_a_rank_that_hangs_fails_the_run_after_the_rank_timeout(tmp_path: Path, 
         ranks[0].send_signal(signal.SIGCONT)
         proc.communicate(timeout=240)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        end_tree(proc.pid)
     assert proc.returncode == 1 and not ranks[0].is_running()
     failed = [e for e in read_events(run) if isinstance(e, ev.Failed)]
     assert failed and failed[-1].error == "rank_lost"
@@ -339,6 +349,7 @@ def test_the_dashboard_steers_both_ranks_in_a_real_terminal_and_exits_as_the_run
         os.write(app.master, b"q")
         assert app.wait() == 1
     finally:
+        end_tree(app.pid)  # the ranks run in their own session: a failed test leaves none training
         app.kill()
     said = re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", bytes(app.output)).decode(errors="replace")
     assert "rank 1 stopped answering" in said

@@ -354,8 +354,8 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
 def engine_options(argv: Sequence[str]) -> list[str]:
     """A ``cifar-tui`` command line as each rank's ``python -m engine`` takes it: without the
     launch and dashboard options (the launcher fixes --run-dir)."""
-    return without_options(argv, ["--nproc", "--max-restarts", "--run-dir", "--refresh", "--on-hangup"],
-                           ["--headless", "--notify", "--detach"])  # fmt: skip
+    return without_options(argv, ["--nproc", "--max-restarts", "--run-dir", "--refresh", "--on-hangup", "--notify"],
+                           ["--headless", "--detach"])  # fmt: skip
 
 
 def launch_run_dir(cfg: TrainConfig) -> str:

@@ -356,3 +356,45 @@ def test_the_dashboard_steers_both_ranks_in_a_real_terminal_and_exits_as_the_run
     paused = next(e for e in read_events(run) if isinstance(e, ev.Paused))
     resumed = next(e for e in read_events(run) if isinstance(e, ev.Resumed))
     assert resumed.global_step == paused.global_step  # no rank stepped while paused
+
+
+def test_each_rank_gets_the_training_options_without_the_dashboards_and_launchers() -> None:
+    """Every option the dashboard has and a rank does not is taken out, with its value."""
+    from engine.cli import build_parser, engine_options
+
+    dashboard, rank = build_parser(dashboard=True), build_parser(dashboard=False)
+    rank_options = {o for a in rank._actions for o in a.option_strings}
+    argv: list[str] = []
+    for action in dashboard._actions:
+        name = action.option_strings[-1] if action.option_strings else ""
+        if not name or name in rank_options or name in ("-h", "--help"):
+            continue
+        argv += [name] if action.nargs == 0 else [name, str(action.choices[0]) if action.choices else "1"]
+    assert {"--notify", "--on-hangup", "--refresh", "--detach", "--headless"} <= set(argv)
+    left = engine_options([*argv, "--nproc", "2", "--max-restarts", "1", "--epochs", "3"])
+    assert left == ["--epochs", "3"]
+    assert rank.parse_args(left).epochs == 3
+
+
+def test_an_ssh_drop_saves_and_stops_the_ranks_the_dashboard_launched(tmp_path: Path) -> None:
+    """``cifar-tui --nproc 2`` owns its run as one process's dashboard does: when the terminal
+    goes (the SSH link drops) every rank saves and stops, and nothing is left training."""
+    import signal
+
+    from tests.pty_app import PtyApp, count_in_events, wait_until
+
+    run = tmp_path / "run"
+    app = PtyApp(["--nproc", "2", *DATA, "--epochs", "500", "--run-dir", str(run)])
+    try:
+        wait_until(lambda: count_in_events(run, '"kind":"checkpoint_saved"') > 0, what="a checkpoint")
+        ranks = rank_processes(app.pid, "0") + rank_processes(app.pid, "1")
+        assert len(ranks) == 2
+        app.hang_up()
+        assert app.wait() == 128 + signal.SIGHUP
+        wait_until(lambda: not any(p.is_running() and p.status() != "zombie" for p in ranks), what="the ranks to end")
+    finally:
+        end_tree(app.pid)
+        app.kill()
+    last = read_events(run)[-1]
+    assert isinstance(last, ev.Finished) and last.reason == "stopped"
+    assert load_checkpoint(Path(last.checkpoint))["global_step"] == last.global_step > 0

@@ -449,7 +449,7 @@ class CifarTui(App[int]):
         if self.engine is None or self.run_state.ended:
             self.notify("no training is running", severity="warning")
             return
-        if self.owns_training:  # our own child: a local socket pair, never slow
+        if self.owns_training and not getattr(self.engine, "remote", False):  # our own child: a local pipe, never slow
             if self.engine.send(command):
                 self.notify(note, timeout=2)
             else:

@@ -28,6 +28,7 @@ class AttachedEngine:
         self._closed = False
         self.pid: int | None = None
         self.skipped_lines = 0
+        self._detach_to: str | None = None  # a LaunchedEngine asked to detach: say so once
 
     def start(self) -> None:
         try:
@@ -69,6 +70,9 @@ class AttachedEngine:
                     continue
                 if final_seen and not self.alive():
                     return  # the run is over and fully replayed
+                if self._detach_to is not None:
+                    yield ev.Detached(self.pid or 0, self._detach_to)
+                    self._detach_to = None
                 if not self.alive():
                     yield ev.Log("the trainer process is gone without a final report (killed or rebooted); "
                                  f"resume with --resume {self.run_dir / 'checkpoints' / 'last.pt'}", level="warning")  # fmt: skip
@@ -87,3 +91,23 @@ class AttachedEngine:
         self._closed = True
         if self.client is not None:
             self.client.close()
+
+
+class LaunchedEngine(AttachedEngine):
+    """The data-parallel ranks that this dashboard launched (``cifar-tui --nproc N``), followed
+    through their run directory like an attached run, but owned as one trainer process is:
+    q asks to stop the run, a lost terminal saves and stops it (or, with --on-hangup detach,
+    leaves it), d detaches. The ranks run in their own session, so detaching just lets go."""
+
+    owns_training = True
+    remote = True  # commands cross a socket to another process: the app sends them off the UI thread
+
+    def __init__(self, run_dir: Path, log: Path) -> None:
+        super().__init__(run_dir)
+        self.log = log
+
+    def detach(self) -> bool:
+        if not self.alive():
+            return False
+        self._detach_to = str(self.log)
+        return True

@@ -78,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("cifar-tui: not a terminal, running headless (plain lines)", file=sys.stderr)
         return run_distributed(nproc, argv, cfg, args.max_restarts) if nproc > 1 else run_headless(cfg)
     if nproc > 1:
-        return dashboard_distributed(nproc, argv, cfg, args.refresh, max_restarts=args.max_restarts)
+        return dashboard_distributed(nproc, argv, cfg, args.refresh, max_restarts=args.max_restarts,
+                                     on_hangup=args.on_hangup, notify=args.notify)  # fmt: skip
     from tui.app import make_app
 
     return run_app(
@@ -89,11 +90,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def dashboard_distributed(
-    nproc: int, argv: Sequence[str], cfg: TrainConfig, refresh: float, *, detach: bool = False, max_restarts: int = 0
+    nproc: int,
+    argv: Sequence[str],
+    cfg: TrainConfig,
+    refresh: float,
+    *,
+    detach: bool = False,
+    max_restarts: int = 0,
+    on_hangup: str = "stop",
+    notify: bool = True,
 ) -> int:
     """``--nproc N`` with the dashboard: the ranks start under torchrun in the background (their
-    output in RUN_DIR.torchrun.log beside the run) and the dashboard attaches to rank 0's run as
-    ``cifar-tui attach`` does: keys steer every rank; q leaves training running, x stops it."""
+    output in RUN_DIR.torchrun.log beside the run) and the dashboard follows rank 0's run and
+    owns it as it owns one trainer process: keys steer every rank, q asks to stop the run, a
+    lost terminal saves and stops it (or leaves it, --on-hangup detach), d detaches."""
     import subprocess
 
     run_dir, command = distributed_launch(nproc, argv, cfg, max_restarts)
@@ -114,9 +124,14 @@ def dashboard_distributed(
         print(f"detached: {nproc} processes train in the background\nwatch and steer it: cifar-tui attach {run_dir}")
         return 0
     from tui.app import make_app
-    from tui.attach import AttachedEngine
+    from tui.attach import LaunchedEngine
 
-    code = run_app(lambda guard: make_app(cfg, lambda _cfg: AttachedEngine(run_dir), refresh_hz=refresh, guard=guard))
+    def build(guard: TerminalGuard) -> CifarTui:
+        engine = LaunchedEngine(run_dir, log_path)
+        return make_app(cfg, lambda _cfg: engine, refresh_hz=refresh, guard=guard, on_hangup=on_hangup,
+                        notify_desktop=notify)  # fmt: skip
+
+    code = run_app(build)
     end = end_code_of_run(run_dir)
     if end is None:
         print(f"cifar-tui: training continues in the background; watch it: cifar-tui attach {run_dir}")

@@ -21,7 +21,7 @@ from engine import events as ev
 from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe
 from engine.controls import Controls
 from engine.errors import UserError
-from engine.launch import distributed_problem, launched, nproc_value, torchrun_command, without_options
+from engine.launch import distributed_problem, launch_values, launched, torchrun_command, without_options
 from engine.rundir import CHECKPOINTS, check_target, checkpoint_run_dir, default_run_dir
 from engine.wording import event_lines, model_phrase, per_class_rows, plural
 
@@ -425,9 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv, prog="python -m engine", dashboard=False).parse_args(argv)
     try:
         cfg = config_from_args(args)
-        nproc = nproc_value(args.nproc)
-        if not 0 <= args.max_restarts <= 100:
-            raise ValueError(f"--max-restarts must be between 0 and 100, got {args.max_restarts}")
+        nproc = launch_values(args.nproc, args.max_restarts)
         if nproc > 1 and not launched():
             check_target(cfg)  # refuse an unusable run directory now, not in N processes at once
             if problem := distributed_problem(cfg, nproc):

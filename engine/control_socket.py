@@ -177,7 +177,7 @@ class ControlServer:
             self.warn(f"ignored malformed control command {raw[:80]!r}")
             return {"ok": False, "error": "malformed command"}
         if name in ("stop", "stop_save"):
-            self.controls.stop(save=name == "stop_save", cause="stopped from an attached dashboard")
+            self.controls.stop(save=name == "stop_save", cause="stopped from a dashboard")
         else:
             self.controls.command(name)
         return {"ok": True}

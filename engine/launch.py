@@ -28,6 +28,13 @@ def distributed_problem(cfg: TrainConfig, nproc: int) -> str:
     return ""
 
 
+def launch_values(nproc: str, max_restarts: int) -> int:
+    """``--nproc`` as a count, with ``--max-restarts`` checked; ValueError says what is wrong."""
+    if not 0 <= max_restarts <= 100:
+        raise ValueError(f"--max-restarts must be between 0 and 100, got {max_restarts}")
+    return nproc_value(nproc)
+
+
 def nproc_value(text: str) -> int:
     """``--nproc``: a count, or ``auto`` (one per visible GPU, at least one)."""
     if text == "auto":

@@ -79,7 +79,7 @@ async def test_detach_attach_steer_and_stop(tmp_path: Path, capsys: pytest.Captu
             await wait_until(pilot, lambda: isinstance(again.screen, Choice) and bool(again.screen.query("#save")))
             await pilot.click("#save")
             await wait_until(pilot, lambda: again.run_state.finished is not None)
-            assert again.run_state.finished.cause == "stopped from an attached dashboard"
+            assert again.run_state.finished.cause == "stopped from a dashboard"
             await pilot.press("q")
         wait_file(lambda: not trainer_alive(run), 30)
         assert summarize(run).state == "stopped"  # type: ignore[union-attr]

@@ -205,18 +205,23 @@ def test_the_readmes_multi_node_command_trains_on_one_node(tmp_path: Path, proje
 def test_what_cannot_run_as_several_processes_is_refused_before_any_starts(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from engine.cli import main
+    """Through each entry point: python -m engine, cifar-tui, cifar-tui serve."""
+    from engine.cli import main as engine_main
+    from tui.cli import main as cifar_tui
 
+    mains: list[Callable[[list[str]], int]] = [engine_main, cifar_tui, lambda argv: cifar_tui(["serve", *argv])]
     for options, message in (
         (["--nproc", "4", "--batch-size", "6"], "--batch-size 6 is too small for --nproc 4"),
         (["--nproc", "0"], "--nproc must be between 1 and 1024"),
         (["--nproc", "2", "--rank-timeout", "0"], "--rank-timeout must be"),
         (["--nproc", "2", "--device", "cpu", "--sync-bn", "on"], "--sync-bn needs CUDA GPUs"),
         (["--nproc", "many"], "--nproc must be a number or auto"),
+        (["--nproc", "2", "--max-restarts", "-1"], "--max-restarts must be between 0 and 100"),
     ):
-        assert main(["--data", "demo", "--run-dir", str(tmp_path / "run"), *options]) == 2
-        err = capsys.readouterr().err
-        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        for main in mains:
+            assert main(["--data", "demo", "--run-dir", str(tmp_path / "run"), *options]) == 2, options
+            err = capsys.readouterr().err
+            assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()
 
 
@@ -398,3 +403,39 @@ def test_an_ssh_drop_saves_and_stops_the_ranks_the_dashboard_launched(tmp_path: 
     last = read_events(run)[-1]
     assert isinstance(last, ev.Finished) and last.reason == "stopped"
     assert load_checkpoint(Path(last.checkpoint))["global_step"] == last.global_step > 0
+
+
+def test_serve_starts_the_ranks_and_serves_their_run(tmp_path: Path, project_env: dict[str, str]) -> None:
+    """``cifar-tui serve --nproc 2 ...``: the ranks start in the background and their run is served."""
+    import signal
+
+    from tests.test_serve import free_port, status
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "tui.cli", "serve", "--port", str(free_port()), "--nproc", "2", *DATA,
+               "--epochs", "200", "--run-dir", str(run)]  # fmt: skip
+    import psutil
+
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=project_env)
+    launched: list[psutil.Process] = []
+    try:
+        assert server.stdout is not None
+        url = next((line.split(" at ", 1)[1].strip() for line in server.stdout if "?token=" in line), "")
+        assert url, server.stderr.read() if server.stderr else ""
+        launched = psutil.Process(server.pid).children(recursive=True)  # they outlive the server
+        assert status(url) == 200
+        assert [e.world_size for e in read_events(run) if isinstance(e, ev.RunStarted)] == [2]
+        server.send_signal(signal.SIGINT)  # closing the server leaves training, as with one process
+        server.wait(timeout=60)
+        client = ControlClient(Path(json.loads((run / TRAINER_FILE).read_text())["socket"]), timeout=30)
+        assert client.send("stop")["ok"]
+        wait_until_ended = time.monotonic() + 120
+        while not any(isinstance(e, ev.Finished) for e in events_of(run)):
+            assert time.monotonic() < wait_until_ended, "the ranks did not stop"
+            time.sleep(0.1)
+    finally:
+        end_tree(server.pid)
+        for p in launched:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+    assert any(e.message == "2 ranks hold identical weights" for e in read_events(run) if isinstance(e, ev.Log))

@@ -28,7 +28,7 @@ from engine.cli import (
 )
 from engine.config import TrainConfig
 from engine.errors import UserError
-from engine.launch import distributed_problem, nproc_value
+from engine.launch import distributed_problem, launch_values
 from engine.rundir import check_target
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         check_target(cfg)  # refuse an unusable run directory before the screen opens, not after the data loaded
-        nproc = nproc_value(args.nproc)
+        nproc = launch_values(args.nproc, args.max_restarts)
     except (UserError, ValueError) as exc:
         return fail(str(exc))
     if not 0 < args.refresh <= 30:
@@ -89,21 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
 
-def dashboard_distributed(
-    nproc: int,
-    argv: Sequence[str],
-    cfg: TrainConfig,
-    refresh: float,
-    *,
-    detach: bool = False,
-    max_restarts: int = 0,
-    on_hangup: str = "stop",
-    notify: bool = True,
-) -> int:
-    """``--nproc N`` with the dashboard: the ranks start under torchrun in the background (their
-    output in RUN_DIR.torchrun.log beside the run) and the dashboard follows rank 0's run and
-    owns it as it owns one trainer process: keys steer every rank, q asks to stop the run, a
-    lost terminal saves and stops it (or leaves it, --on-hangup detach), d detaches."""
+def start_ranks(nproc: int, argv: Sequence[str], cfg: TrainConfig, max_restarts: int) -> tuple[Path, Path] | int:
+    """Start the ranks under torchrun in their own session (their output in RUN_DIR.torchrun.log
+    beside the run); (run directory, log) once rank 0 has started the run, else the exit code."""
     import subprocess
 
     run_dir, command = distributed_launch(nproc, argv, cfg, max_restarts)
@@ -120,6 +108,28 @@ def dashboard_distributed(
             print("\n".join(tail), file=sys.stderr)
             return exit_code_of_run(run_dir, proc.returncode)
         time.sleep(0.2)
+    return run_dir, log_path
+
+
+def dashboard_distributed(
+    nproc: int,
+    argv: Sequence[str],
+    cfg: TrainConfig,
+    refresh: float,
+    *,
+    detach: bool = False,
+    max_restarts: int = 0,
+    on_hangup: str = "stop",
+    notify: bool = True,
+) -> int:
+    """``--nproc N`` with the dashboard: the ranks start under torchrun in the background (their
+    output in RUN_DIR.torchrun.log beside the run) and the dashboard follows rank 0's run and
+    owns it as it owns one trainer process: keys steer every rank, q asks to stop the run, a
+    lost terminal saves and stops it (or leaves it, --on-hangup detach), d detaches."""
+    started = start_ranks(nproc, argv, cfg, max_restarts)
+    if isinstance(started, int):
+        return started
+    run_dir, log_path = started
     if detach:
         print(f"detached: {nproc} processes train in the background\nwatch and steer it: cifar-tui attach {run_dir}")
         return 0

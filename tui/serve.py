@@ -159,9 +159,10 @@ def attach_command(run_dir: Path, refresh: float) -> str:
 def serve_main(argv: list[str]) -> int:
     from engine.cli import OneLineParser, build_parser, config_from_args
     from engine.errors import UserError
+    from engine.launch import distributed_problem, launch_values
     from engine.run_summary import latest_run
     from engine.rundir import EVENTS, check_target
-    from tui.cli import detach_training, fail
+    from tui.cli import detach_training, fail, start_ranks
 
     p = OneLineParser(
         prog="cifar-tui serve",
@@ -194,13 +195,22 @@ def serve_main(argv: list[str]) -> int:
         try:
             cfg = config_from_args(targs)
             check_target(cfg)
-        except UserError as exc:
+            nproc = launch_values(targs.nproc, targs.max_restarts)
+        except (UserError, ValueError) as exc:
             return fail(str(exc))
-        started: list[str] = []
-        code = detach_training(cfg, started.append)
-        if code != 0 or not started:
-            return code or 1
-        run_dir = Path(started[0])
+        if nproc > 1:  # data-parallel ranks in the background, served as one run
+            if problem := distributed_problem(cfg, nproc):
+                return fail(problem)
+            ranks = start_ranks(nproc, training, cfg, targs.max_restarts)
+            if isinstance(ranks, int):
+                return ranks
+            run_dir = ranks[0]
+        else:
+            started: list[str] = []
+            code = detach_training(cfg, started.append)
+            if code != 0 or not started:
+                return code or 1
+            run_dir = Path(started[0])
     else:
         found = Path(args.run_dir) if args.run_dir else latest_run(Path(args.runs_root))
         if found is None:

@@ -322,6 +322,8 @@ class TrainerProcess:
                     if isinstance(event, ev.RunStarted):
                         run_dir, run_began = event.run_dir, event.t
                     yield event
+        if self.detached:
+            return  # the child lives on by design: waiting for it would hold the app's exit
         code = self.process.wait()
         if not final and run_dir:
             last = final_event_in(Path(run_dir), since=run_began)

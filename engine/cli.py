@@ -20,9 +20,9 @@ from typing import Any, NoReturn, TextIO
 from engine import events as ev
 from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe
 from engine.controls import Controls
-from engine.errors import UserError
+from engine.errors import USER_ERROR_KINDS, UserError
 from engine.launch import distributed_problem, launch_values, launched, torchrun_command, without_options
-from engine.rundir import CHECKPOINTS, check_target, checkpoint_run_dir, default_run_dir
+from engine.rundir import CHECKPOINTS, check_target, checkpoint_run_dir, default_run_dir, read_events
 from engine.wording import event_lines, model_phrase, per_class_rows, plural
 
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
@@ -351,6 +351,21 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
     return EXIT_OK if finished.reason == "completed" else EXIT_STOPPED
 
 
+def launch_plan(args: argparse.Namespace, *, check_run_dir: bool = True) -> tuple[TrainConfig, int]:
+    """What an entry point is asked to train and in how many processes, checked before anything
+    starts (a UserError or ValueError says what is wrong, in one line). ``check_run_dir``: refuse
+    an unusable run directory now (several processes always do: not in N processes at once)."""
+    cfg = config_from_args(args)
+    nproc = launch_values(args.nproc, args.max_restarts)
+    if launched():  # one rank of a launch: the launcher checked
+        return cfg, nproc
+    if check_run_dir or nproc > 1:
+        check_target(cfg)
+    if nproc > 1 and (problem := distributed_problem(cfg, nproc)):
+        raise ValueError(problem)
+    return cfg, nproc
+
+
 def engine_options(argv: Sequence[str]) -> list[str]:
     """A ``cifar-tui`` command line as each rank's ``python -m engine`` takes it: without the
     launch and dashboard options (the launcher fixes --run-dir)."""
@@ -391,9 +406,6 @@ def exit_code_of_run(run_dir: Path, launcher_code: int) -> int:
 def end_code_of_run(run_dir: Path) -> int | None:
     """The exit code that the run's last event says (completed, stopped, failed how); None while
     it has not ended (or never started)."""
-    from engine.errors import USER_ERROR_KINDS
-    from engine.rundir import read_events
-
     try:
         last = read_events(run_dir)[-1] if (run_dir / "events.jsonl").is_file() else None
     except (OSError, IndexError):
@@ -424,12 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = restarted_argv(argv)
     args = build_parser(argv, prog="python -m engine", dashboard=False).parse_args(argv)
     try:
-        cfg = config_from_args(args)
-        nproc = launch_values(args.nproc, args.max_restarts)
-        if nproc > 1 and not launched():
-            check_target(cfg)  # refuse an unusable run directory now, not in N processes at once
-            if problem := distributed_problem(cfg, nproc):
-                raise ValueError(problem)
+        cfg, nproc = launch_plan(args, check_run_dir=False)  # one process: the trainer checks it
     except (UserError, ValueError) as exc:
         print(f"cifar-tui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

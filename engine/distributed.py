@@ -175,23 +175,36 @@ def join(device_type: str, timeout_s: float) -> World:
     # NCCL's watchdog ends a process whose collective times out, before it can say why: give it
     # a minute more than the host group, whose timeout raises where the run records the failure.
     group_timeout = timeout + datetime.timedelta(seconds=60) if backend == "nccl" else timeout
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     if not dist.is_initialized():
-        restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
         if restart == 0:
             dist.init_process_group(backend, timeout=group_timeout)
         else:
             # After a restart (--max-restarts) torchrun's store still holds the last round's keys,
             # among them the dead ranks' addresses: a round of its own keeps them apart.
-            rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-            store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size,
-                                  is_master=False, timeout=timeout)  # fmt: skip
-            dist.init_process_group(backend, store=dist.PrefixStore(f"cifar-tui/restart-{restart}", store),
-                                    rank=rank, world_size=size, timeout=group_timeout)  # fmt: skip
+            dist.init_process_group(backend, store=_launcher_store(f"cifar-tui/restart-{restart}", timeout),
+                                    rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+                                    timeout=group_timeout)  # fmt: skip
     _host_group = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
-    rank, rounds = dist.get_rank(), os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    watch = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timeout)
-    _watch = _Watch(dist.PrefixStore(f"cifar-tui/watch-{rounds}", watch), rank)
+    rank = dist.get_rank()
+    _watch = _Watch(_launcher_store(f"cifar-tui/watch-{restart}", timeout), rank)
     return World(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _launcher_store(prefix: str, timeout: datetime.timedelta) -> Any:
+    """A connection of this process's own to torchrun's key-value store, under ``prefix``."""
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timeout)
+    return dist.PrefixStore(prefix, store)
+
+
+def lost_a_rank(exc: BaseException) -> bool:
+    """A collective that failed because a peer went away (killed, crashed) or timed out."""
+    backend_error = getattr(dist, "DistBackendError", ())
+    text = str(exc)
+    return isinstance(exc, backend_error) or (
+        isinstance(exc, RuntimeError)
+        and any(k in text for k in ("gloo", "NCCL", "Connection reset", "Connection closed", "timed out"))
+    )
 
 
 def leave(world: World) -> None:

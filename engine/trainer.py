@@ -22,7 +22,7 @@ from engine.config import TrainConfig, seeds_augmentation, validate
 from engine.control_socket import ControlServer, process_start_time
 from engine.controls import Controls
 from engine.data import DataBundle, load_data
-from engine.distributed import World, join, leave
+from engine.distributed import World, join, leave, lost_a_rank
 from engine.ema import WeightEma
 from engine.errors import CheckpointError, ConfigError, UserError
 from engine.launch import distributed_problem
@@ -118,16 +118,6 @@ def merge_resume_config(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
     return merged
 
 
-def _lost_a_rank(exc: BaseException) -> bool:
-    """A collective that failed because a peer went away (killed, crashed) or timed out."""
-    backend_error = getattr(torch.distributed, "DistBackendError", ())
-    text = str(exc)
-    return isinstance(exc, backend_error) or (
-        isinstance(exc, RuntimeError)
-        and any(k in text for k in ("gloo", "NCCL", "Connection reset", "Connection closed", "timed out"))
-    )
-
-
 def can_compile(device: torch.device) -> bool:
     """torch.compile pays off (and is tested by us) on CUDA only."""
     return device.type == "cuda"
@@ -213,7 +203,7 @@ class Trainer:
             named = self.world.who_failed() if self.world.is_distributed and self.world.is_main else None
             if named is not None:
                 self._fail(named[0], named[1] + self._last_good(), traceback.format_exc())
-            elif self.world.is_distributed and _lost_a_rank(exc):
+            elif self.world.is_distributed and lost_a_rank(exc):
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                 self._fail("rank_lost", f"another training process died or stopped answering ({first})"
                                         + self._last_good(), traceback.format_exc())  # fmt: skip
@@ -281,10 +271,11 @@ class Trainer:
         if world.is_distributed and device.type == "cuda":
             device = torch.device("cuda", world.local_rank)
             torch.cuda.set_device(device)
-        if world.is_distributed and (problem := distributed_problem(cfg, world.size)):
-            raise ConfigError(problem)  # launched by torchrun directly: the launcher's check did not run
-        if world.is_distributed and cfg.sync_bn and device.type != "cuda":  # --device auto found no GPU
-            raise ConfigError(f"--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on {device.type})")
+        # Again with the device found (--device auto on a CPU), and for torchrun run by hand.
+        if world.is_distributed and (
+            problem := distributed_problem(cfg.with_overrides(device=device.type), world.size)
+        ):
+            raise ConfigError(problem)
         # One decision for the data sources (one shape per step) and the step.
         self.compiles = cfg.compile and can_compile(device)
         run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)

@@ -28,7 +28,6 @@ class AttachedEngine:
         self._closed = False
         self.pid: int | None = None
         self.skipped_lines = 0
-        self._detach_to: str | None = None  # a LaunchedEngine asked to detach: say so once
 
     def start(self) -> None:
         try:
@@ -70,9 +69,6 @@ class AttachedEngine:
                     continue
                 if final_seen and not self.alive():
                     return  # the run is over and fully replayed
-                if self._detach_to is not None:
-                    yield ev.Detached(self.pid or 0, self._detach_to)
-                    self._detach_to = None
                 if not self.alive():
                     yield ev.Log("the trainer process is gone without a final report (killed or rebooted); "
                                  f"resume with --resume {self.run_dir / 'checkpoints' / 'last.pt'}", level="warning")  # fmt: skip
@@ -105,9 +101,18 @@ class LaunchedEngine(AttachedEngine):
     def __init__(self, run_dir: Path, log: Path) -> None:
         super().__init__(run_dir)
         self.log = log
+        self._detaching = False
 
     def detach(self) -> bool:
         if not self.alive():
             return False
-        self._detach_to = str(self.log)
+        self._detaching = True
         return True
+
+    def events(self, poll: float = 0.2) -> Iterator[ev.Event | None]:
+        """The run's events; after ``detach``, a Detached event at once (the app then leaves)."""
+        for event in super().events(poll):
+            if self._detaching:
+                self._detaching = False
+                yield ev.Detached(self.pid or 0, str(self.log))
+            yield event

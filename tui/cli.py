@@ -18,18 +18,16 @@ from engine.cli import (
     LinePrinter,
     OneLineParser,
     build_parser,
-    config_from_args,
     distributed_launch,
     end_code_of_run,
     exit_code_of_run,
+    launch_plan,
     run_distributed,
     run_headless,
     tolerant_output,
 )
 from engine.config import TrainConfig
 from engine.errors import UserError
-from engine.launch import distributed_problem, launch_values
-from engine.rundir import check_target
 
 if TYPE_CHECKING:
     from tui.app import CifarTui
@@ -58,15 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"unknown command {argv[0]!r}; {hint} (training takes options only: cifar-tui --help)")
     args = build_parser(argv).parse_args(argv)
     try:
-        cfg = config_from_args(args)
-        check_target(cfg)  # refuse an unusable run directory before the screen opens, not after the data loaded
-        nproc = launch_values(args.nproc, args.max_restarts)
+        # An unusable run directory is refused before the screen opens, not after the data loaded.
+        cfg, nproc = launch_plan(args)
     except (UserError, ValueError) as exc:
         return fail(str(exc))
     if not 0 < args.refresh <= 30:
         return fail("--refresh must be > 0 and <= 30")
-    if nproc > 1 and (problem := distributed_problem(cfg, nproc)):
-        return fail(problem)
     if args.detach:
         return (
             dashboard_distributed(nproc, argv, cfg, args.refresh, detach=True, max_restarts=args.max_restarts)
@@ -141,13 +136,10 @@ def dashboard_distributed(
         return make_app(cfg, lambda _cfg: engine, refresh_hz=refresh, guard=guard, on_hangup=on_hangup,
                         notify_desktop=notify)  # fmt: skip
 
-    code = run_app(build)
+    code = run_app(build)  # it says where a detached run can be watched
     end = end_code_of_run(run_dir)
-    if end is None:
-        print(f"cifar-tui: training continues in the background; watch it: cifar-tui attach {run_dir}")
-        return code
-    # This command started the run, and it ended: say how, as one process would (a lost terminal's code wins).
-    return code or end
+    # This command started the run; if it ended, say how, as one process would (a lost terminal's code wins).
+    return code if end is None else code or end
 
 
 def run_app(build: Callable[[TerminalGuard], CifarTui]) -> int:

@@ -157,11 +157,10 @@ def attach_command(run_dir: Path, refresh: float) -> str:
 
 
 def serve_main(argv: list[str]) -> int:
-    from engine.cli import OneLineParser, build_parser, config_from_args
+    from engine.cli import OneLineParser, build_parser, launch_plan
     from engine.errors import UserError
-    from engine.launch import distributed_problem, launch_values
     from engine.run_summary import latest_run
-    from engine.rundir import EVENTS, check_target
+    from engine.rundir import EVENTS
     from tui.cli import detach_training, fail, start_ranks
 
     p = OneLineParser(
@@ -193,14 +192,10 @@ def serve_main(argv: list[str]) -> int:
             return fail("give a run directory to serve, or training options for a new run, not both")
         targs = build_parser(training).parse_args(training)
         try:
-            cfg = config_from_args(targs)
-            check_target(cfg)
-            nproc = launch_values(targs.nproc, targs.max_restarts)
+            cfg, nproc = launch_plan(targs)
         except (UserError, ValueError) as exc:
             return fail(str(exc))
         if nproc > 1:  # data-parallel ranks in the background, served as one run
-            if problem := distributed_problem(cfg, nproc):
-                return fail(problem)
             ranks = start_ranks(nproc, training, cfg, targs.max_restarts)
             if isinstance(ranks, int):
                 return ranks

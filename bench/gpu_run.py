@@ -11,10 +11,12 @@ said, without it).
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import pty
 import select
+import shutil
 import statistics
 import struct
 import sys
@@ -191,6 +193,8 @@ def main() -> None:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     print(f"device: {gpu} | {machine()} | torch {torch.__version__} | CUDA {torch.version.cuda}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="cifar-tui-gpu-"))
+    # Its runs' checkpoints and the unpacked data set are ~0.6-3 GB: gone when the bench ends, however it ends.
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     # Progress settings are the defaults: what a user's headless or dashboard run does.
     common: dict[str, Any] = {"device": args.device}
     if args.smoke:

@@ -6,6 +6,7 @@ import html
 import os
 import re
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,15 @@ sys.path.insert(0, str(ROOT))
 
 from engine import events as ev  # noqa: E402
 from engine.config import TrainConfig, from_recipe  # noqa: E402
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Temporary files of the suite and of every process it starts (torchrun's logs, control sockets,
+    the benchmark's smoke run) go under pytest's own folder, removed after a passing session."""
+    tmp = session.config._tmp_path_factory.getbasetemp() / "tmp"  # type: ignore[attr-defined]
+    tmp.mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = str(tmp)
+    tempfile.tempdir = None  # forget a temp dir already looked up
 
 
 @pytest.fixture(autouse=True)
@@ -132,3 +142,16 @@ def screen_text(app: Any) -> str:
     """What a Textual app's screen shows now, as plain text (from its SVG screenshot)."""
     svg = app.export_screenshot()
     return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
+    """After failures, say when the disk the tests write to is nearly full: checkpoint writes then fail
+    (the trainer logs "checkpoint NOT saved" and keeps training), which reads like a code fault."""
+    import shutil
+
+    if exitstatus == 0:  # (a passing session's folder is already gone)
+        return
+    base = terminalreporter.config._tmp_path_factory.getbasetemp()
+    free = shutil.disk_usage(base).free
+    if free < 2 * 1024**3:
+        terminalreporter.write_line(f"note: only {free / 1024**2:.0f} MB free on the disk of {base}", yellow=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import sys
@@ -35,14 +36,16 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Trainer(tiny_config(root, run_dir=str(root / "a-good")), Recorder()).run()
     good = root / "a-good"
     lines = (good / "events.jsonl").read_bytes().splitlines()
+    # The copies are about their logs: without the checkpoints (87 MB each) the fixture stays small.
+    copytree = functools.partial(shutil.copytree, ignore=shutil.ignore_patterns("*.pt"))
     for name, damage in DAMAGE.items():  # damaged event logs, no summary (as before summaries existed)
-        shutil.copytree(good, root / name)
+        copytree(good, root / name)
         (root / name / "events.jsonl").write_bytes(b"\n".join(damage(lines)) + b"\n")
         (root / name / "summary.json").unlink()
     for name, summary in SUMMARY_DAMAGE.items():  # a damaged summary: the events still tell the run
-        shutil.copytree(good, root / name)
+        copytree(good, root / name)
         (root / name / "summary.json").write_bytes(summary)
-    shutil.copytree(good, root / "config-list")
+    copytree(good, root / "config-list")
     (root / "config-list" / "config.json").write_text("[1, 2, 3]\n")
     for folder in root.iterdir():
         (folder / "trainer.json").unlink(missing_ok=True)

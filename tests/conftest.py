@@ -155,3 +155,22 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
     free = shutil.disk_usage(base).free
     if free < 2 * 1024**3:
         terminalreporter.write_line(f"note: only {free / 1024**2:.0f} MB free on the disk of {base}", yellow=True)
+
+
+def live_children(pid: int, needle: str) -> list[Any]:
+    """``pid``'s descendants (psutil.Process) whose command line holds ``needle``, those that have
+    exited left out: one that became a zombie between the listing and the read has no command line."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for child in children:
+        try:
+            if needle in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:  # ZombieProcess too
+            pass
+    return found

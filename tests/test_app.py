@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from pathlib import Path
@@ -10,7 +11,7 @@ import psutil
 import pytest
 
 from engine.checkpoint import load_checkpoint
-from tests.conftest import screen_text, tiny_config, wait_until
+from tests.conftest import live_children, screen_text, tiny_config, wait_until
 from tests.scripted import ScriptedEngine, script, tutorial_config
 from tui.app import CifarTui, make_app
 from tui.screens import Choice
@@ -18,7 +19,7 @@ from tui.widgets.plots import PlotPane
 
 
 def trainer_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if "engine.worker" in " ".join(p.cmdline())]
+    return live_children(os.getpid(), "engine.worker")
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import pytest
 from engine.control_socket import TRAINER_FILE, ControlClient, trainer_alive
 from engine.rundir import read_events
 from tests.browser import BROWSER, launch, open_dashboard
+from tests.conftest import live_children
 from tests.pty_app import wait_until
 
 
@@ -47,11 +48,7 @@ def status(url: str) -> int:
 
 def attach_processes(server: subprocess.Popen[str]) -> list[psutil.Process]:
     """The dashboards textual-serve runs for open tabs."""
-    try:
-        children = psutil.Process(server.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    return [p for p in children if "attach" in " ".join(p.cmdline())]
+    return live_children(server.pid, "attach")
 
 
 @pytest.fixture

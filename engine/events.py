@@ -75,6 +75,9 @@ class RunStarted(Event):
     these, whatever CUDA_VISIBLE_DEVICES renumbered."""
     world_size: int = 1
     """Data-parallel processes training this run (``--nproc``); sizes and speeds are global."""
+    pids: list[int] = field(default_factory=list)
+    """The training processes on rank 0's machine (all of them on one machine): the dashboard
+    counts their GPU memory as this run's on each card."""
 
 
 @dataclass(frozen=True)

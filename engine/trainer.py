@@ -4,6 +4,7 @@ itself is engine/loop.py, the data-parallel pieces engine/distributed.py."""
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import threading
@@ -312,7 +313,9 @@ class Trainer:
             assert self._unstarted is not None
             return self._unstarted
         self.state.start_global_step = self.state.global_step
-        uuids = [u for rank_uuids in world.gather(gpu_uuids(device)) for u in rank_uuids]
+        ranks = world.gather((gpu_uuids(device), platform.node(), os.getpid()))
+        uuids = [u for rank_uuids, _host, _pid in ranks for u in rank_uuids]
+        pids = [pid for _uuids, host, pid in ranks if host == ranks[0][1]]  # pids mean nothing elsewhere
         if not world.is_main:
             return self._run_loop(
                 cfg, model, optimizer, scheduler, train_src, test_src, data, device, ema, stats, started
@@ -347,6 +350,7 @@ class Trainer:
                 params=sum(p.numel() for p in model.parameters()),
                 gpu_uuids=uuids,
                 world_size=world.size,
+                pids=pids,
             )
         )
         return self._run_loop(cfg, model, optimizer, scheduler, train_src, test_src, data, device, ema, stats, started)

@@ -17,10 +17,13 @@ from tui.widgets.device import NvmlReader, normal_uuid
 
 GIB = 2**30
 # Two cards: NVML index 0 is the idle one; the trainer's CUDA_VISIBLE_DEVICES=1 makes card 1 its cuda:0.
+# The processes on each card, (pid, bytes): 999 is someone else's job sharing card 1.
 CARDS = [
-    {"uuid": "GPU-aaaa1111-0000-0000-0000-000000000000", "name": "Card Zero", "used": 1 * GIB, "util": 0},
-    {"uuid": "GPU-BBBB2222-0000-0000-0000-000000000000", "name": "Card One", "used": 7 * GIB, "util": 97},
-]
+    {"uuid": "GPU-aaaa1111-0000-0000-0000-000000000000", "name": "Card Zero", "used": 1 * GIB, "util": 0,
+     "procs": [(101, 1 * GIB)]},
+    {"uuid": "GPU-BBBB2222-0000-0000-0000-000000000000", "name": "Card One", "used": 7 * GIB, "util": 97,
+     "procs": [(202, 3 * GIB), (999, 4 * GIB)]},
+]  # fmt: skip
 
 
 def fake_nvml(calls: Counter[str]) -> Any:
@@ -40,7 +43,9 @@ def fake_nvml(calls: Counter[str]) -> Any:
         nvmlDeviceGetUUID=lambda h: h["uuid"].encode(),  # older bindings return bytes
         nvmlDeviceGetName=lambda h: h["name"],
         nvmlDeviceGetMemoryInfo=counted("memory", lambda h: SimpleNamespace(used=h["used"], total=80 * GIB)),
-        nvmlDeviceGetComputeRunningProcesses=lambda h: [],
+        nvmlDeviceGetComputeRunningProcesses=lambda h: [
+            SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in h["procs"]
+        ],
         nvmlDeviceGetUtilizationRates=lambda h: SimpleNamespace(gpu=h["util"]),
         nvmlDeviceGetTemperature=lambda h, _kind: 61,
         nvmlDeviceGetPowerUsage=lambda h: 412_000,
@@ -52,13 +57,13 @@ def test_the_reader_samples_the_card_named_by_uuid_and_initialises_nvml_once(mon
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(calls))
     reader = NvmlReader()
     for _ in range(3):
-        gpus, error = reader.read(None, [normal_uuid(CARDS[1]["uuid"])])
+        gpus, error = reader.read((), [normal_uuid(CARDS[1]["uuid"])])
         assert error == "" and [g.name for g in gpus] == ["Card One"] and gpus[0].used == 7 * GIB
     assert calls["init"] == 1 and calls["shutdown"] == 0
     # Without UUIDs (a run written by an older version) the trainer's device index is the card's.
-    assert [g.name for g in reader.read(None, [], index=0)[0]] == ["Card Zero"]
+    assert [g.name for g in reader.read((), [], index=0)[0]] == ["Card Zero"]
     # A UUID NVML does not know (another host's run, attached over a shared disk): said, not guessed.
-    assert reader.read(None, ["cccc"]) == ([], "the trainer's GPU is not visible to NVML here")
+    assert reader.read((), ["cccc"]) == ([], "the trainer's GPU is not visible to NVML here")
     reader.close()
     assert calls["shutdown"] == 1
 
@@ -66,7 +71,7 @@ def test_the_reader_samples_the_card_named_by_uuid_and_initialises_nvml_once(mon
 def test_a_machine_without_nvml_says_so_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
     reader = NvmlReader()
-    assert reader.read(None, ["bbbb"]) == ([], "nvidia-ml-py not installed")
+    assert reader.read((), ["bbbb"]) == ([], "nvidia-ml-py not installed")
 
 
 async def test_dashboard_shows_the_gpu_the_trainer_uses_not_nvml_index_zero(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,9 +108,11 @@ async def test_a_data_parallel_run_shows_every_gpu_and_its_process_count(monkeyp
     events = script(cfg, 1)
     started = next(i for i, e in enumerate(events) if e.kind == "run_started")
     events[started] = replace(events[started], device="cuda:0", world_size=2,  # type: ignore[type-var]
-                              gpu_uuids=[normal_uuid(c["uuid"]) for c in CARDS])  # fmt: skip
+                              gpu_uuids=[normal_uuid(c["uuid"]) for c in CARDS], pids=[101, 202])  # fmt: skip
     app = CifarTui(cfg, lambda _cfg: ScriptedEngine(events), telemetry_s=0.1)
     async with app.run_test(size=(160, 40)) as pilot:
-        shown = ("Card Zero mem 1.0 GiB", "Card One mem 7.0 GiB", "· 2 processes ·")
+        # Each card: the memory of this run's rank on it, not of the other job sharing card 1.
+        shown = ("Card Zero mem 1.0 GiB this run · 1.0 GiB / 80.0 GiB card",
+                 "Card One mem 3.0 GiB this run · 7.0 GiB / 80.0 GiB card", "· 2 processes ·")  # fmt: skip
         await wait_until(pilot, lambda: all(part in screen_text(app) for part in shown))
         await pilot.press("q")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import torch
 
@@ -43,16 +44,12 @@ def wait_for(cond: Callable[[], bool], what: str, proc: subprocess.Popen[str], t
 
 def rank_processes(launcher: int, rank: str) -> list[Any]:
     """The training processes of ``rank`` under the launcher's pid (not their DataLoader workers)."""
-    import psutil
-
     found = [p for p in psutil.Process(launcher).children(recursive=True) if p.environ().get("RANK") == rank]
     return [p for p in found if p.parent() is None or p.parent().environ().get("RANK") != rank]
 
 
 def end_tree(pid: int) -> None:
     """Kill a launch and everything under it (torchrun, ranks, workers) if still running."""
-    import psutil
-
     try:
         root = psutil.Process(pid)
         tree = [*root.children(recursive=True), root]
@@ -110,6 +107,10 @@ def test_pause_evaluate_save_and_stop_act_on_both_ranks(tmp_path: Path, project_
                             stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
     try:
         client = paused_at_a_step(run, proc)
+        # The dashboard counts the GPU memory of these processes as the run's: both ranks, not the launcher.
+        started = next(e for e in events_of(run) if isinstance(e, ev.RunStarted))
+        ranks = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        assert len(set(started.pids)) == 2 and set(started.pids) <= ranks
         assert client.send("evaluate")["ok"] and client.send("save")["ok"]
         wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) and e.reason == "request" for e in events_of(run)),
                  "the requested checkpoint", proc)  # fmt: skip
@@ -414,7 +415,6 @@ def test_serve_starts_the_ranks_and_serves_their_run(tmp_path: Path, project_env
     run = tmp_path / "run"
     command = [sys.executable, "-m", "tui.cli", "serve", "--port", str(free_port()), "--nproc", "2", *DATA,
                "--epochs", "200", "--run-dir", str(run)]  # fmt: skip
-    import psutil
 
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=project_env)
     launched: list[psutil.Process] = []

@@ -437,7 +437,8 @@ class CifarTui(App[int]):
         on_gpu = bool(started and started.device.startswith("cuda"))
         uuids = list(started.gpu_uuids) if started else []
         index = int(started.device.split(":")[1]) if started and ":" in started.device else 0
-        sample = sample_device(engine.pid if engine else None, self._nvml if on_gpu else None, uuids, index)
+        pids = list(started.pids) if started else []
+        sample = sample_device(engine.pid if engine else None, self._nvml if on_gpu else None, uuids, index, pids)
         self.call_from_thread(self._set_sample, sample)
 
     def _set_sample(self, sample: DeviceSample) -> None:

@@ -7,6 +7,7 @@ blocks drawing; this module only formats what was sampled.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,8 +73,9 @@ class NvmlReader:
         self._nvml = pynvml
         return pynvml
 
-    def read(self, pid: int | None, uuids: list[str], index: int = 0) -> tuple[list[GpuSample], str]:
-        """One reading of the trainer's GPUs; ([], reason) where NVML is missing (CPU machines)."""
+    def read(self, pids: Collection[int], uuids: list[str], index: int = 0) -> tuple[list[GpuSample], str]:
+        """One reading of the trainer's GPUs, the memory of processes ``pids`` counted as this run's;
+        ([], reason) where NVML is missing (CPU machines)."""
         nvml = self._open()
         if nvml is None:
             return [], self._error
@@ -85,7 +87,7 @@ class NvmlReader:
         gpus = []
         for i in wanted:
             with contextlib.suppress(Exception):
-                gpus.append(_read_one(nvml, nvml.nvmlDeviceGetHandleByIndex(i), self._uuids[i], pid))
+                gpus.append(_read_one(nvml, nvml.nvmlDeviceGetHandleByIndex(i), self._uuids[i], pids))
         return gpus, ""
 
     def close(self) -> None:
@@ -95,14 +97,13 @@ class NvmlReader:
             self._nvml = None
 
 
-def _read_one(nvml: Any, h: Any, uuid: str, pid: int | None) -> GpuSample:
+def _read_one(nvml: Any, h: Any, uuid: str, pids: Collection[int]) -> GpuSample:
     name = nvml.nvmlDeviceGetName(h)
     mem = nvml.nvmlDeviceGetMemoryInfo(h)
     proc_used = None
     with contextlib.suppress(Exception):
-        for p in nvml.nvmlDeviceGetComputeRunningProcesses(h):
-            if pid is not None and p.pid == pid:
-                proc_used = int(p.usedGpuMemory or 0)
+        mine = [int(p.usedGpuMemory or 0) for p in nvml.nvmlDeviceGetComputeRunningProcesses(h) if p.pid in pids]
+        proc_used = sum(mine) if mine else None
     util = temp = power = None
     with contextlib.suppress(Exception):
         util = int(nvml.nvmlDeviceGetUtilizationRates(h).gpu)
@@ -114,11 +115,13 @@ def _read_one(nvml: Any, h: Any, uuid: str, pid: int | None) -> GpuSample:
     return GpuSample(name, int(mem.used), int(mem.total), proc_used, util, temp, power, uuid)
 
 
-def sample_device(pid: int | None, gpus: NvmlReader | None, uuids: list[str], index: int = 0) -> DeviceSample:
-    """Process facts, and the trainer's GPUs when ``gpus`` (a reader) is given."""
+def sample_device(pid: int | None, gpus: NvmlReader | None, uuids: list[str], index: int = 0,
+                  gpu_pids: Collection[int] = ()) -> DeviceSample:  # fmt: skip
+    """Process facts of the trainer ``pid``, and its GPUs when ``gpus`` (a reader) is given, where the
+    memory of ``pid`` and ``gpu_pids`` (the other ranks of a data-parallel run) is this run's."""
     sample = DeviceSample()
     if gpus is not None:
-        sample.gpus, sample.nvml_error = gpus.read(pid, uuids, index)
+        sample.gpus, sample.nvml_error = gpus.read({*gpu_pids, *([pid] if pid is not None else [])}, uuids, index)
     if pid is not None:
         with contextlib.suppress(Exception):
             import psutil

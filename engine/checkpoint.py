@@ -6,6 +6,7 @@ run code from the file.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -83,7 +84,15 @@ class CheckpointStore:
 
     def save(self, state: dict[str, Any], *, best: bool) -> Path:
         path = self.folder / f"step-{int(state['global_step']):08d}.pt"
-        save_checkpoint(path, state)
+        while True:
+            try:
+                save_checkpoint(path, state)
+                break
+            except OSError as exc:
+                # A full disk: the oldest kept checkpoints go after this save anyway; let them go
+                # first (never the one last.pt or best.pt is), then try again.
+                if exc.errno != errno.ENOSPC or not self._drop_oldest(path):
+                    raise
         self._point(self.folder / "last.pt", path)
         if best:
             self._point(self.folder / "best.pt", path)
@@ -98,6 +107,24 @@ class CheckpointStore:
         except OSError:  # no hard links here (some network/FAT file systems): copy
             shutil.copyfile(target, tmp)
         os.replace(tmp, name)
+
+    def _drop_oldest(self, writing: Path) -> bool:
+        """Delete the oldest step checkpoint that neither last.pt nor best.pt is; False if none."""
+        named = set()
+        for name in ("last.pt", "best.pt"):
+            try:
+                named.add(os.stat(self.folder / name).st_ino)
+            except FileNotFoundError:
+                pass
+        steps = sorted(p for p in self.folder.iterdir() if self.STEP_RE.match(p.name) and p != writing)
+        for old in steps:
+            try:
+                if os.stat(old).st_ino not in named:
+                    old.unlink()
+                    return True
+            except FileNotFoundError:
+                continue
+        return False
 
     def _prune(self) -> None:
         steps = sorted(p for p in self.folder.iterdir() if self.STEP_RE.match(p.name))

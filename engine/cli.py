@@ -20,12 +20,10 @@ from typing import Any, NoReturn, TextIO
 from engine import events as ev
 from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe
 from engine.controls import Controls
-from engine.errors import USER_ERROR_KINDS, UserError
+from engine.errors import EXIT_CRASH, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UserError, end_code
 from engine.launch import distributed_problem, launch_values, launched, torchrun_command, without_options
 from engine.rundir import CHECKPOINTS, check_target, checkpoint_run_dir, default_run_dir, read_events
 from engine.wording import event_lines, model_phrase, per_class_rows, plural
-
-EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -57,7 +55,8 @@ dashboard keys:
   d detach   q quit (asks while training)   ? help
 
 exit codes:
-  0 completed   1 training crashed or diverged   2 bad input   130 stopped early
+  0 completed   1 training crashed or diverged, or its final checkpoint not saved
+  2 bad input   130 stopped early
   129 terminal lost or SIGHUP   143 SIGTERM
 
 examples:
@@ -67,7 +66,8 @@ examples:
 """
 
 ENGINE_EPILOG = """\
-exit codes: 0 completed, 1 training crashed or diverged, 2 bad input, 130 stopped early,
+exit codes: 0 completed, 1 training crashed or diverged (or its final checkpoint could not be
+saved), 2 bad input, 130 stopped early,
 128+signal for SIGTERM (143) and SIGHUP (129). The dashboard is `cifar-tui`.
 """
 
@@ -172,6 +172,9 @@ def build_parser(
         "--overwrite", action="store_true", default=None, help="replace a run directory that already holds a run"
     )
     g.add_argument("--keep", type=int, help="keep the newest N step checkpoints besides last.pt and best.pt")
+    g.add_argument("--save-wait", type=float, metavar="SECONDS",
+                   help="when the final checkpoint does not fit (disk full), wait this long for room, "
+                        "retrying every 10 s (default 1800; 0: do not wait)")  # fmt: skip
     g.add_argument("--log-every", type=int, help="print the running loss every N batches")
     g.add_argument("--progress-hz", type=float, help="progress events per second at most")
     g.add_argument("--nproc", default="1", metavar="N|auto",
@@ -251,7 +254,7 @@ class LinePrinter:
         if isinstance(e, ev.Status):
             if (
                 e.message
-                and e.state not in ("training", "evaluating", "saving", "failed")
+                and e.state not in ("training", "evaluating", "saving", "waiting_for_room", "failed")
                 and e.message != self.last_status
             ):
                 self.line(f"[{e.state}] {e.message}")
@@ -315,10 +318,15 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if os.getpid() != owner:
             return  # a DataLoader worker that inherited the handler: its parent speaks for it
+        name = signal.Signals(signum).name
+        if controls.waiting_for_room:  # the run waits for disk room to save its end: a signal gives that up
+            signals[:] = signals or [signum]
+            controls.stop(save=True, cause=name)
+            printer.line(f"[signal] {name}: giving up the final checkpoint")
+            return
         if signals:
             raise KeyboardInterrupt
         signals.append(signum)
-        name = signal.Signals(signum).name
         controls.stop(save=True, cause=name)
         if trainer.end_if_not_started(name):
             raise _StoppedInSetup  # downloading or decoding: nothing to save, leave now
@@ -346,9 +354,9 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
         printer.line("per-class test accuracy:")
         for row in per_class_table(final[0]):
             printer.line(row)
-    if signals:
+    if signals and not finished.unsaved:
         return 128 + signals[0]  # the shell convention: 130 SIGINT, 143 SIGTERM, 129 SIGHUP
-    return EXIT_OK if finished.reason == "completed" else EXIT_STOPPED
+    return end_code(finished)
 
 
 def launch_plan(args: argparse.Namespace, *, check_run_dir: bool = True) -> tuple[TrainConfig, int]:
@@ -410,11 +418,7 @@ def end_code_of_run(run_dir: Path) -> int | None:
         last = read_events(run_dir)[-1] if (run_dir / "events.jsonl").is_file() else None
     except (OSError, IndexError):
         last = None
-    if isinstance(last, ev.Finished):
-        return EXIT_OK if last.reason == "completed" else EXIT_STOPPED
-    if isinstance(last, ev.Failed):
-        return EXIT_USAGE if last.error in USER_ERROR_KINDS else EXIT_CRASH
-    return None
+    return end_code(last) if isinstance(last, ev.Finished | ev.Failed) else None
 
 
 def restarted_argv(argv: list[str]) -> list[str]:

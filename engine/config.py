@@ -138,6 +138,8 @@ class TrainConfig:
     """Allow reusing a run directory that already holds a run."""
     keep: int = 3
     """Keep the newest this many step checkpoints (plus last.pt and best.pt)."""
+    save_wait: float = 1800.0
+    """At a run's end, seconds to wait for room to save the final checkpoint (its weights are nowhere else)."""
     rank_timeout: float = 300.0
     """Data-parallel: a rank that stops answering this many seconds fails the run (not hangs it)."""
     explicit: tuple[str, ...] = ()
@@ -259,6 +261,7 @@ def validate(cfg: TrainConfig) -> None:
     _check_range("seed", cfg.seed, 0, 2**63 - 1)
     _check_range("log_every", cfg.log_every, 1, 10**9)
     _check_range("keep", cfg.keep, 1, 10_000)
+    _check_range("save_wait", cfg.save_wait, 0.0, 7 * 86_400.0)
     _check_range("rank_timeout", cfg.rank_timeout, 1.0, 86_400.0)
     _check_range("progress_hz", cfg.progress_hz, 0.0, 1000.0, lo_open=True)
     _check_range("train_limit", cfg.train_limit, 0, 10**9)

@@ -29,7 +29,10 @@ class Controls:
         self._cond = threading.Condition()
         self._paused = False
         self._pending = Requests()
+        self._stops = 0
         self.stop_cause = ""
+        self.waiting_for_room = False
+        """Set while the trainer waits for disk room to save its final checkpoint: a further stop gives up."""
 
     @property
     def paused(self) -> bool:
@@ -68,6 +71,7 @@ class Controls:
             self._pending.stop = True
             self._pending.save_on_stop = self._pending.save_on_stop or save
             self._paused = False
+            self._stops += 1
             self._cond.notify_all()
 
     def command(self, name: str) -> None:
@@ -83,6 +87,17 @@ class Controls:
     def stop_requested(self) -> bool:
         with self._cond:
             return self._pending.stop
+
+    @property
+    def stops(self) -> int:
+        """How many stop requests came (a second one means: do not wait, end now)."""
+        with self._cond:
+            return self._stops
+
+    def wait_for_stop(self, seen: int, timeout: float) -> bool:
+        """Block up to ``timeout`` s until a stop request beyond the first ``seen``; True if one came."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._stops > seen, timeout)
 
     def take(self) -> Requests:
         """Return and clear pending one-shot requests (stop stays set)."""

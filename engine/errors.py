@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.events import Failed, Finished
+
 
 class UserError(Exception):
     """A problem with the user's input (options, data, files); never a bug.
@@ -54,3 +59,18 @@ USER_ERROR_KINDS = frozenset(
     {cls.kind for cls in (UserError, ConfigError, DataError, DownloadError, CheckpointError, RunDirError)}
     | {"out_of_memory"}
 )
+
+
+#: Exit codes: 0 completed, 1 failed (or its end lost), 2 a user's input, 130 stopped.
+EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
+
+
+def end_code(end: Finished | Failed) -> int:
+    """The exit code a run's last event says, the one answer for every command that ends with a run."""
+    from engine import events as ev
+
+    if isinstance(end, ev.Failed):
+        return EXIT_USAGE if end.error in USER_ERROR_KINDS else EXIT_CRASH
+    if end.unsaved:  # trained, but the weights it ended with are in no checkpoint
+        return EXIT_CRASH
+    return EXIT_OK if end.reason == "completed" else EXIT_STOPPED

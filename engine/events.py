@@ -175,6 +175,8 @@ class Finished(Event):
     checkpoint: str = ""
     cause: str = ""
     """Why a run stopped early: a signal name, 'app quit', 'app gone', 'stop command'..."""
+    unsaved: str = ""
+    """Set when the run's end is in no checkpoint because its final save failed: why (disk full...)."""
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ from engine.distributed import World
 from engine.ema import WeightEma
 from engine.evaluate import EvalResult, EvaluationInterrupted, evaluate
 from engine.pipeline import BatchSource, TensorBatches
-from engine.wording import CountProgress
+from engine.wording import CountProgress, duration, plural
 
 
 @dataclass
@@ -37,6 +39,9 @@ class RunState:
     best_accuracy: float | None = None
     last_eval: EvalResult | None = None
     last_checkpoint: str = ""
+    unsaved: str = ""  # why the final save failed: the run's end is in no checkpoint
+    unsaved_step: int = -1  # the global step whose final save failed (not tried again: the user gave up)
+    saved_step: int = 0  # the global step of the last checkpoint written (or resumed from)
 
 
 class LoopHost(Protocol):
@@ -217,12 +222,14 @@ class TrainLoop:
         if req.stop and req.save_on_stop and self.state.global_step == self.state.start_global_step:
             self.host.emit(ev.Log("stopped before any training step: no checkpoint written"))
         elif req.save or (req.stop and req.save_on_stop):
-            self.save("stop" if req.stop else "request", stats)
+            self.save("stop" if req.stop else "request", stats, final=req.stop)
         if req.stop:
             raise StopTraining
 
     # -- checkpoints and evaluation --------------------------------------------------------
-    def save(self, reason: str, stats: EpochStats, *, best: bool = False) -> None:
+    def save(self, reason: str, stats: EpochStats, *, best: bool = False, final: bool = False) -> None:
+        """Write a checkpoint (rank 0). A failed write is reported and training goes on; a failed
+        ``final`` one (the run ends next: its weights are nowhere else) is retried for a while first."""
         s = self.state
         self.host.status("saving", "writing checkpoint")
         stats.fold()
@@ -248,17 +255,75 @@ class TrainLoop:
                                      "not saving them")  # fmt: skip
         if self.store is None:  # not rank 0
             return
+        if final and s.unsaved and s.unsaved_step == s.global_step:
+            return  # the end-of-run save of this very step already failed and was given up (a stop after it)
         try:
-            path = self.store.save(state, best=best)
+            path = self.store.save(state, best=best) if not final else self._save_final(state, best)
         except OSError as exc:  # disk full, read-only folder...: report, keep training, older files intact
-            self.host.emit(ev.Log(f"checkpoint NOT saved ({exc.strerror or exc}); training continues; "
-                          f"last good checkpoint: {s.last_checkpoint or 'none yet'}", level="error"))  # fmt: skip
+            why = exc.strerror or str(exc)
+            if final:
+                s.unsaved, s.unsaved_step = f"the final checkpoint was NOT saved ({why})", s.global_step
+            else:
+                self.host.emit(ev.Log(f"checkpoint NOT saved ({why}); training continues; "
+                               f"last good checkpoint: {s.last_checkpoint or 'none yet'}", level="error"))  # fmt: skip
         else:
+            s.unsaved, s.saved_step = "", s.global_step
             s.last_checkpoint = str(path)
             self.host.emit(ev.CheckpointSaved(str(path), s.epoch, s.step, s.global_step, reason))
             if best:
                 self.host.emit(ev.CheckpointSaved(str(path), s.epoch, s.step, s.global_step, "best"))
         self.host.status("paused" if self.host.controls.paused else "training")
+
+    def _save_final(self, state: dict[str, Any], best: bool) -> Path:
+        """The run's last save: on failure, say so and retry every 10 s until it fits, ``--save-wait``
+        runs out or a further stop request gives up (a second Ctrl-C, ``q`` again)."""
+        assert self.store is not None
+        try:
+            return self.store.save(state, best=best)
+        except OSError as exc:
+            failure = exc
+        wait = self.cfg.save_wait
+        if self.world.is_distributed:  # the other ranks wait in a collective that times out
+            wait = min(wait, max(0.0, self.cfg.rank_timeout - 30.0))
+        if wait <= 0:
+            raise failure
+        controls, folder = self.host.controls, self.store.folder
+        stops = controls.stops
+        s = self.state
+        lost = s.global_step - max(s.saved_step, s.start_global_step)
+        self.host.emit(ev.Log(
+            f"final checkpoint NOT saved ({failure.strerror or failure}): make room in {folder}; retrying every "
+            f"10 s for up to {duration(wait)} (stop again to give up: the {plural(lost, 'step')} since the last "
+            f"good checkpoint would be lost)", level="error"))  # fmt: skip
+        deadline = time.monotonic() + wait
+        controls.waiting_for_room = True
+        try:
+            return self._retry_final(state, best, deadline, stops, failure)
+        finally:
+            controls.waiting_for_room = False
+
+    def _retry_final(self, state: dict[str, Any], best: bool, deadline: float, stops: int, failure: OSError) -> Path:
+        assert self.store is not None
+        controls, folder = self.host.controls, self.store.folder
+        free_then, tried, said = free_bytes(folder), time.monotonic(), -math.inf
+        while (left := deadline - time.monotonic()) > 0:
+            if time.monotonic() - said >= 10.0:  # the dashboard sees the trainer at work, the user how long it waits
+                said = time.monotonic()
+                self.host.status("waiting_for_room", f"to save the final checkpoint in {folder}, {duration(left)} left")
+            if controls.wait_for_stop(stops, min(1.0, left)):
+                break
+            # Try again every 10 s, or at once when room was made (a file deleted).
+            if free_bytes(folder) <= free_then + 2**20 and time.monotonic() - tried < 10.0:
+                continue
+            free_then, tried = free_bytes(folder), time.monotonic()
+            try:
+                path = self.store.save(state, best=best)
+            except OSError as exc:
+                failure = exc
+            else:
+                self.host.emit(ev.Log(f"final checkpoint saved after all: {path}"))
+                return path
+        raise failure
 
     def run_evaluation(self, reason: str) -> EvalResult:
         s = self.state
@@ -336,7 +401,7 @@ class TrainLoop:
             self.compile_seconds_in_epoch = 0.0
             s.epoch, s.step = s.epoch + 1, 0
             stats = EpochStats.zeros(self.device)
-            self.save("epoch", stats, best=is_best)
+            self.save("epoch", stats, best=is_best, final=s.epoch >= cfg.epochs)
             self.handle_controls(stats)
 
     def _timed_batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
@@ -415,3 +480,11 @@ class TrainLoop:
             stats.seconds = time.perf_counter() - epoch_began
             if s.step < steps:
                 self.handle_controls(stats)
+
+
+def free_bytes(folder: Path) -> int:
+    """Free bytes on ``folder``'s file system; 0 when it cannot be read."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0

@@ -401,6 +401,7 @@ class Trainer:
             seconds=time.perf_counter() - started,
             checkpoint=self.state.last_checkpoint,
             cause=cause,
+            unsaved=self.state.unsaved,
         )
         self.emit(finished)
         return finished

@@ -87,9 +87,13 @@ def event_lines(e: ev.Event) -> list[tuple[str, str]]:
     if isinstance(e, ev.Paused | ev.Resumed):
         return [("info", f"{'paused' if isinstance(e, ev.Paused) else 'resumed'} at step {e.global_step}")]
     if isinstance(e, ev.Finished):
-        return [("info", f"{e.reason}{f' ({e.cause})' if e.cause else ''}: {plural(e.epochs_done, 'epoch')}, "
-                 f"test accuracy {percent(e.test_accuracy)} (best {percent(e.best_accuracy)}) in {duration(e.seconds)}"
-                 + (f" | checkpoint {e.checkpoint}" if e.checkpoint else ""))]  # fmt: skip
+        lines = [("info", f"{e.reason}{f' ({e.cause})' if e.cause else ''}: {plural(e.epochs_done, 'epoch')}, "
+                  f"test accuracy {percent(e.test_accuracy)} (best {percent(e.best_accuracy)}) in {duration(e.seconds)}"
+                  + (f" | checkpoint {e.checkpoint}" if e.checkpoint else ""))]  # fmt: skip
+        if e.unsaved:
+            lines.append(("error", f"{e.unsaved}: this run's end is in no checkpoint; the last good one is "
+                                   f"{e.checkpoint or 'none'}"))  # fmt: skip
+        return lines
     if isinstance(e, ev.Failed):
         return [("error", f"{e.error}: {e.message}")] + [("error", line) for line in e.traceback.rstrip().splitlines()]
     return []

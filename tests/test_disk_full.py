@@ -13,6 +13,8 @@ import pytest
 
 from engine import events as ev
 from engine.checkpoint import load_checkpoint
+from engine.controls import Controls
+from engine.errors import end_code
 from engine.trainer import Trainer
 from tests.conftest import Recorder, tiny_config
 
@@ -40,12 +42,14 @@ def events_file_is_valid(run: Path) -> list[dict]:
 def test_checkpoint_on_a_full_disk_reports_and_training_goes_on(tmp_path: Path) -> None:
     # Room for one checkpoint and the log, not for a second checkpoint beside it.
     with small_tmpfs(tmp_path / "disk", int(CHECKPOINT_BYTES * 1.6)) as disk:
-        cfg = tiny_config(disk, arch="mobilenet_v3_small", epochs=3)
+        cfg = tiny_config(disk, arch="mobilenet_v3_small", epochs=3, save_wait=0)
         rec = Recorder()
         finished = Trainer(cfg, rec).run()
         assert finished.reason == "completed" and finished.epochs_done == 3
         errors = [e.message for e in rec.of(ev.Log) if e.level == "error"]
-        assert len(errors) == 2 and all("No space left on device" in m and "training continues" in m for m in errors)
+        assert len(errors) == 1 and "No space left on device" in errors[0] and "training continues" in errors[0]
+        # The end did not fit either (--save-wait 0: no waiting): said, and the exit code is not a success.
+        assert "No space left on device" in finished.unsaved and end_code(finished) == 1
         folder = Path(cfg.run_dir) / "checkpoints"
         assert load_checkpoint(folder / "last.pt")["global_step"] == 8  # the older checkpoint, intact
         assert not list(folder.glob(".*.tmp"))  # no torn temporary file left to fill the disk
@@ -55,7 +59,7 @@ def test_checkpoint_on_a_full_disk_reports_and_training_goes_on(tmp_path: Path) 
 
 def test_events_log_on_a_full_disk_the_dashboard_still_hears_everything(tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "disk", 4 * 1024 * 1024) as disk:
-        cfg = tiny_config(disk, arch="mobilenet_v3_small", epochs=2, keep=1, train_limit=1024)
+        cfg = tiny_config(disk, arch="mobilenet_v3_small", epochs=2, keep=1, train_limit=1024, save_wait=0)
         filler = disk / "filler"
         rec = Recorder()
         progress = {"n": 0}
@@ -83,6 +87,72 @@ def test_events_log_on_a_full_disk_the_dashboard_still_hears_everything(tmp_path
         written = events_file_is_valid(Path(cfg.run_dir))
         assert written[-1]["kind"] == "finished" and len(written) < len(rec.events)
         assert isinstance(rec.events[-1], ev.Finished)  # the live sink heard everything
+
+
+def waiting_for_room(event: ev.Event) -> bool:
+    return isinstance(event, ev.Status) and event.state == "waiting_for_room"
+
+
+def test_the_final_checkpoint_waits_for_room_and_is_written_once_there_is_some(tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "disk", int(CHECKPOINT_BYTES * 2.6)) as disk:
+        filler = disk / "filler"
+        filler.write_bytes(bytes(CHECKPOINT_BYTES))  # room for the first checkpoint, not for the second
+        cfg = tiny_config(disk, arch="mobilenet_v3_small", epochs=2, save_wait=600)
+        rec = Recorder()
+
+        def sink(event: ev.Event) -> None:
+            rec(event)
+            if waiting_for_room(event):
+                filler.unlink(missing_ok=True)  # the user makes room
+
+        finished = Trainer(cfg, sink).run()
+        assert finished.reason == "completed" and not finished.unsaved and end_code(finished) == 0
+        said = [e.message for e in rec.of(ev.Log)]
+        assert any(m.startswith("final checkpoint NOT saved") and "make room" in m for m in said)
+        assert any(m.startswith("final checkpoint saved after all") for m in said)
+        assert load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt")["global_step"] == 16  # the end
+
+
+def test_a_stop_while_waiting_for_room_gives_up_the_final_checkpoint_once(tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "disk", int(CHECKPOINT_BYTES * 2.6)) as disk:
+        (disk / "filler").write_bytes(bytes(CHECKPOINT_BYTES))
+        cfg = tiny_config(disk, arch="mobilenet_v3_small", epochs=2, save_wait=600)
+        controls, rec = Controls(), Recorder()
+
+        def sink(event: ev.Event) -> None:
+            rec(event)
+            if waiting_for_room(event):
+                controls.stop(save=True, cause="test")  # Ctrl-C, or q in the dashboard
+
+        finished = Trainer(cfg, sink, controls).run()
+        assert finished.reason == "stopped" and "No space left on device" in finished.unsaved
+        assert end_code(finished) == 1  # trained, but its end is lost: not a success
+        # The stop's own save did not start a second wait.
+        assert len([e for e in rec.of(ev.Log) if e.message.startswith("final checkpoint NOT saved")]) == 1
+        assert load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt")["global_step"] == 8
+
+
+def test_a_full_disk_takes_room_from_the_oldest_kept_checkpoint_never_last_or_best(tmp_path: Path) -> None:
+    import torch
+
+    from engine.checkpoint import CheckpointStore
+
+    weights = torch.zeros(256 * 1024)  # 1 MiB a checkpoint
+    with small_tmpfs(tmp_path / "disk", int(3.5 * 2**20)) as disk:
+        store = CheckpointStore(disk / "checkpoints", keep=3)
+        for step in (1, 2, 3):  # the disk holds three
+            store.save({"global_step": step, "w": weights}, best=step == 1)
+        store.save({"global_step": 4, "w": weights}, best=False)  # the keep-3 window rolls on, full disk or not
+        names = sorted(p.name for p in store.folder.glob("step-*.pt"))
+        assert names == ["step-00000001.pt", "step-00000003.pt", "step-00000004.pt"]
+        assert (store.folder / "best.pt").stat().st_ino == (store.folder / "step-00000001.pt").stat().st_ino
+        assert load_checkpoint_plain(store.folder / "last.pt")["global_step"] == 4
+
+
+def load_checkpoint_plain(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, weights_only=True)
 
 
 def test_no_nan_in_events_jsonl(tmp_path: Path) -> None:

@@ -18,10 +18,11 @@ from engine.controls import Controls
 from engine.process import CHANNEL_BUFFER, EventChannel, TrainerProcess, final_event_in
 from engine.rundir import read_events
 from engine.trainer import Trainer
-from tests.conftest import Recorder, tiny_config
+from tests.conftest import Recorder, screen_text, tiny_config
+from tests.conftest import wait_until as until
 from tests.pty_app import PtyApp, count_in_events, wait_until
 from tests.scripted import ScriptedEngine, script, tutorial_config
-from tui.app import make_app
+from tui.app import CifarTui, make_app
 from tui.screens import Choice
 
 
@@ -205,6 +206,59 @@ async def test_second_quit_escalates_and_ctrl_c_twice_never_stacks_dialogs() -> 
     assert engine.killed and app.return_code == 130
 
 
+class _WaitingForRoom(_Stubborn):
+    """A trainer that, told to save and stop, waits for disk room and says so (three quit timeouts
+    long), then gives up its final checkpoint."""
+
+    def events(self, poll: float = 0.2) -> Iterator[ev.Event | None]:
+        yield from self.script
+        while "stop_save" not in self.commands:
+            yield None
+            threading.Event().wait(0.05)
+        for _ in range(60):
+            yield ev.Status("waiting_for_room", "to save the final checkpoint in /runs/x/checkpoints, 0m30s left")
+            threading.Event().wait(0.05)
+        yield ev.Finished("stopped", 1, 8, 0.5, 0.5, 3.0, "/runs/x/checkpoints/step-00000004.pt", "app quit",
+                          unsaved="the final checkpoint was NOT saved (No space left on device)")  # fmt: skip
+
+
+async def save_and_quit(app: CifarTui) -> None:
+    """q, "Save and quit", then wait until the app ends itself (the loop is a hang guard only)."""
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("q")
+        await pilot.click("#save")
+        for _ in range(400):
+            if not app.is_running:
+                break
+            await pilot.pause(0.05)
+
+
+async def test_a_trainer_waiting_for_disk_room_is_not_cut_off_and_the_lost_end_sets_the_exit_code() -> None:
+    cfg = tutorial_config()
+    engine = _WaitingForRoom(script(cfg, 1)[:-1])  # (its own end comes later)
+    app = make_app(cfg, lambda _c: engine, quit_timeout_s=1.0)
+    await save_and_quit(app)
+    assert not engine.killed and app.return_code == 1
+
+
+async def test_quitting_while_the_final_checkpoint_waits_for_room_offers_to_keep_waiting() -> None:
+    cfg = tutorial_config()
+    waiting = ev.Status("waiting_for_room", "to save the final checkpoint in /runs/x/checkpoints, 29m50s left")
+    engine = ScriptedEngine([*script(cfg, 1), waiting])
+    app = make_app(cfg, lambda _c: engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "waiting for disk room" in screen_text(app))
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, Choice))
+        assert "waiting for disk room" in screen_text(app) and "Save and quit" not in screen_text(app)
+        await pilot.click("#cancel")  # keep waiting: nothing sent
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.click("#nosave")  # give it up
+        await until(pilot, lambda: engine.commands == ["stop"])
+
+
 def test_a_long_evaluation_says_how_far_it_is(tmp_path: Path) -> None:
     rec = Recorder()
     trainer = Trainer(tiny_config(tmp_path, test_limit=200, eval_batch_size=50), rec)
@@ -219,12 +273,5 @@ async def test_no_answer_from_the_trainer_escalates_after_the_timeout() -> None:
     cfg = tutorial_config()
     engine = _Stubborn(script(cfg, 1))
     app = make_app(cfg, lambda _c: engine, quit_timeout_s=0.5)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.2)
-        await pilot.press("q")
-        await pilot.click("#save")
-        for _ in range(400):  # hang guard only: the app ends itself once the timeout passes
-            if not app.is_running:
-                break
-            await pilot.pause(0.05)
+    await save_and_quit(app)
     assert engine.commands == ["stop_save"] and engine.killed and app.return_code == 130

@@ -31,7 +31,7 @@ from textual.worker import get_current_worker
 
 from engine import events as ev
 from engine.config import TrainConfig
-from engine.errors import USER_ERROR_KINDS
+from engine.errors import EXIT_STOPPED, end_code
 from tui.runs_screen import RunsScreen
 from tui.screens import Choice, ConfusionScreen, HelpScreen, quit_dialog
 from tui.state import RunState
@@ -139,6 +139,7 @@ class CifarTui(App[int]):
         self.guard = guard
         self.on_hangup = on_hangup
         self.quit_timeout_s = quit_timeout_s
+        self._last_event_at = time.monotonic()
         self.notify_desktop = notify_desktop
         self._quit_dialog: Choice | None = None
         self._remote_lock = threading.Lock()
@@ -288,6 +289,8 @@ class CifarTui(App[int]):
     def _take_events(self) -> None:
         with self._buffer_lock:
             batch, self._buffer = self._buffer, []
+        if batch:
+            self._last_event_at = time.monotonic()
         for event in batch:
             try:
                 self.run_state.apply(event)
@@ -566,7 +569,7 @@ class CifarTui(App[int]):
             elif choice == "nosave":
                 self._stop_then_quit("stop")
 
-        self._quit_dialog = quit_dialog()
+        self._quit_dialog = quit_dialog(waiting_for_room=self.run_state.state == "waiting_for_room")
         self.push_screen(self._quit_dialog, answer)
 
     def _stop_then_quit(self, command: str) -> None:
@@ -598,13 +601,16 @@ class CifarTui(App[int]):
         waits = [asyncio.ensure_future(w.wait()) for w in list(self.workers) if w.group == "trainer"]
         for task in waits:  # however this ends (we may be cancelled as the app exits), no error is left unread
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        if waits:
+        while waits:
             _done, pending = await asyncio.wait(waits, timeout=self.quit_timeout_s)
+            if pending and time.monotonic() - self._last_event_at < self.quit_timeout_s:
+                continue  # still at work and saying so (waiting for room to save its final checkpoint...)
             if pending:
                 for task in pending:
                     task.cancel()
                 self._escalate(f"no answer from the trainer in {self.quit_timeout_s:.0f}s")
                 return
+            break
         self._finish_quit()
 
     def _finish_quit(self) -> None:
@@ -617,10 +623,8 @@ class CifarTui(App[int]):
             return self.signal_code
         if not self.owns_training:
             return 0  # an attached dashboard leaving is not the run ending
-        state = self.run_state
-        if state.failed is not None:
-            return 2 if state.failed.error in USER_ERROR_KINDS else 1
-        return 0 if state.finished is not None and state.finished.reason == "completed" else 130
+        end = self.run_state.failed or self.run_state.finished
+        return end_code(end) if end is not None else EXIT_STOPPED
 
     async def on_unmount(self) -> None:
         self._remove_signal_handlers()

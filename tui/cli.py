@@ -28,6 +28,7 @@ from engine.cli import (
 )
 from engine.config import TrainConfig
 from engine.errors import UserError
+from engine.wording import event_lines
 
 if TYPE_CHECKING:
     from tui.app import CifarTui
@@ -180,6 +181,9 @@ def report_after_app(app: object) -> None:
         acc = state.finished.test_accuracy
         print(f"cifar-tui: {state.finished.reason}; test accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}; "
               f"run directory {run_dir}")  # fmt: skip
+        for level, line in event_lines(state.finished):  # the final checkpoint lost (a full disk)
+            if level == "error":
+                print(f"cifar-tui: {line}", file=sys.stderr)
     elif not getattr(app, "owns_training", True):
         print(f"cifar-tui: dashboard closed; training continues in {run_dir}")
 

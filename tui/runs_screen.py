@@ -28,7 +28,14 @@ from tui.widgets.plots import percent_range
 
 COLORS = ["green", "cyan", "orange", "magenta", "blue", "red", "yellow", "white"]
 # Where and how a run was written, not what it trained: run_dir differs between any two runs anyway.
-HIDDEN_OPTIONS = ("run_dir", "runs_root", "overwrite", "explicit", "progress_hz")
+HIDDEN_OPTIONS = (
+    "run_dir",
+    "runs_root",
+    "overwrite",
+    "explicit",
+    "progress_hz",
+    "save_wait",
+)  # how, not what, it trains
 
 
 def compare_table(runs: list[RunSummary]) -> Table:

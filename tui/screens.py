@@ -33,7 +33,12 @@ class Choice(ModalScreen[str]):
         self.dismiss(event.button.id or "cancel")
 
 
-def quit_dialog() -> Choice:
+def quit_dialog(waiting_for_room: bool = False) -> Choice:
+    if waiting_for_room:  # the run has ended: its final checkpoint waits for the disk to have room
+        return Choice(
+            "The final checkpoint is waiting for disk room. Quit?",
+            [("cancel", "Keep waiting", "primary"), ("nosave", "Give it up and quit", "error")],
+        )
     return Choice(
         "Training is running. Quit?",
         [

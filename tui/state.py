@@ -22,6 +22,7 @@ STATE_LABELS = {
     "training": "training",
     "evaluating": "evaluating",
     "saving": "saving a checkpoint",
+    "waiting_for_room": "waiting for disk room",
     "paused": "paused",
     "finished": "finished",
     "stopped": "stopped",

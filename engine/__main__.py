@@ -1,7 +1,18 @@
 """``python -m engine``: headless training without the dashboard (needs no textual)."""
 
+import os
 import sys
 
 from engine.cli import main
+from engine.launch import launched
 
-sys.exit(main())
+code = main()
+if launched():
+    # One rank of a launch, its run over and written (events closed, process group left): end
+    # without the interpreter's teardown, where torch.distributed's C++ threads can abort the
+    # process ("terminate called without an active exception", SIGABRT) about 1 run in 10 when
+    # the ranks end apart; torchrun takes that for a failed rank and restarts a finished run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+sys.exit(code)

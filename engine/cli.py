@@ -354,6 +354,8 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
         printer.line("per-class test accuracy:")
         for row in per_class_table(final[0]):
             printer.line(row)
+    if launched():  # the run ended as planned (its end saved or not): the launcher reports how, from
+        return EXIT_OK  # the run's last event; a rank's failure here would make torchrun restart the group
     if signals and not finished.unsaved:
         return 128 + signals[0]  # the shell convention: 130 SIGINT, 143 SIGTERM, 129 SIGHUP
     return end_code(finished)

@@ -121,16 +121,27 @@ class _Watch:
 
     def __init__(self, store: Any, rank: int) -> None:
         self.store = store
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         if rank != 0:
-            threading.Thread(target=self._beat, args=(rank,), name="cifar-tui-heartbeat", daemon=True).start()
+            self._thread = threading.Thread(target=self._beat, args=(rank,), name="cifar-tui-heartbeat", daemon=True)
+            self._thread.start()
 
     def _beat(self, rank: int) -> None:
         try:
-            while True:
+            while not self._stop.is_set():
                 self.store.add(f"beat/{rank}", 1)
-                time.sleep(self.BEAT_S)
+                self._stop.wait(self.BEAT_S)
         except Exception:  # the store went away: the group is ending anyway
             return
+
+    def close(self) -> None:
+        """Stop beating before the process ends: a thread still inside the store's C++ client as
+        the interpreter exits can abort the process ("terminate called without an active
+        exception", SIGABRT), which torchrun takes for a failed rank."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
 
     def last_words(self, rank: int, kind: str, message: str) -> None:
         try:
@@ -208,5 +219,9 @@ def lost_a_rank(exc: BaseException) -> bool:
 
 
 def leave(world: World) -> None:
+    global _watch
+    if _watch is not None:
+        _watch.close()
+        _watch = None
     if world.is_distributed and dist.is_initialized():
         dist.destroy_process_group()

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from engine import events as ev
 from engine.checkpoint import load_checkpoint
 from engine.controls import Controls
 from engine.errors import end_code
+from engine.rundir import read_events
 from engine.trainer import Trainer
 from tests.conftest import Recorder, tiny_config
 
@@ -130,6 +132,29 @@ def test_a_stop_while_waiting_for_room_gives_up_the_final_checkpoint_once(tmp_pa
         # The stop's own save did not start a second wait.
         assert len([e for e in rec.of(ev.Log) if e.message.startswith("final checkpoint NOT saved")]) == 1
         assert load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt")["global_step"] == 8
+
+
+def test_two_ranks_whose_final_checkpoint_does_not_fit_end_once_with_exit_code_1(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    with small_tmpfs(tmp_path / "disk", int(CHECKPOINT_BYTES * 2.6)) as disk:
+        (disk / "filler").write_bytes(bytes(CHECKPOINT_BYTES))
+        run = disk / "run"
+        # --rank-timeout 31: the other rank waits in a collective, so the wait is capped at 1 s.
+        done = subprocess.run(
+            [sys.executable, "-m", "engine", "--nproc", "2", "--max-restarts", "1", "--rank-timeout", "31",
+             "--device", "cpu", "--data", "demo", "--weights", "none", "--arch", "mobilenet_v3_small",
+             "--train-limit", "256", "--test-limit", "100", "--batch-size", "32", "--epochs", "2",
+             "--run-dir", str(run)],
+            capture_output=True, text=True, env=project_env, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert "this run's end is in no checkpoint" in done.stdout
+        events = read_events(run)
+        # Rank 0 exits 0 and the launcher says how the run ended: torchrun restarting the group
+        # (--max-restarts) to train it all again onto the same full disk would be worse.
+        assert len([e for e in events if isinstance(e, ev.RunStarted)]) == 1
+        assert isinstance(events[-1], ev.Finished) and "No space left on device" in events[-1].unsaved
 
 
 def test_a_full_disk_takes_room_from_the_oldest_kept_checkpoint_never_last_or_best(tmp_path: Path) -> None:

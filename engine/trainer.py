@@ -39,7 +39,8 @@ Sink = Callable[[ev.Event], None]
 #: Options that may differ from the checkpoint's config when resuming.
 RESUME_MAY_CHANGE = frozenset(
     {"epochs", "device", "run_dir", "runs_root", "log_every", "progress_hz", "workers", "eval_batch_size",
-     "data_dir", "resume", "overwrite", "compile", "loader", "explicit", "keep", "rank_timeout", "sync_bn"}
+     "data_dir", "resume", "overwrite", "compile", "loader", "explicit", "keep", "save_wait", "rank_timeout",
+     "sync_bn"}
 )  # fmt: skip
 
 
@@ -447,6 +448,9 @@ class Trainer:
             int(ckpt["global_step"]),
         )
         self.state.best_accuracy = ckpt.get("best_accuracy")
+        # The run's last good checkpoint, until this process writes one (a failure or a lost final
+        # save names it; a restarted launch said "none").
+        self.state.last_checkpoint, self.state.saved_step = str(self.cfg.resume), self.state.global_step
         # The saved partial epoch is every rank's together: rank 0 carries it on (the epoch's end sums the ranks).
         part = (ckpt.get("epoch_stats") or {}) if self.world.is_main else {}
         stats.loss_total = float(part.get("loss_sum", 0.0))

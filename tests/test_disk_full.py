@@ -192,3 +192,12 @@ def test_no_nan_in_events_jsonl(tmp_path: Path) -> None:
     assert all("NaN" not in line and "Infinity" not in line for line in lines)
     assert json.loads(lines[-1])["train_loss"] is None
     os.sync()
+
+
+def test_save_wait_may_change_when_resuming(tmp_path: Path) -> None:
+    from engine.trainer import merge_resume_config
+
+    saved = tiny_config(tmp_path).to_dict()  # a checkpoint's config, with the default wait
+    (tmp_path / "copied.pt").write_bytes(b"")  # (only its place is looked at here)
+    cfg = tiny_config(tmp_path, save_wait=0.0, resume=str(tmp_path / "copied.pt"))  # given: explicit
+    assert merge_resume_config(cfg, saved).save_wait == 0.0

@@ -320,7 +320,8 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
             return  # a DataLoader worker that inherited the handler: its parent speaks for it
         name = signal.Signals(signum).name
         if controls.waiting_for_room:  # the run waits for disk room to save its end: a signal gives that up
-            signals[:] = signals or [signum]
+            if not signals:  # (its exit code: 1, the run's end lost)
+                signals.append(signum)
             controls.stop(save=True, cause=name)
             printer.line(f"[signal] {name}: giving up the final checkpoint")
             return

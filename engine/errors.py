@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from engine.events import Failed, Finished
+from engine import events as ev
 
 
 class UserError(Exception):
@@ -65,10 +62,8 @@ USER_ERROR_KINDS = frozenset(
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 
 
-def end_code(end: Finished | Failed) -> int:
+def end_code(end: ev.Finished | ev.Failed) -> int:
     """The exit code a run's last event says, the one answer for every command that ends with a run."""
-    from engine import events as ev
-
     if isinstance(end, ev.Failed):
         return EXIT_USAGE if end.error in USER_ERROR_KINDS else EXIT_CRASH
     if end.unsaved:  # trained, but the weights it ended with are in no checkpoint

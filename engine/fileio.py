@@ -51,15 +51,21 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         raise write_error(path, exc) from exc
 
 
-def write_error(path: Path, exc: BaseException) -> OSError:
-    """An OSError for a failed write that says why when the file system can tell (disk full)."""
-    import errno
+def free_bytes(folder: Path) -> int:
+    """Free bytes on ``folder``'s file system; -1 when it cannot be read."""
     import shutil
 
     try:
-        free = shutil.disk_usage(path.parent).free
+        return shutil.disk_usage(folder).free
     except OSError:
-        free = -1
+        return -1
+
+
+def write_error(path: Path, exc: BaseException) -> OSError:
+    """An OSError for a failed write that says why when the file system can tell (disk full)."""
+    import errno
+
+    free = free_bytes(path.parent)
     if 0 <= free < 64 * 1024 * 1024:
         return OSError(errno.ENOSPC, f"No space left on device ({free // 1024} KB free in {path.parent})")
     return OSError(errno.EIO, f"write failed: {str(exc).splitlines()[0][:200]}")

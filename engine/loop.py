@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from engine.data import DataBundle
 from engine.distributed import World
 from engine.ema import WeightEma
 from engine.evaluate import EvalResult, EvaluationInterrupted, evaluate
+from engine.fileio import free_bytes
 from engine.pipeline import BatchSource, TensorBatches
 from engine.wording import CountProgress, duration, plural
 
@@ -40,7 +40,6 @@ class RunState:
     last_eval: EvalResult | None = None
     last_checkpoint: str = ""
     unsaved: str = ""  # why the final save failed: the run's end is in no checkpoint
-    unsaved_step: int = -1  # the global step whose final save failed (not tried again: the user gave up)
     saved_step: int = 0  # the global step of the last checkpoint written (or resumed from)
 
 
@@ -255,14 +254,14 @@ class TrainLoop:
                                      "not saving them")  # fmt: skip
         if self.store is None:  # not rank 0
             return
-        if final and s.unsaved and s.unsaved_step == s.global_step:
-            return  # the end-of-run save of this very step already failed and was given up (a stop after it)
+        if final and s.unsaved:
+            return  # this run's end already failed to save and was given up (the stop that gave it up asks again)
         try:
             path = self.store.save(state, best=best) if not final else self._save_final(state, best)
         except OSError as exc:  # disk full, read-only folder...: report, keep training, older files intact
             why = exc.strerror or str(exc)
             if final:
-                s.unsaved, s.unsaved_step = f"the final checkpoint was NOT saved ({why})", s.global_step
+                s.unsaved = f"the final checkpoint was NOT saved ({why})"
             else:
                 self.host.emit(ev.Log(f"checkpoint NOT saved ({why}); training continues; "
                                f"last good checkpoint: {s.last_checkpoint or 'none yet'}", level="error"))  # fmt: skip
@@ -296,33 +295,31 @@ class TrainLoop:
             f"10 s for up to {duration(wait)} (stop again to give up: the {plural(lost, 'step')} since the last "
             f"good checkpoint would be lost)", level="error"))  # fmt: skip
         deadline = time.monotonic() + wait
+        free_then, tried, said = free_bytes(folder), time.monotonic(), -math.inf
         controls.waiting_for_room = True
         try:
-            return self._retry_final(state, best, deadline, stops, failure)
+            while (left := deadline - time.monotonic()) > 0:
+                if time.monotonic() - said >= 10.0:  # the dashboard sees the trainer at work, the user the time left
+                    said = time.monotonic()
+                    self.host.status(
+                        "waiting_for_room", f"to save the final checkpoint in {folder}, {duration(left)} left"
+                    )
+                if controls.wait_for_stop(stops, min(1.0, left)):
+                    break
+                # Try again every 10 s, or at once when room was made (a file deleted).
+                free = free_bytes(folder)
+                if free <= free_then + 2**20 and time.monotonic() - tried < 10.0:
+                    continue
+                free_then, tried = free, time.monotonic()
+                try:
+                    path = self.store.save(state, best=best)
+                except OSError as exc:
+                    failure = exc
+                else:
+                    self.host.emit(ev.Log(f"final checkpoint saved after all: {path}"))
+                    return path
         finally:
             controls.waiting_for_room = False
-
-    def _retry_final(self, state: dict[str, Any], best: bool, deadline: float, stops: int, failure: OSError) -> Path:
-        assert self.store is not None
-        controls, folder = self.host.controls, self.store.folder
-        free_then, tried, said = free_bytes(folder), time.monotonic(), -math.inf
-        while (left := deadline - time.monotonic()) > 0:
-            if time.monotonic() - said >= 10.0:  # the dashboard sees the trainer at work, the user how long it waits
-                said = time.monotonic()
-                self.host.status("waiting_for_room", f"to save the final checkpoint in {folder}, {duration(left)} left")
-            if controls.wait_for_stop(stops, min(1.0, left)):
-                break
-            # Try again every 10 s, or at once when room was made (a file deleted).
-            if free_bytes(folder) <= free_then + 2**20 and time.monotonic() - tried < 10.0:
-                continue
-            free_then, tried = free_bytes(folder), time.monotonic()
-            try:
-                path = self.store.save(state, best=best)
-            except OSError as exc:
-                failure = exc
-            else:
-                self.host.emit(ev.Log(f"final checkpoint saved after all: {path}"))
-                return path
         raise failure
 
     def run_evaluation(self, reason: str) -> EvalResult:
@@ -480,11 +477,3 @@ class TrainLoop:
             stats.seconds = time.perf_counter() - epoch_began
             if s.step < steps:
                 self.handle_controls(stats)
-
-
-def free_bytes(folder: Path) -> int:
-    """Free bytes on ``folder``'s file system; 0 when it cannot be read."""
-    try:
-        return shutil.disk_usage(folder).free
-    except OSError:
-        return 0

@@ -603,14 +603,14 @@ class CifarTui(App[int]):
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
         while waits:
             _done, pending = await asyncio.wait(waits, timeout=self.quit_timeout_s)
-            if pending and time.monotonic() - self._last_event_at < self.quit_timeout_s:
-                continue  # still at work and saying so (waiting for room to save its final checkpoint...)
-            if pending:
+            if not pending:
+                break
+            if time.monotonic() - self._last_event_at >= self.quit_timeout_s:
                 for task in pending:
                     task.cancel()
                 self._escalate(f"no answer from the trainer in {self.quit_timeout_s:.0f}s")
                 return
-            break
+            # Still at work and saying so (waiting for disk room to save its final checkpoint): wait on.
         self._finish_quit()
 
     def _finish_quit(self) -> None:

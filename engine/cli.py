@@ -17,12 +17,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TextIO
 
+from engine import console
 from engine import events as ev
 from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe
 from engine.controls import Controls
 from engine.errors import EXIT_CRASH, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UserError, end_code
 from engine.launch import distributed_problem, launch_values, launched, torchrun_command, without_options
 from engine.rundir import CHECKPOINTS, check_target, checkpoint_run_dir, default_run_dir, read_events
+from engine.stop_signals import STOP_SIGNALS
 from engine.wording import event_lines, model_phrase, per_class_rows, plural
 
 
@@ -233,11 +235,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def tolerant_output() -> None:
-    """Never fail on printing a file name that is not valid UTF-8 (or not in the locale's charset)."""
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            reconfigure(errors="backslashreplace")
+    """Printing never fails and never ends a run: not on a file name that is not valid UTF-8,
+    nor on a closed pipe or a full disk (engine/console.py)."""
+    console.install()
 
 
 class LinePrinter:
@@ -333,7 +333,10 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
             raise _StoppedInSetup  # downloading or decoding: nothing to save, leave now
         printer.line(f"[signal] {name}: saving a checkpoint and stopping at the next batch")
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+    forget_output = console.on_failure(
+        lambda name, why: trainer.emit(ev.Log(console.failure_note(name, why), level="warning"))
+    )
     try:
         finished = trainer.run()
     except _StoppedInSetup:
@@ -349,6 +352,7 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
         print(f"cifar-tui: training failed: {why}", file=sys.stderr, flush=True)
         return EXIT_CRASH
     finally:
+        forget_output()
         for s, handler in previous.items():
             signal.signal(s, handler)
     if final and finished.reason == "completed":

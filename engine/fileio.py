@@ -40,6 +40,10 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode()))
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save through :func:`atomic_write`. torch reports a failed write (disk full) as a
     RuntimeError from its zip writer; it is raised here as the OSError it is."""

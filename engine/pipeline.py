@@ -19,6 +19,7 @@ from typing import NamedTuple, Protocol
 import torch
 import torch.nn.functional as F
 
+from engine import stop_signals
 from engine.data import Split
 
 MEAN = (0.5, 0.5, 0.5)
@@ -300,6 +301,9 @@ class LoaderBatches:
             generator=epoch_generator(self.seed, epoch),  # workers' base seed: not the global RNG's draw
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
+            worker_init_fn=stop_signals.ignore_in_helper,
         )
-        for x, y in loader:
+        with stop_signals.held():  # the workers start here: a group's stop signal is the trainer's alone
+            batches = iter(loader)
+        for x, y in batches:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from engine import console
 from engine import events as ev
 from engine.config import TrainConfig
 from engine.controls import COMMANDS, Controls
@@ -145,6 +146,8 @@ def serve(conn: Connection) -> int:
     if not isinstance(config, dict):
         return 2
     trainer = Trainer(TrainConfig.from_dict(config), send, controls)
+    console.install()  # a print into a closed pipe (the app gone) or a full output.log never ends the run
+    console.on_failure(lambda name, why: trainer.emit(ev.Log(console.failure_note(name, why), level="warning")))
 
     def detach() -> None:
         if not run_dir:  # not started yet: detach as soon as the run directory exists

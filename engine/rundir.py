@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -20,12 +21,15 @@ from typing import IO
 from engine import events as ev
 from engine.config import TrainConfig
 from engine.errors import RunDirError
-from engine.fileio import atomic_write_json
+from engine.fileio import atomic_write_json, atomic_write_text
 
 EVENTS = "events.jsonl"
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
 SUMMARY = "summary.json"  # kept by engine.run_summary: what the runs list shows without reading events
+MARK = ".cifar-tui-run"  # written first into every run directory: what makes a folder a run
+_MARK_TEXT = '{"format": "cifar-tui run directory", "version": 1}\n'
+_CONFIG_KEYS = {"recipe", "arch", "epochs", "batch_size", "lr"}  # every config.json cifar-tui wrote has these
 
 
 def _slug(text: str) -> str:
@@ -40,7 +44,52 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 
 def holds_run(path: Path) -> bool:
-    return (path / EVENTS).exists() or (path / CONFIG).exists()
+    """Whether ``path`` is a cifar-tui run directory. Decided by content only cifar-tui writes,
+    never by a file name a user's own folder may also have: the run mark, or (run directories
+    written before the mark existed) a config.json with cifar-tui's fields or an events.jsonl
+    whose first line is a cifar-tui event."""
+    try:
+        mark = path / MARK
+        if mark.is_file():
+            return _valid_mark(mark)
+        return _cifar_tui_config(path / CONFIG) or _cifar_tui_events(path / EVENTS)
+    except OSError:
+        return False
+
+
+def _valid_mark(mark: Path) -> bool:
+    try:
+        data = json.loads(mark.read_bytes()[:4096])
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == "cifar-tui run directory"
+
+
+def _cifar_tui_config(config: Path) -> bool:
+    if not config.is_file():
+        return False
+    try:
+        data = json.loads(config.read_bytes()[:1_000_000])
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.keys() >= _CONFIG_KEYS
+
+
+def _cifar_tui_events(events: Path) -> bool:
+    if not events.is_file():
+        return False
+    try:
+        with open(events, "rb") as f:
+            first = f.readline(1_000_000)
+    except OSError:
+        return False
+    return ev.from_json_line(first) is not None
+
+
+def write_mark(path: Path) -> None:
+    """Mark ``path`` as a run directory (atomically: a torn mark would not count)."""
+    if not (path / MARK).is_file():
+        atomic_write_text(path / MARK, _MARK_TEXT)
 
 
 def check_run_dir(path: Path, *, resuming_here: bool, overwrite: bool, owned: bool = False) -> None:
@@ -59,7 +108,7 @@ def check_run_dir(path: Path, *, resuming_here: bool, overwrite: bool, owned: bo
             if owner is not None:
                 raise RunDirError(f"run directory {path} is in use by a live trainer (pid {owner}); "
                                   "watch it with: cifar-tui attach " + str(path))  # fmt: skip
-        elif path.is_dir() and any(p.name != RunDirLock.NAME for p in path.iterdir()):
+        elif path.is_dir() and any(p.name not in (RunDirLock.NAME, MARK) for p in path.iterdir()):
             raise RunDirError(f"{path} is a folder of other files, not a run directory; give a new or empty --run-dir")
     except OSError as exc:
         raise RunDirError(f"cannot use run directory {path}: {exc.strerror or exc}") from exc
@@ -132,8 +181,9 @@ def live_owner(path: Path) -> int | None:
 
 
 class RunDirSink:
-    """Event sink that writes events.jsonl. Events before ``RunStarted`` are held in memory,
-    so a run that fails on bad input leaves nothing on disk.
+    """Event sink that writes events.jsonl. Nothing is written before :meth:`open` (the trainer
+    opens it once data and model are ready, so a run that fails on bad input leaves nothing on
+    disk); events given before that (:meth:`hold`, or sent early) are written first as it opens.
 
     Once open it never raises: a failed write (disk full, I/O error) is cut back to the last
     whole line, so the file stays valid JSON lines, and ``on_error`` hears about it once (the
@@ -154,6 +204,10 @@ class RunDirSink:
         self._opened = False
         self.lost = 0
 
+    def hold(self, events: list[ev.Event]) -> None:
+        """Events from before the run directory existed: written first when it opens."""
+        self._pending.extend(events)
+
     def open(self, config: TrainConfig) -> None:
         """Create the folder, take ownership of it, write config.json; flush held events."""
         try:
@@ -169,6 +223,7 @@ class RunDirSink:
                 for name in (EVENTS, CONFIG, SUMMARY):
                     (self.path / name).unlink(missing_ok=True)
                 shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)
+            write_mark(self.path)
             atomic_write_json(self.path / CONFIG, config.to_dict())
             self._file = self._open_events()
             self._good_size = self._file.seek(0, os.SEEK_END)

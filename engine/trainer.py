@@ -144,6 +144,7 @@ class Trainer:
         self.controls = controls or Controls()
         self._sink = sink
         self.run_sink: RunDirSink | None = None
+        self._setup_events: list[ev.Event] = []  # said before the run directory existed (skipped files...)
         self.summary: SummaryKeeper | None = None
         self.state = RunState()  # where the run is (the loop moves it on)
         self.run_dir = Path()
@@ -168,6 +169,8 @@ class Trainer:
         with self._emit_lock:  # the control server's thread emits too
             if self.run_sink is not None:
                 self.run_sink(event)
+            elif len(self._setup_events) < 1000:  # written first once the run directory opens
+                self._setup_events.append(event)
             if self.summary is not None:
                 self.summary(event)
             self._sink(event)
@@ -325,6 +328,8 @@ class Trainer:
             run_dir, overwrite=cfg.overwrite, resuming_here=resuming_here, unique=not cfg.run_dir,
             on_error=lambda m: self._sink(ev.Log(m, level="error")),
         )  # fmt: skip
+        self.run_sink.hold(self._setup_events)
+        self._setup_events = []
         self.run_sink.open(cfg)
         run_dir = self.run_sink.path
         self.run_dir = run_dir

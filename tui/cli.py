@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine import console
 from engine.cli import (
     EXIT_USAGE,
     LinePrinter,
@@ -27,7 +28,7 @@ from engine.cli import (
     tolerant_output,
 )
 from engine.config import TrainConfig
-from engine.errors import UserError
+from engine.errors import EXIT_CRASH, UserError
 from engine.wording import event_lines
 
 if TYPE_CHECKING:
@@ -50,7 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.serve import serve_main
 
             return serve_main(argv[1:])
-        return {"attach": attach_main, "runs": runs_main, "export": export_main}[argv[0]](argv[1:])
+        code = {"attach": attach_main, "runs": runs_main, "export": export_main}[argv[0]](argv[1:])
+        if code == 0 and (why := console.lost_output()):
+            print(f"cifar-tui: error: cannot write the output ({why})", file=sys.stderr)
+            return EXIT_CRASH
+        return code
     if argv and not argv[0].startswith("-"):
         close = difflib.get_close_matches(argv[0], SUBCOMMANDS, n=1, cutoff=0.5)
         hint = f"did you mean 'cifar-tui {close[0]}'?" if close else f"commands: {', '.join(SUBCOMMANDS)}"

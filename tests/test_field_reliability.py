@@ -100,7 +100,7 @@ def test_sigterm_to_the_process_group_saves_and_exits_143(tmp_path: Path) -> Non
     try:
         _wait_for_training(run, process)
         os.killpg(process.pid, signal.SIGTERM)
-        out, err = process.communicate(timeout=300)
+        _out, err = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

@@ -197,7 +197,8 @@ class CifarTui(App[int]):
     def _install_signal_handlers(self) -> None:
         loop = self._ui_loop = asyncio.get_running_loop()
         if self.guard is not None:
-            return  # the terminal guard handles them, even while the loop is blocked
+            self.guard.claim_signals()  # it handles them, even while the loop is blocked
+            return
         for sig in self.HANDLED_SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self._on_signal, sig)

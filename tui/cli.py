@@ -158,7 +158,8 @@ def run_app(build: Callable[[TerminalGuard], CifarTui]) -> int:
         if app is not None:
             app.on_terminal_lost(reason, code, hangup)
 
-    guard = TerminalGuard(on_lost)
+    # Served, nobody can see a slow exit: a dashboard whose browser tab or server is gone ends soon.
+    guard = TerminalGuard(on_lost, served=served(), grace_s=5.0 if served() else 30.0)
     app = build(guard)
     guard.start()
     try:

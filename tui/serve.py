@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import hmac
 import logging
@@ -55,6 +56,7 @@ def make_server(command: str, *, host: str, port: int, token: str, templates: Pa
     import aiohttp_jinja2
     import jinja2
     from aiohttp import web
+    from textual_serve.app_service import AppService
     from textual_serve.server import Server, to_int
 
     class TokenServer(Server):  # type: ignore[misc]
@@ -91,13 +93,31 @@ def make_server(command: str, *, host: str, port: int, token: str, templates: Pa
             self.sessions: set[asyncio.Task[Any]] = set()  # one per open tab
 
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+            """textual-serve's session with one change: its end ends the tab's dashboard, whenever
+            the tab left (textual-serve only asks it to quit, which one still starting misses)."""
             task = asyncio.current_task()
             assert task is not None
             self.sessions.add(task)
+            websocket = web.WebSocketResponse(heartbeat=15)
+            service: AppService | None = None
             try:
-                return await super().handle_websocket(request)  # type: ignore[no-any-return]
+                await websocket.prepare(request)
+                close: Any = websocket.close  # (awaitable; textual-serve's own hint is narrower)
+                service = AppService(self.command, write_bytes=websocket.send_bytes, write_str=websocket.send_str,
+                                     close=close, download_manager=self.download_manager, debug=self.debug)  # fmt: skip
+                await service.start(to_int(request.query.get("width", "80"), 80),
+                                    to_int(request.query.get("height", "24"), 24))  # fmt: skip
+                await self._process_messages(websocket, service)
+            except asyncio.CancelledError:  # serve is stopping
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(websocket.close(), 2)
+            except Exception as error:
+                logging.getLogger("cifar-tui").warning("a browser session failed: %s", error)
             finally:
                 self.sessions.discard(task)
+                if service is not None:
+                    await end_dashboard(service)
+            return websocket
 
         @aiohttp_jinja2.template("app_index.html")
         async def handle_index(self, request: web.Request) -> dict[str, Any]:
@@ -116,6 +136,11 @@ def make_server(command: str, *, host: str, port: int, token: str, templates: Pa
 
         def initialize_logging(self) -> None:
             logging.basicConfig(level="WARNING", format="cifar-tui serve: %(message)s")  # no line per request
+            # A tab that left before its dashboard was up is not a failure (the dashboard's own
+            # error output, when it has any, is still shown).
+            logging.getLogger("textual-serve").addFilter(
+                lambda record: record.getMessage() != "Application failed to start"
+            )
 
         def serve_on(self, sock: socket.socket) -> None:
             """Serve on a socket that already listens (the URL is printed only once it answers)
@@ -149,8 +174,34 @@ def make_server(command: str, *, host: str, port: int, token: str, templates: Pa
     return TokenServer(command, host=host, port=port, title="cifar-tui")
 
 
+async def end_dashboard(service: Any, wait_s: float = 10.0) -> None:
+    """End a tab's dashboard process for sure: ask it to quit, close its input (it ends when its
+    input closes, even before it is ready to take a quit), wait, then kill it. Never raises and
+    is not cut short by a cancellation: the process is gone when this returns.
+
+    Uses textual-serve's AppService internals (``_process``, ``_stdin``, ``_task``; pinned <2)."""
+    process = service._process
+    try:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(service.send_meta({"type": "quit"}), 2)
+        with contextlib.suppress(Exception):
+            service._stdin.close()
+        if process is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(process.wait(), wait_s)
+    finally:
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        task = service._task
+        if task is not None and not task.done():
+            task.cancel()
+
+
 def attach_command(run_dir: Path, refresh: float) -> str:
-    return " ".join(
+    """The shell command textual-serve runs for a tab: ``exec`` so that the process it holds is
+    the dashboard itself (ending it ends the dashboard, not a shell in front of it)."""
+    return "exec " + " ".join(
         shlex.quote(part)
         for part in (sys.executable, "-m", "tui.cli", "attach", str(run_dir.resolve()), "--refresh", f"{refresh:g}")
     )

@@ -75,8 +75,10 @@ class GuardedOutput:
 class TerminalGuard:
     """Notices a lost terminal or a termination signal and makes sure the process ends."""
 
-    def __init__(self, on_lost: LostHandler, *, grace_s: float = 30.0, poll_s: float = 0.25) -> None:
+    def __init__(self, on_lost: LostHandler, *, grace_s: float = 30.0, poll_s: float = 0.25,
+                 served: bool = False) -> None:  # fmt: skip
         self.on_lost = on_lost
+        self.served = served  # under textual-serve: the "terminal" is two pipes to the server
         self.grace_s = grace_s
         self.poll_s = poll_s
         self.reason = ""
@@ -110,6 +112,14 @@ class TerminalGuard:
             self._previous[sig] = signal.signal(sig, self._on_signal)
         threading.Thread(target=self._watch, name="terminal-guard", daemon=True).start()
 
+    def claim_signals(self) -> None:
+        """Take SIGTERM and SIGHUP back once the app runs: Textual's web driver puts a handler of
+        its own on the asyncio loop for SIGTERM, which asks the app to exit and is not enough."""
+        if self._done.is_set():
+            return
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
     def stop(self) -> None:
         """The app is done (normally): stop watching, restore the signal handlers."""
         self._done.set()
@@ -135,6 +145,10 @@ class TerminalGuard:
             self._lost.set()
 
     def _terminal_fds(self) -> list[int]:
+        """The terminal's descriptors; served (textual-serve), the pipes to and from the server:
+        their far end closes when the browser tab's session ends or the server dies, however."""
+        if self.served:
+            return [0, 1]
         fds = []
         for stream in (sys.__stdin__, sys.__stderr__):
             with contextlib.suppress(AttributeError, OSError, ValueError):

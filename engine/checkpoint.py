@@ -49,7 +49,37 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED if k not in blob]
     if missing:
         raise CheckpointError(f"checkpoint {path} is incomplete: missing {', '.join(missing)}")
+    if problem := schema_problem(blob):
+        raise CheckpointError(f"{path} is not a cifar-tui checkpoint: {problem}")
     return blob
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62
+
+
+def schema_problem(blob: dict[str, Any]) -> str:
+    """What is wrong with a loaded checkpoint's fields ("" if nothing): each field of the type
+    cifar-tui writes, counts in range, and weights that are all finite numbers."""
+    model = blob["model"]
+    if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in model.items()):  # fmt: skip
+        return f"model is a {type(model).__name__}, not a state dict of tensors"
+    for field in ("optimizer", "scheduler", "config"):
+        if not isinstance(blob[field], dict):
+            return f"{field} is a {type(blob[field]).__name__}, not a dict"
+    for field in ("epoch", "step", "global_step"):
+        if not _count(blob[field]):
+            return f"{field} is {blob[field]!r}, not a count"
+    if blob["epoch"] > 100_000 or blob["step"] > blob["global_step"]:
+        return f"epoch {blob['epoch']}, step {blob['step']}, global_step {blob['global_step']} are out of range"
+    names = blob["class_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return f"class_names is {type(names).__name__} {str(names)[:40]}, not a list of class names"
+    for name, tensor in model.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return f"model weight {name} is not finite (NaN or inf): the run diverged before this was saved"
+    return ""
 
 
 def rng_state() -> dict[str, Any]:

@@ -12,16 +12,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 from engine import console
 from engine import events as ev
-from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe
+from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe, path_kind
 from engine.controls import Controls
-from engine.errors import EXIT_CRASH, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UserError, end_code
+from engine.errors import EXIT_CRASH, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, ConfigError, UserError, end_code
 from engine.launch import distributed_problem, launch_values, launched, torchrun_command, without_options
 from engine.rundir import CHECKPOINTS, check_target, checkpoint_run_dir, default_run_dir, read_events
 from engine.stop_signals import STOP_SIGNALS
@@ -32,7 +32,8 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad option in one line (no usage dump) and exits 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        # Every command speaks as one tool: "cifar-tui: error: ...", whichever subcommand it was.
+        self.exit(EXIT_USAGE, f"cifar-tui: error: {message} (see: {self.prog} --help)\n")
 
 
 def _flag(value: str) -> bool:
@@ -41,6 +42,20 @@ def _flag(value: str) -> bool:
     if value.lower() in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected on/off, got {value!r}")
+
+
+def path_arg(option: str) -> Callable[[str], str]:
+    """An argparse ``type`` for a path: refused in one line when the system cannot even look it
+    up (a name too long, a NUL, a loop of links); whether it exists is the command's business."""
+
+    def check(value: str) -> str:
+        try:
+            path_kind(option, value)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{option}: ")) from exc
+        return value
+
+    return check
 
 
 DASHBOARD_EPILOG = """\
@@ -378,7 +393,25 @@ def launch_plan(args: argparse.Namespace, *, check_run_dir: bool = True) -> tupl
         check_target(cfg)
     if nproc > 1 and (problem := distributed_problem(cfg, nproc)):
         raise ValueError(problem)
+    if nproc > 1:
+        preflight(cfg)
     return cfg, nproc
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """What one process refuses once it has started, checked before N ranks start (nothing on
+    disk yet, no torchrun): the device, and the data (an image folder is decoded here into the
+    decoded-image cache, which the ranks then read; CIFAR-10 is downloaded here)."""
+    from engine.data import load_data
+    from engine.trainer import resolve_device
+
+    resolve_device(cfg.device)
+
+    def notify(kind: str, message: str) -> None:
+        if kind in ("loading_data", "downloading", "warning"):
+            print(f"[{kind}] {message}", file=sys.stderr, flush=True)
+
+    load_data(cfg, notify)
 
 
 def engine_options(argv: Sequence[str]) -> list[str]:

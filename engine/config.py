@@ -224,6 +224,9 @@ def seeds_augmentation(cfg: TrainConfig) -> bool:
     return cfg.pad_mode == "zeros" and cfg.flip == "random" and cfg.cutout == 0
 
 
+MAX_SEED = 2**32 - 1  # each epoch's generator is seeded with seed * 1_000_003 + epoch: it must fit in 64 bits
+
+
 def _check_range(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
@@ -249,6 +252,8 @@ def validate(cfg: TrainConfig) -> None:
     """Raise ConfigError with a one-line message for the first invalid value."""
     _check_range("epochs", cfg.epochs, 1, 100_000)
     _check_range("batch_size", cfg.batch_size, 1, 65_536)
+    if cfg.batch_size < 2:
+        raise ConfigError("--batch-size must be at least 2: BatchNorm cannot train on one image per batch")
     _check_range("eval_batch_size", cfg.eval_batch_size, 1, 65_536)
     _check_range("lr", cfg.lr, 0.0, 100.0, lo_open=True)
     _check_range("momentum", cfg.momentum, 0.0, 0.999)
@@ -258,13 +263,15 @@ def validate(cfg: TrainConfig) -> None:
     _check_range("ema", cfg.ema, 0.0, 0.99999)
     _check_range("image_size", cfg.image_size, 8, 1024)
     _check_range("workers", cfg.workers, 0, 64)
-    _check_range("seed", cfg.seed, 0, 2**63 - 1)
+    _check_range("seed", cfg.seed, 0, MAX_SEED)
     _check_range("log_every", cfg.log_every, 1, 10**9)
     _check_range("keep", cfg.keep, 1, 10_000)
     _check_range("save_wait", cfg.save_wait, 0.0, 7 * 86_400.0)
     _check_range("rank_timeout", cfg.rank_timeout, 1.0, 86_400.0)
     _check_range("progress_hz", cfg.progress_hz, 0.0, 1000.0, lo_open=True)
     _check_range("train_limit", cfg.train_limit, 0, 10**9)
+    if cfg.train_limit == 1:
+        raise ConfigError("--train-limit must be 0 (all) or at least 2: one image makes no training batch")
     _check_range("test_limit", cfg.test_limit, 0, 10**9)
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {cfg.optimizer!r} (choose from: {', '.join(OPTIMIZERS)})")

@@ -134,12 +134,16 @@ def _list_split(split_dir: Path, classes: list[str], notify: Notify) -> list[tup
 def _decode(path: str, size: int) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
+    bomb = Image.DecompressionBombError  # an image far larger than it looks: corrupt for our purposes
     try:
         with Image.open(path) as img:
             rgb = img.convert("RGB")  # grayscale, palette and RGBA become RGB
             if rgb.size != (size, size):
                 rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
             data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
+    except bomb as exc:
+        raise DataError(f"cannot read image {path}: a corrupt image (too large to decode safely: "
+                        "a decompression bomb?)") from exc  # fmt: skip
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from exc
     return data.view(size, size, 3).permute(2, 0, 1)

@@ -305,11 +305,14 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(cfg, model)
         train_src, test_src = self._sources(cfg, data, device)
+        if train_src.steps_per_epoch == 0:
+            raise ConfigError(f"{len(data.train)} training image(s) make no batch of at least 2 "
+                              f"(BatchNorm cannot train on one); use more images or a smaller --batch-size")  # fmt: skip
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, train_src.steps_per_epoch))
         stats = EpochStats.zeros(device)
         ema = WeightEma(model, cfg.ema) if cfg.ema > 0 else None
         if ckpt is not None:
-            self._restore(ckpt, model, optimizer, scheduler, stats, device)
+            self._restore(ckpt, model, optimizer, scheduler, stats, device, train_src.steps_per_epoch)
             if ema is not None and ckpt.get("ema"):
                 ema.load_state_dict(ckpt["ema"])
 
@@ -438,7 +441,8 @@ class Trainer:
         return train, test
 
     def _restore(self, ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LambdaLR, stats: EpochStats, device: torch.device) -> None:  # fmt: skip
+                 scheduler: torch.optim.lr_scheduler.LambdaLR, stats: EpochStats, device: torch.device,
+                 steps: int) -> None:  # fmt: skip
         try:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -452,6 +456,9 @@ class Trainer:
             int(ckpt["step"]),
             int(ckpt["global_step"]),
         )
+        if self.state.step > steps:  # (== steps: stopped after the last batch, before the epoch ended)
+            raise CheckpointError(f"checkpoint {self.cfg.resume} is at step {self.state.step} of an epoch that has "
+                                  f"{steps} steps with this data and batch size")  # fmt: skip
         self.state.best_accuracy = ckpt.get("best_accuracy")
         # The run's last good checkpoint, until this process writes one (a failure or a lost final
         # save names it; a restarted launch said "none").

@@ -23,6 +23,7 @@ from engine.cli import (
     end_code_of_run,
     exit_code_of_run,
     launch_plan,
+    path_arg,
     run_distributed,
     run_headless,
     tolerant_output,
@@ -43,6 +44,13 @@ def fail(message: str) -> int:
     return EXIT_USAGE
 
 
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: what it was about and why."""
+    name = str(exc.filename) if exc.filename is not None else ""
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    return f"cannot use {shown!r}: {exc.strerror or exc}" if name else f"{exc.strerror or exc}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     tolerant_output()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -50,8 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[0] == "serve":
             from tui.serve import serve_main
 
-            return serve_main(argv[1:])
-        code = {"attach": attach_main, "runs": runs_main, "export": export_main}[argv[0]](argv[1:])
+            try:
+                return serve_main(argv[1:])
+            except OSError as exc:
+                return fail(os_error_line(exc))
+        try:
+            code = {"attach": attach_main, "runs": runs_main, "export": export_main}[argv[0]](argv[1:])
+        except OSError as exc:  # a path the system refuses on the way (too long, no permission, a loop)
+            return fail(os_error_line(exc))
         if code == 0 and (why := console.lost_output()):
             print(f"cifar-tui: error: cannot write the output ({why})", file=sys.stderr)
             return EXIT_CRASH
@@ -233,8 +247,9 @@ def detach_training(cfg: TrainConfig, on_started: Callable[[str], None] | None =
 
 def attach_main(argv: list[str]) -> int:
     p = OneLineParser(prog="cifar-tui attach", description="Open the dashboard on a live or finished run.")
-    p.add_argument("run_dir", nargs="?", help="run directory (default: the latest under --runs-root)")
-    p.add_argument("--runs-root", default="runs")
+    p.add_argument("run_dir", nargs="?", type=path_arg("RUN_DIR"),
+                   help="run directory (default: the latest under --runs-root)")  # fmt: skip
+    p.add_argument("--runs-root", default="runs", type=path_arg("--runs-root"))
     p.add_argument("--refresh", type=float, default=1.0)
     args = p.parse_args(argv)
     from engine.run_summary import latest_run
@@ -269,7 +284,7 @@ def _run_config(run_dir: Path) -> TrainConfig:
 
 def runs_main(argv: list[str]) -> int:
     p = OneLineParser(prog="cifar-tui runs", description="List the runs in the runs folder.")
-    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--runs-root", default="runs", type=path_arg("--runs-root"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args = p.parse_args(argv)
     from engine.run_summary import list_runs, runs_json
@@ -300,10 +315,10 @@ def runs_main(argv: list[str]) -> int:
 
 def export_main(argv: list[str]) -> int:
     p = OneLineParser(prog="cifar-tui export", description="Write a run's metrics for other tools: CSV, TensorBoard.")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", type=path_arg("RUN_DIR"))
     p.add_argument("--csv", action="store_true", help="steps.csv and epochs.csv (in --out, default: the run directory)")
-    p.add_argument("--out", help="folder for the CSV files (default: the run directory)")
-    p.add_argument("--tensorboard", metavar="LOGDIR", help="TensorBoard event files in LOGDIR/<run name>/ "
+    p.add_argument("--out", type=path_arg("--out"), help="folder for the CSV files (default: the run directory)")
+    p.add_argument("--tensorboard", type=path_arg("--tensorboard"), metavar="LOGDIR", help="TensorBoard event files in LOGDIR/<run name>/ "
                    "(needs: pip install tensorboard); then: tensorboard --logdir LOGDIR")  # fmt: skip
     args: argparse.Namespace = p.parse_args(argv)
     if not (args.csv or args.tensorboard):

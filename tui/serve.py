@@ -208,7 +208,7 @@ def attach_command(run_dir: Path, refresh: float) -> str:
 
 
 def serve_main(argv: list[str]) -> int:
-    from engine.cli import OneLineParser, build_parser, launch_plan
+    from engine.cli import OneLineParser, build_parser, launch_plan, path_arg
     from engine.errors import UserError
     from engine.run_summary import latest_run
     from engine.rundir import EVENTS
@@ -224,12 +224,15 @@ def serve_main(argv: list[str]) -> int:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--runs-root", default="runs", type=path_arg("--runs-root"))
     p.add_argument("--refresh", type=float, default=1.0, help="plot redraws per second in each tab")
     # RUN_DIR only in first place: a positional would otherwise take a training option's value.
     run_arg = argv[0] if argv and not argv[0].startswith("-") else None
     args, training = p.parse_known_args(argv[1:] if run_arg else argv)
-    args.run_dir = run_arg
+    try:
+        args.run_dir = path_arg("RUN_DIR")(run_arg) if run_arg else None
+    except argparse.ArgumentTypeError as exc:
+        return fail(f"argument RUN_DIR: {exc}")
     try:
         import textual_serve  # noqa: F401
     except ImportError:

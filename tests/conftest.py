@@ -144,7 +144,54 @@ def screen_text(app: Any) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
 
 
+def started_by_the_suite() -> list[Any]:
+    """Every live process this suite started, however far it went (a detached trainer, a rank in
+    its own session, a served dashboard whose server died): they all inherit the suite's TMPDIR."""
+    import psutil
+
+    mine = os.environ.get("TMPDIR", "")
+    found = []
+    for process in psutil.process_iter(["pid", "status"]):
+        if process.pid == os.getpid() or process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            if mine and process.environ().get("TMPDIR") == mine:
+                found.append(process)
+        except (psutil.Error, OSError):  # gone, or not ours to read
+            continue
+    return found
+
+
+LEFT_RUNNING: list[str] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No process the suite started outlives it: whatever is still running a while after the last
+    test (a trainer told to stop saves first) is listed, killed, and fails the session."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + 60
+    while (left := started_by_the_suite()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for process in left:
+        try:
+            LEFT_RUNNING.append(f"pid {process.pid}: {' '.join(process.cmdline())[:160]}")
+            process.kill()
+        except psutil.Error:
+            continue
+    if LEFT_RUNNING and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
+    for line in LEFT_RUNNING:
+        terminalreporter.write_line(f"left running by the suite (killed): {line}", red=True)
+    _disk_note(terminalreporter, exitstatus)
+
+
+def _disk_note(terminalreporter: Any, exitstatus: int) -> None:
     """After failures, say when the disk the tests write to is nearly full: checkpoint writes then fail
     (the trainer logs "checkpoint NOT saved" and keeps training), which reads like a code fault."""
     import shutil

@@ -402,9 +402,12 @@ def preflight(cfg: TrainConfig) -> None:
     """What one process refuses once it has started, checked before N ranks start (nothing on
     disk yet, no torchrun): the device, and the data (an image folder is decoded here into the
     decoded-image cache, which the ranks then read; CIFAR-10 is downloaded here)."""
+    from engine.checkpoint import load_checkpoint
     from engine.data import load_data
-    from engine.trainer import resolve_device
+    from engine.trainer import merge_resume_config, resolve_device
 
+    if cfg.resume:  # the data and model are the checkpoint's
+        cfg = merge_resume_config(cfg, load_checkpoint(Path(cfg.resume))["config"])
     resolve_device(cfg.device)
 
     def notify(kind: str, message: str) -> None:

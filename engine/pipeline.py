@@ -12,6 +12,7 @@ epoch can be replayed from any step when a run resumes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -301,7 +302,7 @@ class LoaderBatches:
             generator=epoch_generator(self.seed, epoch),  # workers' base seed: not the global RNG's draw
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
-            worker_init_fn=stop_signals.ignore_in_helper,
+            worker_init_fn=stop_signals.helper_init(os.getpid()),
         )
         with stop_signals.held():  # the workers start here: a group's stop signal is the trainer's alone
             batches = iter(loader)

@@ -11,10 +11,15 @@ from their first instruction on: the training process speaks for them, and they 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import os
 import signal
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @contextlib.contextmanager
@@ -29,9 +34,22 @@ def held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def ignore_in_helper(_worker_id: int = 0) -> None:
-    """A helper process's first step (a DataLoader ``worker_init_fn``): ignore the stop signals,
-    dropping any that came while they were blocked, then unblock them."""
+def ignore_in_helper(_worker_id: int = 0, parent: int = 0) -> None:
+    """A helper process's first step (a DataLoader ``worker_init_fn``, with ``parent`` the training
+    process's pid): ignore the stop signals, dropping any that came while they were blocked, then
+    unblock them; and end the moment the training process ends, however it ends (on Linux), so a
+    helper never outlives it or reports errors of its own about a parent that is gone."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if sys.platform.startswith("linux") and parent:
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # it ended before the line above took effect
+            os._exit(0)
+
+
+def helper_init(parent: int) -> Callable[[int], None]:
+    """The ``worker_init_fn`` for helpers of the process ``parent`` (picklable)."""
+    return functools.partial(ignore_in_helper, parent=parent)

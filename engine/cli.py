@@ -408,13 +408,15 @@ def preflight(cfg: TrainConfig) -> None:
 
     if cfg.resume:  # the data and model are the checkpoint's
         cfg = merge_resume_config(cfg, load_checkpoint(Path(cfg.resume))["config"])
-    resolve_device(cfg.device)
+    if cfg.device != "cpu":  # (a CPU is always there)
+        resolve_device(cfg.device)
 
     def notify(kind: str, message: str) -> None:
         if kind in ("loading_data", "downloading", "warning"):
             print(f"[{kind}] {message}", file=sys.stderr, flush=True)
 
-    load_data(cfg, notify)
+    if cfg.data != "demo":  # (generated: it cannot fail)
+        load_data(cfg, notify)
 
 
 def engine_options(argv: Sequence[str]) -> list[str]:

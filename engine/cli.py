@@ -443,10 +443,43 @@ def distributed_launch(nproc: int, argv: Sequence[str], cfg: TrainConfig, max_re
 
 
 def run_distributed(nproc: int, argv: Sequence[str], cfg: TrainConfig, max_restarts: int = 0) -> int:
-    """``--nproc N``: the same command as N ranks under torchrun, which ends them all if one fails."""
+    """``--nproc N``: the same command as N ranks under torchrun, which ends them all if one fails.
+
+    torchrun runs in a session of its own and a stop signal to this process (or to its whole
+    group) is passed to the ranks, which save and stop as one process does; torchrun itself,
+    signalled, would end them with a traceback of its own and leave before they have saved."""
     run_dir, command = distributed_launch(nproc, argv, cfg, max_restarts)
     print(f"[launching] {nproc} processes (torchrun)", flush=True)
-    return exit_code_of_run(run_dir, subprocess.call(command))
+    launcher = subprocess.Popen(command, start_new_session=True)
+    signals: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        signals.append(signum)
+        _signal_ranks(launcher.pid, signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+    try:
+        code = launcher.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    end = exit_code_of_run(run_dir, code)
+    return 128 + signals[0] if signals and end == EXIT_STOPPED else end
+
+
+def _signal_ranks(launcher: int, signum: int) -> None:
+    """Pass a stop signal to the ranks torchrun runs (its children)."""
+    import psutil
+
+    try:
+        ranks = psutil.Process(launcher).children()
+    except psutil.Error:
+        return
+    for rank in ranks:
+        try:
+            rank.send_signal(signum)
+        except psutil.Error:
+            continue
 
 
 def exit_code_of_run(run_dir: Path, launcher_code: int) -> int:

@@ -109,6 +109,25 @@ def test_sigterm_to_the_process_group_saves_and_exits_143(tmp_path: Path) -> Non
     _assert_stopped_with_checkpoint(run, "SIGTERM")
 
 
+def test_sigterm_to_the_process_group_of_a_two_rank_run_saves_and_exits_143(tmp_path: Path) -> None:
+    """The launcher passes the signal to the ranks (torchrun in its own session would otherwise
+    end them with a traceback of its own, and the launcher leave before they saved)."""
+    run = tmp_path / "run"
+    process = subprocess.Popen([*CLI, "--headless", "--nproc", "2", *WORKERS, "--workers", "1", "--epochs", "3",
+                                "--run-dir", str(run)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, cwd=ROOT, start_new_session=True)  # fmt: skip
+    try:
+        _wait_for_training(run, process)
+        os.killpg(process.pid, signal.SIGTERM)
+        out, _err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert "Traceback" not in out and "SignalException" not in out, out[-3000:]
+    _assert_stopped_with_checkpoint(run, "SIGTERM")
+
+
 def test_sigterm_to_the_dashboards_process_group_saves_and_exits_143(tmp_path: Path) -> None:
     run = tmp_path / "run"
     app = PtyApp([*WORKERS, "--epochs", "3", "--run-dir", str(run)])  # a session leader: its own group

@@ -90,42 +90,39 @@ def _assert_stopped_with_checkpoint(run: Path, cause: str) -> None:
     assert load_checkpoint(Path(last.checkpoint))["global_step"] == last.global_step > 0
 
 
+def _sigterm_to_the_group(args: list[str]) -> tuple[int, str]:
+    """Run ``cifar-tui --headless ARGS`` as a process group, SIGTERM the group once training has
+    begun; its exit code and output (stdout and stderr)."""
+    run = Path(args[args.index("--run-dir") + 1])
+    process = subprocess.Popen([*CLI, "--headless", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, cwd=ROOT, start_new_session=True)  # fmt: skip
+    try:
+        _wait_for_training(run, process)
+        os.killpg(process.pid, signal.SIGTERM)
+        out, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return process.returncode, out[-3000:]
+
+
 def test_sigterm_to_the_process_group_saves_and_exits_143(tmp_path: Path) -> None:
     """systemd's stop, a job runner or ``timeout``: SIGTERM to every process of the group, the
     DataLoader workers included. The run saves and exits 143, as for SIGTERM to the main process."""
-    run = tmp_path / "run"
-    args = [*WORKERS, "--epochs", "3", "--run-dir", str(run)]
-    process = subprocess.Popen([*CLI, "--headless", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, cwd=ROOT, start_new_session=True)  # fmt: skip
-    try:
-        _wait_for_training(run, process)
-        os.killpg(process.pid, signal.SIGTERM)
-        _out, err = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 128 + signal.SIGTERM, err
-    assert "Traceback" not in err and "killed by signal" not in err, err
-    _assert_stopped_with_checkpoint(run, "SIGTERM")
+    code, out = _sigterm_to_the_group([*WORKERS, "--epochs", "3", "--run-dir", str(tmp_path / "run")])
+    assert code == 128 + signal.SIGTERM, out
+    assert "Traceback" not in out and "killed by signal" not in out, out
+    _assert_stopped_with_checkpoint(tmp_path / "run", "SIGTERM")
 
 
 def test_sigterm_to_the_process_group_of_a_two_rank_run_saves_and_exits_143(tmp_path: Path) -> None:
-    """The launcher passes the signal to the ranks (torchrun in its own session would otherwise
-    end them with a traceback of its own, and the launcher leave before they saved)."""
-    run = tmp_path / "run"
-    process = subprocess.Popen([*CLI, "--headless", "--nproc", "2", *WORKERS, "--workers", "1", "--epochs", "3",
-                                "--run-dir", str(run)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, cwd=ROOT, start_new_session=True)  # fmt: skip
-    try:
-        _wait_for_training(run, process)
-        os.killpg(process.pid, signal.SIGTERM)
-        out, _err = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 128 + signal.SIGTERM, out[-3000:]
-    assert "Traceback" not in out and "SignalException" not in out, out[-3000:]
-    _assert_stopped_with_checkpoint(run, "SIGTERM")
+    """The launcher passes the signal to the ranks (torchrun, signalled, would end them with a
+    traceback of its own, and the launcher leave before they saved)."""
+    args = ["--nproc", "2", *WORKERS, "--workers", "1", "--epochs", "3", "--run-dir", str(tmp_path / "run")]
+    code, out = _sigterm_to_the_group(args)
+    assert code == 128 + signal.SIGTERM, out
+    assert "Traceback" not in out and "SignalException" not in out, out
+    _assert_stopped_with_checkpoint(tmp_path / "run", "SIGTERM")
 
 
 def test_sigterm_to_the_dashboards_process_group_saves_and_exits_143(tmp_path: Path) -> None:

@@ -57,27 +57,25 @@ def holds_run(path: Path) -> bool:
         return False
 
 
-def _valid_mark(mark: Path) -> bool:
+def _json_object(path: Path) -> dict[str, object]:
+    """The JSON object in the first megabyte of ``path``; {} for anything else (missing too)."""
     try:
-        data = json.loads(mark.read_bytes()[:4096])
+        with open(path, "rb") as f:
+            data = json.loads(f.read(1_000_000))
     except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("format") == "cifar-tui run directory"
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _valid_mark(mark: Path) -> bool:
+    return _json_object(mark).get("format") == "cifar-tui run directory"
 
 
 def _cifar_tui_config(config: Path) -> bool:
-    if not config.is_file():
-        return False
-    try:
-        data = json.loads(config.read_bytes()[:1_000_000])
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.keys() >= _CONFIG_KEYS
+    return _json_object(config).keys() >= _CONFIG_KEYS
 
 
 def _cifar_tui_events(events: Path) -> bool:
-    if not events.is_file():
-        return False
     try:
         with open(events, "rb") as f:
             first = f.readline(1_000_000)
@@ -183,7 +181,7 @@ def live_owner(path: Path) -> int | None:
 class RunDirSink:
     """Event sink that writes events.jsonl. Nothing is written before :meth:`open` (the trainer
     opens it once data and model are ready, so a run that fails on bad input leaves nothing on
-    disk); events given before that (:meth:`hold`, or sent early) are written first as it opens.
+    disk); events sent before that are held and written first as it opens.
 
     Once open it never raises: a failed write (disk full, I/O error) is cut back to the last
     whole line, so the file stays valid JSON lines, and ``on_error`` hears about it once (the
@@ -203,10 +201,6 @@ class RunDirSink:
         self._good_size = 0
         self._opened = False
         self.lost = 0
-
-    def hold(self, events: list[ev.Event]) -> None:
-        """Events from before the run directory existed: written first when it opens."""
-        self._pending.extend(events)
 
     def open(self, config: TrainConfig) -> None:
         """Create the folder, take ownership of it, write config.json; flush held events."""

@@ -331,7 +331,8 @@ class Trainer:
             run_dir, overwrite=cfg.overwrite, resuming_here=resuming_here, unique=not cfg.run_dir,
             on_error=lambda m: self._sink(ev.Log(m, level="error")),
         )  # fmt: skip
-        self.run_sink.hold(self._setup_events)
+        for event in self._setup_events:  # held by the sink until it opens, then written first
+            self.run_sink(event)
         self._setup_events = []
         self.run_sink.open(cfg)
         run_dir = self.run_sink.path

@@ -366,7 +366,8 @@ def test_the_dashboard_steers_both_ranks_in_a_real_terminal_and_exits_as_the_run
 
 def test_each_rank_gets_the_training_options_without_the_dashboards_and_launchers() -> None:
     """Every option the dashboard has and a rank does not is taken out, with its value."""
-    from engine.cli import build_parser, engine_options
+    from engine.cli import build_parser
+    from engine.launch import engine_options
 
     dashboard, rank = build_parser(dashboard=True), build_parser(dashboard=False)
     rank_options = {o for a in rank._actions for o in a.option_strings}

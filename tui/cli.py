@@ -19,17 +19,14 @@ from engine.cli import (
     LinePrinter,
     OneLineParser,
     build_parser,
-    distributed_launch,
-    end_code_of_run,
-    exit_code_of_run,
     launch_plan,
     path_arg,
-    run_distributed,
     run_headless,
     tolerant_output,
 )
 from engine.config import TrainConfig
 from engine.errors import EXIT_CRASH, UserError
+from engine.launch import distributed_launch, end_code_of_run, exit_code_of_run, run_distributed
 from engine.wording import event_lines
 
 if TYPE_CHECKING:
@@ -51,19 +48,20 @@ def os_error_line(exc: OSError) -> str:
     return f"cannot use {shown!r}: {exc.strerror or exc}" if name else f"{exc.strerror or exc}"
 
 
+def _subcommand(name: str) -> Callable[[list[str]], int]:
+    if name == "serve":
+        from tui.serve import serve_main
+
+        return serve_main
+    return {"attach": attach_main, "runs": runs_main, "export": export_main}[name]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     tolerant_output()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
-        if argv[0] == "serve":
-            from tui.serve import serve_main
-
-            try:
-                return serve_main(argv[1:])
-            except OSError as exc:
-                return fail(os_error_line(exc))
         try:
-            code = {"attach": attach_main, "runs": runs_main, "export": export_main}[argv[0]](argv[1:])
+            code = _subcommand(argv[0])(argv[1:])
         except OSError as exc:  # a path the system refuses on the way (too long, no permission, a loop)
             return fail(os_error_line(exc))
         if code == 0 and (why := console.lost_output()):

@@ -409,6 +409,8 @@ class CifarTui(App[int]):
         log = self._pane(LogPane)
         if self.run_state.log:
             pending.append(f"{len(self.run_state.log)} log lines to write")
+        if getattr(log, "_deferred_renders", None):  # RichLog holds lines written before it knew its size
+            pending.append("log lines waiting for the pane's size")
         if not log.is_current():
             pending.append(f"log at line {log.scroll_offset.y} of {log.max_scroll_y}")
         if self._shown_version != self.run_state.version:

@@ -50,7 +50,7 @@ def demo_image_folder(dest: Path, train_per_class: int = 26, test_per_class: int
     seed's ImageFolder code path on any machine, no data set needed (smoke runs)."""
     from PIL import Image
 
-    from engine.demo_data import CLASS_NAMES, make_split
+    from engine.data.demo import CLASS_NAMES, make_split
 
     for split, per_class, seed in (("train", train_per_class, 1), ("test", test_per_class, 2)):
         images, labels = make_split(per_class, seed)

@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from bench.common import MINI, machine
-from engine import events as ev
-from engine.config import from_recipe
-from engine.trainer import Trainer
+from engine.run import events as ev
+from engine.run.config import from_recipe
+from engine.train.trainer import Trainer
 
 
 def images_per_sec(run_dir: Path, epochs: int, **options: object) -> float:

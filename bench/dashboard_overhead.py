@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 
 from bench.common import machine  # noqa: E402
-from engine import events as ev  # noqa: E402
-from engine.config import TrainConfig, from_recipe  # noqa: E402
-from engine.rundir import read_events  # noqa: E402
+from engine.run import events as ev  # noqa: E402
+from engine.run.config import TrainConfig, from_recipe  # noqa: E402
+from engine.run.rundir import read_events  # noqa: E402
 from tui.app import make_app  # noqa: E402
 
 OPTIONS = {"data": "demo", "weights": "none", "loader": "tensor", "device": "cpu", "seed": 0}

@@ -21,8 +21,8 @@ import torchvision
 import torchvision.transforms as T
 
 from bench.common import machine, unpack_cifar_jpeg
-from engine.data import load_image_folder
-from engine.pipeline import MEAN, STD, LoaderBatches, TensorBatches
+from engine.data.pipeline import MEAN, STD, LoaderBatches, TensorBatches
+from engine.data.sources import load_image_folder
 
 
 def rate(batches, seconds: float) -> float:  # type: ignore[no-untyped-def]

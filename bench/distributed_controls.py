@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine
-from engine import events as ev
-from engine.control_socket import TRAINER_FILE, ControlClient
-from engine.rundir import read_events
+from engine.run import events as ev
+from engine.run.control_socket import TRAINER_FILE, ControlClient
+from engine.run.rundir import read_events
 
 
 def events_of(run: Path) -> list[ev.Event]:

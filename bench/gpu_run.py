@@ -33,10 +33,10 @@ import torch  # noqa: E402
 
 from bench.common import demo_image_folder, machine, unpack_cifar_jpeg  # noqa: E402
 from bench.seed_loop import seed_loop  # noqa: E402
-from engine import events as ev  # noqa: E402
-from engine.config import from_recipe  # noqa: E402
-from engine.rundir import read_events  # noqa: E402
-from engine.trainer import Trainer  # noqa: E402
+from engine.run import events as ev  # noqa: E402
+from engine.run.config import from_recipe  # noqa: E402
+from engine.run.rundir import read_events  # noqa: E402
+from engine.train.trainer import Trainer  # noqa: E402
 
 Row = dict[str, Any]
 

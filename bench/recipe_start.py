@@ -18,10 +18,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, unpack_cifar_jpeg
-from engine import events as ev
 from engine.cli import build_parser, config_from_args
-from engine.controls import Controls
-from engine.trainer import Trainer
+from engine.run import events as ev
+from engine.run.controls import Controls
+from engine.train.trainer import Trainer
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ import os
 import sys
 
 from engine.cli import main
-from engine.launch import launched
+from engine.ranks.plan import launched
 
 code = main()
 if launched():

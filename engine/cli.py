@@ -14,14 +14,15 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, NoReturn, TextIO
 
-from engine import console, stop_signals
-from engine import events as ev
-from engine.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe, path_kind
-from engine.controls import Controls
-from engine.errors import EXIT_CRASH, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, ConfigError, UserError, end_code
-from engine.launch import distributed_problem, launch_values, launched, preflight, restarted_argv, run_distributed
-from engine.rundir import check_target
-from engine.wording import event_lines, model_phrase, per_class_rows, plural
+from engine.ranks.plan import distributed_problem, launch_values, launched, restarted_argv
+from engine.run import console, stop_signals
+from engine.run import events as ev
+from engine.run.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe, path_kind
+from engine.run.controls import Controls
+from engine.run.errors import EXIT_CRASH, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, ConfigError, UserError, end_code
+from engine.run.rundir import check_target
+from engine.run.wording import event_lines, model_phrase, per_class_rows, plural
+from engine.session.launch import preflight, run_distributed
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -247,7 +248,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def tolerant_output() -> None:
     """Printing never fails and never ends a run: not on a file name that is not valid UTF-8,
-    nor on a closed pipe or a full disk (engine/console.py)."""
+    nor on a closed pipe or a full disk (engine/run/console.py)."""
     console.install()
 
 
@@ -306,7 +307,7 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
     Ctrl-C, SIGTERM and SIGHUP stop at the next batch boundary after saving a
     checkpoint; a second signal aborts at once.
     """
-    from engine.trainer import Trainer
+    from engine.train.trainer import Trainer
 
     controls = Controls()
     printer = LinePrinter(out)

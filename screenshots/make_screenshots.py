@@ -13,7 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from engine.config import from_recipe  # noqa: E402
+from engine.run.config import from_recipe  # noqa: E402
 from tui.app import CifarTui, make_app  # noqa: E402
 
 
@@ -49,7 +49,7 @@ async def main() -> None:
             app.save_screenshot("confusion.svg", str(HERE))
             await pilot.press("c")
         # The finished run again, as `cifar-tui attach` shows it: a read-only replay of events.jsonl.
-        from tui.attach import AttachedEngine
+        from engine.session.attached import AttachedEngine
 
         replay = make_app(cfg, lambda _c: AttachedEngine(Path(cfg.run_dir)), refresh_hz=2.0)
         async with replay.run_test(size=(100, 30)) as pilot:
@@ -74,8 +74,8 @@ def served_in_a_browser() -> None:
     import subprocess
     import time
 
-    from engine.control_socket import ControlClient
-    from engine.rundir import read_events
+    from engine.run.control_socket import ControlClient
+    from engine.run.rundir import read_events
     from tests.browser import BROWSER, launch, open_dashboard
 
     try:

@@ -19,8 +19,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 MINI = SHARED_DATA / "cifar10-mini"
 sys.path.insert(0, str(ROOT))
 
-from engine import events as ev  # noqa: E402
-from engine.config import TrainConfig, from_recipe  # noqa: E402
+from engine.run import events as ev  # noqa: E402
+from engine.run.config import TrainConfig, from_recipe  # noqa: E402
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -1,5 +1,5 @@
 """One rank of a test's data-parallel run, with something changed (tests only), run by torchrun:
-``python -m engine.torchrun --standalone --nproc-per-node=2 -m tests.rank_harness MODE ARGS...``
+``python -m engine.ranks.torchrun --standalone --nproc-per-node=2 -m tests.rank_harness MODE ARGS...``
 (ARGS are ``python -m engine``'s).
 
 - ``diverge-after-N``: rank 1's loss becomes NaN from its (N+1)th step on, the others' stays
@@ -18,9 +18,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-import engine.trainer as trainer
+import engine.train.trainer as trainer
 from engine.cli import main
-from engine.loop import TrainLoop
+from engine.train.loop import TrainLoop
 
 
 def diverge_after(steps: int) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from engine import events as ev
-from engine.config import TrainConfig, from_recipe
+from engine.run import events as ev
+from engine.run.config import TrainConfig, from_recipe
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 T0 = 1_800_000_000.0

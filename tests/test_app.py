@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine.checkpoint import load_checkpoint
+from engine.train.checkpoint import load_checkpoint
 from tests.conftest import live_children, screen_text, tiny_config, wait_until
 from tests.scripted import ScriptedEngine, script, tutorial_config
 from tui.app import CifarTui, make_app
@@ -19,7 +19,7 @@ from tui.widgets.plots import PlotPane
 
 
 def trainer_children() -> list[psutil.Process]:
-    return live_children(os.getpid(), "engine.worker")
+    return live_children(os.getpid(), "engine.session.worker")
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ async def test_stray_prints_go_to_the_log_pane() -> None:
 
 
 async def test_download_failure_offers_demo_data(tmp_path: Path) -> None:
-    from engine import events as ev
+    from engine.run import events as ev
 
     failing = [
         ev.Failed("download", "could not download CIFAR-10 into /x (no network); use --data demo", detail="data")
@@ -157,7 +157,7 @@ async def _notifications(events: list, wanted: bool) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("wanted", [True, False])
 async def test_run_end_notifies_only_when_live_and_wanted(wanted: bool) -> None:
-    from engine import events as ev
+    from engine.run import events as ev
 
     cfg = tutorial_config()
     old = script(cfg, 1, "finished")  # an attached replay of a run that ended long ago: no news
@@ -168,7 +168,7 @@ async def test_run_end_notifies_only_when_live_and_wanted(wanted: bool) -> None:
 
 def test_eta_follows_the_runs_own_pace_across_an_epoch_boundary() -> None:
     """A slow first batch after an evaluation (DataLoader workers starting) must not make the ETA jump."""
-    from engine import events as ev
+    from engine.run import events as ev
     from tests.scripted import run_started
     from tui.state import RunState
 
@@ -227,7 +227,7 @@ def test_smoothing_keeps_its_reach_in_steps_when_the_series_is_downsampled() -> 
 
 
 async def test_log_keeps_its_newest_line_in_view_after_the_terminal_shrinks() -> None:
-    from engine import events as ev
+    from engine.run import events as ev
     from tests.conftest import settle
     from tui.app import LogPane
 

@@ -7,9 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.data import Split
-from engine.evaluate import evaluate, tta_logits
-from engine.pipeline import (
+from engine.data.pipeline import (
     PAD,
     Augmentation,
     LoaderBatches,
@@ -20,6 +18,8 @@ from engine.pipeline import (
     pad_images,
     sample_draws,
 )
+from engine.data.sources import Split
+from engine.train.evaluate import evaluate, tta_logits
 
 CPU = torch.device("cpu")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.config import from_recipe
+from engine.run.config import from_recipe
 from tests.conftest import ROOT
 from tui.cli import main
 

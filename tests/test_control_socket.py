@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.control_socket import ControlClient, ControlServer, control_folder
-from engine.controls import Controls
+from engine.run.control_socket import ControlClient, ControlServer, control_folder
+from engine.run.controls import Controls
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 

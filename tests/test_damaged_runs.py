@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.trainer import Trainer
+from engine.session.attached import AttachedEngine
+from engine.train.trainer import Trainer
 from tests.conftest import ROOT, Recorder, tiny_config
 from tui.app import make_app
-from tui.attach import AttachedEngine
 
 DAMAGE = {
     "bad-utf8": lambda lines: [lines[0], b"\xff\xfe\xfa not utf-8 \xc3\x28", *lines[1:]],

@@ -13,10 +13,10 @@ import pytest
 import torch
 import torchvision
 
-from engine import events as ev
-from engine.data import CIFAR10_CLASSES, load_cifar10, load_image_folder
-from engine.errors import DataError, DownloadError
-from engine.trainer import Trainer
+from engine.data.sources import CIFAR10_CLASSES, load_cifar10, load_image_folder
+from engine.run import events as ev
+from engine.run.errors import DataError, DownloadError
+from engine.train.trainer import Trainer
 from tests.conftest import Recorder, tiny_config
 
 
@@ -162,8 +162,8 @@ def test_local_weights_file_is_loaded(tmp_path: Path, recorder: Recorder) -> Non
     model = torchvision.models.resnet18(weights=None)
     torch.nn.init.constant_(model.layer1[0].conv1.weight, 0.125)
     torch.save(model.state_dict(), tmp_path / "w.pt")
-    from engine.config import from_recipe
-    from engine.models import build_model
+    from engine.run.config import from_recipe
+    from engine.train.models import build_model
 
     cfg = from_recipe("tutorial", weights=str(tmp_path / "w.pt"), data="demo")
     built = build_model(cfg, 7, lambda k, m: None)
@@ -185,7 +185,7 @@ def test_a_limited_run_decodes_only_the_images_it_uses(mini_data: Path, tmp_path
 
 
 def test_decoding_progress_says_count_rate_and_eta() -> None:
-    from engine.wording import CountProgress
+    from engine.run.wording import CountProgress
 
     notes: list[str] = []
     progress = CountProgress("decoding", "images", 60_000, notes.append, every_s=0.0)

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from engine import events as ev
-from engine.control_socket import TRAINER_FILE, ControlClient, ControlServer, trainer_alive
-from engine.controls import Controls
-from engine.export import export_csv
-from engine.run_summary import list_runs, summarize
-from engine.rundir import read_events
-from engine.trainer import Trainer
+from engine.run import events as ev
+from engine.run.control_socket import TRAINER_FILE, ControlClient, ControlServer, trainer_alive
+from engine.run.controls import Controls
+from engine.run.export import export_csv
+from engine.run.rundir import read_events
+from engine.run.summary import list_runs, summarize
+from engine.session.attached import AttachedEngine
+from engine.train.trainer import Trainer
 from tests.conftest import Recorder, screen_text, tiny_config, wait_until
 from tui.app import make_app
-from tui.attach import AttachedEngine
 from tui.cli import detach_training, main
 from tui.screens import Choice
 
@@ -268,8 +268,8 @@ def test_a_run_stopped_after_evaluate_now_lists_that_accuracy(tmp_path: Path) ->
 def test_the_trainer_keeps_a_summary_that_listing_reads_instead_of_the_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine import run_summary
-    from engine.run_summary import SummaryFold
+    from engine.run import summary as run_summary
+    from engine.run.summary import SummaryFold
 
     run = tmp_path / "run"
     Trainer(tiny_config(tmp_path, epochs=1), Recorder()).run()

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from engine import events as ev
-from engine.checkpoint import load_checkpoint
-from engine.controls import Controls
-from engine.errors import end_code
-from engine.rundir import read_events
-from engine.trainer import Trainer
+from engine.run import events as ev
+from engine.run.controls import Controls
+from engine.run.errors import end_code
+from engine.run.rundir import read_events
+from engine.train.checkpoint import load_checkpoint
+from engine.train.trainer import Trainer
 from tests.conftest import Recorder, tiny_config
 
 CHECKPOINT_BYTES = 12_401_593  # mobilenet_v3_small with optimizer state, 10 classes (measured)
@@ -160,7 +160,7 @@ def test_two_ranks_whose_final_checkpoint_does_not_fit_end_once_with_exit_code_1
 def test_a_full_disk_takes_room_from_the_oldest_kept_checkpoint_never_last_or_best(tmp_path: Path) -> None:
     import torch
 
-    from engine.checkpoint import CheckpointStore
+    from engine.train.checkpoint import CheckpointStore
 
     weights = torch.zeros(256 * 1024)  # 1 MiB a checkpoint
     with small_tmpfs(tmp_path / "disk", int(3.5 * 2**20)) as disk:
@@ -175,7 +175,7 @@ def test_a_full_disk_takes_room_from_the_oldest_kept_checkpoint_never_last_or_be
 
 
 def test_no_nan_in_events_jsonl(tmp_path: Path) -> None:
-    from engine.rundir import RunDirSink
+    from engine.run.rundir import RunDirSink
 
     sink = RunDirSink(tmp_path / "run")
     sink.open(tiny_config(tmp_path))
@@ -189,7 +189,7 @@ def test_no_nan_in_events_jsonl(tmp_path: Path) -> None:
 
 
 def test_save_wait_may_change_when_resuming(tmp_path: Path) -> None:
-    from engine.trainer import merge_resume_config
+    from engine.train.trainer import merge_resume_config
 
     saved = tiny_config(tmp_path).to_dict()  # a checkpoint's config, with the default wait
     (tmp_path / "copied.pt").write_bytes(b"")  # (only its place is looked at here)

@@ -15,15 +15,15 @@ import psutil
 import pytest
 import torch
 
-from engine import events as ev
-from engine.checkpoint import load_checkpoint
-from engine.config import from_recipe
-from engine.control_socket import TRAINER_FILE, ControlClient
-from engine.data import load_data
-from engine.evaluate import evaluate
-from engine.models import build_model
-from engine.pipeline import TensorBatches
-from engine.rundir import read_events
+from engine.data.pipeline import TensorBatches
+from engine.data.sources import load_data
+from engine.run import events as ev
+from engine.run.config import from_recipe
+from engine.run.control_socket import TRAINER_FILE, ControlClient
+from engine.run.rundir import read_events
+from engine.train.checkpoint import load_checkpoint
+from engine.train.evaluate import evaluate
+from engine.train.models import build_model
 
 DATA = ["--device", "cpu", "--data", "demo", "--weights", "none", "--train-limit", "512", "--test-limit", "200",
         "--batch-size", "64", "--lr", "0.02", "--loader", "tensor"]  # fmt: skip
@@ -268,7 +268,7 @@ def test_a_two_rank_checkpoint_resumes_in_one_process(tmp_path: Path, project_en
 def test_a_rank_whose_loss_becomes_nan_fails_the_run_naming_it(tmp_path: Path, project_env: dict[str, str]) -> None:
     """Rank 1 alone diverges (its loss NaN from step 13): the run's failure names rank 1 and why."""
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "engine.torchrun", "--standalone", "--nproc-per-node=2",
+    command = [sys.executable, "-m", "engine.ranks.torchrun", "--standalone", "--nproc-per-node=2",
                "-m", "tests.rank_harness", "diverge-after-12", *DATA, "--epochs", "500", "--run-dir", str(run)]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=300)
     assert out.returncode == 1 and "Traceback" not in out.stderr.replace("Traceback (most recent call", "")
@@ -314,7 +314,7 @@ def test_compile_with_two_ranks_compiles_once_and_never_again(tmp_path: Path, pr
     import re
 
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "engine.torchrun", "--standalone", "--nproc-per-node=2",
+    command = [sys.executable, "-m", "engine.ranks.torchrun", "--standalone", "--nproc-per-node=2",
                "-m", "tests.rank_harness", "compile-counted", *DATA, "--epochs", "3", "--run-dir", str(run),
                "--compile", "on", "--eval-batch-size", "64"]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=300)
@@ -367,7 +367,7 @@ def test_the_dashboard_steers_both_ranks_in_a_real_terminal_and_exits_as_the_run
 def test_each_rank_gets_the_training_options_without_the_dashboards_and_launchers() -> None:
     """Every option the dashboard has and a rank does not is taken out, with its value."""
     from engine.cli import build_parser
-    from engine.launch import engine_options
+    from engine.ranks.plan import engine_options
 
     dashboard, rank = build_parser(dashboard=True), build_parser(dashboard=False)
     rank_options = {o for a in rank._actions for o in a.option_strings}

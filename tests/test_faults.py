@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import events as ev
-from engine.checkpoint import CheckpointStore, load_checkpoint
-from engine.rundir import read_events
-from engine.trainer import Trainer
+from engine.run import events as ev
+from engine.run.rundir import read_events
+from engine.train.checkpoint import CheckpointStore, load_checkpoint
+from engine.train.trainer import Trainer
 from tests.conftest import ROOT, Recorder, tiny_config
 
 CMD = [sys.executable, "-m", "tui.cli", "--headless", "--data", "demo", "--weights", "none", "--train-limit", "256",
@@ -58,7 +58,7 @@ def test_headless_signal_saves_stops_and_resumes(
 SLOW_WRITER = """
 import sys, time
 from pathlib import Path
-from engine.fileio import atomic_write
+from engine.run.fileio import atomic_write
 def slow(f):
     for _ in range(400):
         f.write(b"x" * 65536)
@@ -106,7 +106,7 @@ def test_keeps_the_last_k_checkpoints_plus_best(tmp_path: Path) -> None:
 
 def inject(monkeypatch: pytest.MonkeyPatch, at_step: int, make: object) -> None:
     """Make the loss computation misbehave from the ``at_step``-th training step on."""
-    import engine.loop as loop
+    import engine.train.loop as loop
 
     real = loop.F.cross_entropy
     count = {"n": 0}
@@ -144,7 +144,7 @@ def test_out_of_memory_is_reported_with_a_suggestion(tmp_path: Path, monkeypatch
 
     inject(monkeypatch, 3, oom)
     rec = Recorder()
-    from engine.errors import UserError
+    from engine.run.errors import UserError
 
     with pytest.raises(UserError, match="try --batch-size 16"):
         Trainer(tiny_config(tmp_path), rec).run()
@@ -166,7 +166,7 @@ def test_a_crash_is_recorded_with_its_traceback(tmp_path: Path, monkeypatch: pyt
 
 
 def test_killed_trainer_process_is_reported(tmp_path: Path) -> None:
-    from engine.process import TrainerProcess
+    from engine.session.child import TrainerProcess
 
     proc = TrainerProcess(tiny_config(tmp_path, epochs=100))
     proc.start()
@@ -204,7 +204,7 @@ def test_a_diverging_run_fails_clearly_and_never_saves_non_finite_state(tmp_path
 
 
 def test_non_finite_batchnorm_statistics_count_as_divergence() -> None:
-    from engine.loop import all_finite
+    from engine.train.loop import all_finite
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     assert all_finite(model)

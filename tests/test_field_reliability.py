@@ -10,10 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine import events as ev
-from engine.checkpoint import load_checkpoint
-from engine.config import TrainConfig
-from engine.rundir import MARK, holds_run, read_events
+from engine.run import events as ev
+from engine.run.config import TrainConfig
+from engine.run.rundir import MARK, holds_run, read_events
+from engine.train.checkpoint import load_checkpoint
 from tests.conftest import ROOT
 from tests.pty_app import PtyApp, count_in_events, wait_until
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 import torchvision
 
-import engine.loop as loop_module
-import engine.trainer as trainer_module
-from engine import events as ev
-from engine.loop import TrainLoop
-from engine.trainer import Trainer
+import engine.train.loop as loop_module
+import engine.train.trainer as trainer_module
+from engine.run import events as ev
+from engine.train.loop import TrainLoop
+from engine.train.trainer import Trainer
 from tests.conftest import Recorder, tiny_config
 
 #: Tensor methods that make the host wait for the device when the tensor lives on a GPU.

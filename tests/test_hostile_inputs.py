@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import FORMAT
-from engine.config import TrainConfig
+from engine.run.config import TrainConfig
+from engine.train.checkpoint import FORMAT
 from tui.cli import main
 
 LONG = "x" * 300  # one path component longer than any file system takes

@@ -34,5 +34,5 @@ def test_dashboard_module_does_not_import_torch(module: str) -> None:
 
 def test_engine_config_and_cli_stay_torch_free() -> None:
     # The app validates options before starting the training process: that must be instant.
-    for module in ("engine.config", "engine.cli", "engine.events", "engine.controls"):
+    for module in ("engine.run.config", "engine.cli", "engine.run.events", "engine.run.controls"):
         assert "torch" not in loaded_after_import(module), module

@@ -9,9 +9,9 @@ import torch
 import torchvision
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from engine.config import from_recipe
-from engine.errors import ConfigError
-from engine.models import build_model
+from engine.run.config import from_recipe
+from engine.run.errors import ConfigError
+from engine.train.models import build_model
 
 
 def _model(**options: object) -> torch.nn.Module:

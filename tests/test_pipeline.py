@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import torch
 
-from engine.data import Split
-from engine.demo_data import CLASS_NAMES, make_demo
-from engine.pipeline import PAD, TensorBatches, augment, normalize, num_steps
+from engine.data.demo import CLASS_NAMES, make_demo
+from engine.data.pipeline import PAD, TensorBatches, augment, normalize, num_steps
+from engine.data.sources import Split
 
 
 def _split(n: int = 64, size: int = 32) -> Split:
@@ -112,7 +112,7 @@ def test_demo_set_is_deterministic_and_balanced() -> None:
 def test_dataloader_augmentation_is_the_seeds_and_independent_of_workers() -> None:
     """Flip p=0.5 and crop offsets uniform in [0, 8], as RandomHorizontalFlip + RandomCrop(32, padding=4);
     the same batches whether 0 or 2 workers draw them."""
-    from engine.pipeline import LoaderBatches, sample_draws
+    from engine.data.pipeline import LoaderBatches, sample_draws
 
     draws = [sample_draws(0, 3, i) for i in range(45_000)]
     assert abs(sum(f for f, _, _ in draws) / len(draws) - 0.5) < 0.01
@@ -131,7 +131,7 @@ def test_data_parallel_ranks_split_each_one_process_batch_on_both_loaders() -> N
     """Two ranks' shares of every batch are exactly one process's batch (same images, same
     augmentation), from any step a resumed epoch starts at; and no rank is left a single
     image of a ragged batch (BatchNorm cannot train on one)."""
-    from engine.pipeline import LoaderBatches
+    from engine.data.pipeline import LoaderBatches
 
     split = _split(100)  # batch 32: three full batches, then 4 images (2 per rank)
     cpu = torch.device("cpu")

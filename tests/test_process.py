@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from engine import events as ev
-from engine.checkpoint import load_checkpoint
-from engine.process import TrainerProcess
+from engine.run import events as ev
+from engine.session.child import TrainerProcess
+from engine.train.checkpoint import load_checkpoint
 from tests.conftest import tiny_config
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import events as ev
-from engine.controls import Controls
-from engine.errors import RunDirError
-from engine.rundir import RunDirLock, live_owner
-from engine.trainer import Trainer
+from engine.run import events as ev
+from engine.run.controls import Controls
+from engine.run.errors import RunDirError
+from engine.run.rundir import RunDirLock, live_owner
+from engine.train.trainer import Trainer
 from tests.conftest import ROOT, Recorder, tiny_config
 
 CMD = [sys.executable, "-m", "tui.cli", "--headless", "--data", "demo", "--weights", "none", "--train-limit", "64",
@@ -65,7 +65,7 @@ def test_a_killed_owner_leaves_no_stuck_lock(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from engine.rundir import RunDirLock; assert RunDirLock(Path(sys.argv[1])).acquire(); "
+                               "from engine.run.rundir import RunDirLock; assert RunDirLock(Path(sys.argv[1])).acquire(); "
                                "print('held', flush=True); time.sleep(600)", str(run)],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"

@@ -25,8 +25,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine.control_socket import TRAINER_FILE, ControlClient, trainer_alive
-from engine.rundir import read_events
+from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
+from engine.run.rundir import read_events
 from tests.browser import BROWSER, launch, open_dashboard
 from tests.conftest import live_children
 from tests.pty_app import wait_until

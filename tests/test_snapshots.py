@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import events as ev
+from engine.run import events as ev
 from tests.conftest import settle as settle_app
 from tests.scripted import T0, ScriptedEngine, script, tutorial_config
 from tui.app import CifarTui
@@ -73,7 +73,7 @@ def test_runs_screen_compares_configs(snap_compare, tmp_path, monkeypatch) -> No
     import json
     import time
 
-    from engine.config import from_recipe
+    from engine.run.config import from_recipe
 
     monkeypatch.chdir(tmp_path)  # the screen names its folder: keep it the same on every machine
     monkeypatch.setenv("TZ", "UTC")

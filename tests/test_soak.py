@@ -10,9 +10,9 @@ from pathlib import Path
 
 import psutil
 
-from engine import events as ev
-from engine.config import from_recipe
-from engine.rundir import RunDirSink
+from engine.run import events as ev
+from engine.run.config import from_recipe
+from engine.run.rundir import RunDirSink
 from tests.scripted import ScriptedEngine, run_started, script, tutorial_config
 from tui.app import CifarTui
 from tui.screens import HelpScreen

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from engine import events as ev
-from engine.checkpoint import load_checkpoint
-from engine.controls import Controls
-from engine.process import CHANNEL_BUFFER, EventChannel, TrainerProcess, final_event_in
-from engine.rundir import read_events
-from engine.trainer import Trainer
+from engine.run import events as ev
+from engine.run.controls import Controls
+from engine.run.rundir import read_events
+from engine.session.child import CHANNEL_BUFFER, EventChannel, TrainerProcess, final_event_in
+from engine.train.checkpoint import load_checkpoint
+from engine.train.trainer import Trainer
 from tests.conftest import Recorder, screen_text, tiny_config
 from tests.conftest import wait_until as until
 from tests.pty_app import PtyApp, count_in_events, wait_until

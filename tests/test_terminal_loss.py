@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine import events as ev
-from engine.checkpoint import load_checkpoint
-from engine.control_socket import TRAINER_FILE, ControlClient, trainer_alive
-from engine.rundir import read_events
+from engine.run import events as ev
+from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
+from engine.run.rundir import read_events
+from engine.train.checkpoint import load_checkpoint
 from tests.conftest import ROOT
 from tests.pty_app import PtyApp, count_in_events, wait_until
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import events as ev
-from engine.checkpoint import load_checkpoint
-from engine.controls import Controls
-from engine.rundir import read_events
-from engine.trainer import Trainer
+from engine.run import events as ev
+from engine.run.controls import Controls
+from engine.run.rundir import read_events
+from engine.train.checkpoint import load_checkpoint
+from engine.train.trainer import Trainer
 from tests.conftest import Recorder, tiny_config
 
 
@@ -147,7 +147,7 @@ def test_resume_mid_epoch_is_exact(tmp_path: Path, loader: str) -> None:
 
 def test_resume_refuses_changing_the_model(tmp_path: Path) -> None:
     final_state(tmp_path, "base")
-    from engine.errors import ConfigError
+    from engine.run.errors import ConfigError
 
     cfg = tiny_config(tmp_path, run_dir="", resume=str(tmp_path / "base" / "checkpoints" / "last.pt"), stem="cifar")
     with pytest.raises(ConfigError, match="--stem cannot change"):
@@ -156,7 +156,7 @@ def test_resume_refuses_changing_the_model(tmp_path: Path) -> None:
 
 def test_resume_of_a_finished_run_asks_for_more_epochs(tmp_path: Path) -> None:
     final_state(tmp_path, "done")
-    from engine.errors import ConfigError
+    from engine.run.errors import ConfigError
 
     cfg = tiny_config(tmp_path, run_dir="", resume=str(tmp_path / "done" / "checkpoints" / "last.pt"))
     with pytest.raises(ConfigError, match="already trained 1 epochs; pass --epochs"):

@@ -29,9 +29,9 @@ from textual.widget import Widget
 from textual.widgets import Footer, RichLog
 from textual.worker import get_current_worker
 
-from engine import events as ev
-from engine.config import TrainConfig
-from engine.errors import EXIT_STOPPED, end_code
+from engine.run import events as ev
+from engine.run.config import TrainConfig
+from engine.run.errors import EXIT_STOPPED, end_code
 from tui.runs_screen import RunsScreen
 from tui.screens import Choice, ConfusionScreen, HelpScreen, quit_dialog
 from tui.state import RunState
@@ -43,7 +43,7 @@ from tui.widgets.progress import ProgressPane, RunHeader
 
 
 class Engine(Protocol):
-    """What the app needs from a training engine (engine.process.TrainerProcess, or a fake)."""
+    """What the app needs from a training engine (engine.session.child.TrainerProcess, or a fake)."""
 
     def start(self) -> None: ...
     def events(self, poll: float = 0.2) -> Iterator[ev.Event | None]: ...
@@ -59,7 +59,7 @@ EngineFactory = Callable[[TrainConfig], Engine]
 
 
 def process_engine(cfg: TrainConfig) -> Engine:
-    from engine.process import TrainerProcess
+    from engine.session.child import TrainerProcess
 
     return TrainerProcess(cfg)
 

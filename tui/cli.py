@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine import console
 from engine.cli import (
     EXIT_USAGE,
     LinePrinter,
@@ -24,10 +23,11 @@ from engine.cli import (
     run_headless,
     tolerant_output,
 )
-from engine.config import TrainConfig
-from engine.errors import EXIT_CRASH, UserError
-from engine.launch import distributed_launch, end_code_of_run, exit_code_of_run, run_distributed
-from engine.wording import event_lines
+from engine.run import console
+from engine.run.config import TrainConfig
+from engine.run.errors import EXIT_CRASH, UserError
+from engine.run.wording import event_lines
+from engine.session.launch import distributed_launch, end_code_of_run, exit_code_of_run, run_distributed
 
 if TYPE_CHECKING:
     from tui.app import CifarTui
@@ -146,8 +146,8 @@ def dashboard_distributed(
     if detach:
         print(f"detached: {nproc} processes train in the background\nwatch and steer it: cifar-tui attach {run_dir}")
         return 0
+    from engine.session.attached import LaunchedEngine
     from tui.app import make_app
-    from tui.attach import LaunchedEngine
 
     def build(guard: TerminalGuard) -> CifarTui:
         engine = LaunchedEngine(run_dir, log_path)
@@ -214,8 +214,8 @@ def served() -> bool:
 def detach_training(cfg: TrainConfig, on_started: Callable[[str], None] | None = None) -> int:
     """Start the trainer, wait until its run directory exists, cut it loose, print how to attach;
     ``on_started`` hears the run directory."""
-    from engine import events as ev
-    from engine.process import TrainerProcess
+    from engine.run import events as ev
+    from engine.session.child import TrainerProcess
 
     proc = TrainerProcess(cfg)
     proc.start()
@@ -250,7 +250,7 @@ def attach_main(argv: list[str]) -> int:
     p.add_argument("--runs-root", default="runs", type=path_arg("--runs-root"))
     p.add_argument("--refresh", type=float, default=1.0)
     args = p.parse_args(argv)
-    from engine.run_summary import latest_run
+    from engine.run.summary import latest_run
 
     run_dir = Path(args.run_dir) if args.run_dir else latest_run(Path(args.runs_root))
     if run_dir is None:
@@ -261,8 +261,8 @@ def attach_main(argv: list[str]) -> int:
         return fail("--refresh must be > 0 and <= 30")
     if not (sys.stdout.isatty() and sys.stdin.isatty()) and not served():
         return fail("attach needs a terminal (or a browser: cifar-tui serve)")
+    from engine.session.attached import AttachedEngine
     from tui.app import make_app
-    from tui.attach import AttachedEngine
 
     cfg = _run_config(run_dir)
     return run_app(
@@ -285,8 +285,8 @@ def runs_main(argv: list[str]) -> int:
     p.add_argument("--runs-root", default="runs", type=path_arg("--runs-root"))
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args = p.parse_args(argv)
-    from engine.run_summary import list_runs, runs_json
-    from engine.wording import duration
+    from engine.run.summary import list_runs, runs_json
+    from engine.run.wording import duration
 
     root = Path(args.runs_root)
     if root.exists() and not root.is_dir():
@@ -321,7 +321,7 @@ def export_main(argv: list[str]) -> int:
     args: argparse.Namespace = p.parse_args(argv)
     if not (args.csv or args.tensorboard):
         return fail("say what to write: --csv, --tensorboard LOGDIR, or both")
-    from engine.export import ExportError, export_csv, export_tensorboard
+    from engine.run.export import ExportError, export_csv, export_tensorboard
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "events.jsonl").is_file():

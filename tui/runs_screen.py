@@ -21,8 +21,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
-from engine.run_summary import RunSummary, list_runs
-from engine.wording import duration
+from engine.run.summary import RunSummary, list_runs
+from engine.run.wording import duration
 from tui.format import pct
 from tui.widgets.plots import percent_range
 

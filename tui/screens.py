@@ -8,7 +8,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
-from engine.events import Evaluation
+from engine.run.events import Evaluation
 from tui.widgets.classes import confusion_table
 
 

@@ -209,9 +209,9 @@ def attach_command(run_dir: Path, refresh: float) -> str:
 
 def serve_main(argv: list[str]) -> int:
     from engine.cli import OneLineParser, build_parser, launch_plan, path_arg
-    from engine.errors import UserError
-    from engine.run_summary import latest_run
-    from engine.rundir import EVENTS
+    from engine.run.errors import UserError
+    from engine.run.rundir import EVENTS
+    from engine.run.summary import latest_run
     from tui.cli import detach_training, fail, start_ranks
 
     p = OneLineParser(

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import events as ev
-from engine.wording import event_lines
+from engine.run import events as ev
+from engine.run.wording import event_lines
 from tui.series import Series
 
 STATE_LABELS = {

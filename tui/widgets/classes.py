@@ -6,8 +6,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.events import Evaluation
-from engine.wording import per_class_rows
+from engine.run.events import Evaluation
+from engine.run.wording import per_class_rows
 
 BAR_WIDTH = 12
 

@@ -14,7 +14,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.events import normal_uuid
+from engine.run.events import normal_uuid
 from tui.format import mib
 
 

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.wording import duration, model_phrase, plural
+from engine.run.wording import duration, model_phrase, plural
 from tui.format import pct
 from tui.state import STATE_LABELS, RunState
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config import TrainConfig
+from engine.run.config import TrainConfig
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norms: bool = False) -> list[dict[str, Any]]:

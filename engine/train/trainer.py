@@ -1,6 +1,6 @@
 """A training run: a typed config in, plain events out. The trainer sets the run up (device,
 process group, data, model, resume, run directory) and reports how it ended; the step loop
-itself is engine/loop.py, the data-parallel pieces engine/distributed.py."""
+itself is engine/train/loop.py, the data-parallel pieces engine/ranks/group.py."""
 
 from __future__ import annotations
 
@@ -17,22 +17,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine import events as ev
-from engine.checkpoint import CheckpointStore, load_checkpoint, set_rng_state
-from engine.config import TrainConfig, seeds_augmentation, validate
-from engine.control_socket import ControlServer, process_start_time
-from engine.controls import Controls
-from engine.data import DataBundle, load_data
-from engine.distributed import World, join, leave, lost_a_rank
-from engine.ema import WeightEma
-from engine.errors import CheckpointError, ConfigError, UserError
-from engine.launch import distributed_problem
-from engine.loop import EpochStats, LoopParts, RunState, StopTraining, TrainLoop
-from engine.models import build_model
-from engine.optim import lr_factor, make_optimizer
-from engine.pipeline import Augmentation, BatchSource, LoaderBatches, TensorBatches
-from engine.run_summary import SummaryKeeper
-from engine.rundir import CHECKPOINTS, RunDirSink, check_target, checkpoint_run_dir, default_run_dir
+from engine.data.pipeline import Augmentation, BatchSource, LoaderBatches, TensorBatches
+from engine.data.sources import DataBundle, load_data
+from engine.ranks.group import World, join, leave, lost_a_rank
+from engine.ranks.plan import distributed_problem
+from engine.run import events as ev
+from engine.run.config import TrainConfig, seeds_augmentation, validate
+from engine.run.control_socket import ControlServer, process_start_time
+from engine.run.controls import Controls
+from engine.run.errors import CheckpointError, ConfigError, UserError
+from engine.run.rundir import CHECKPOINTS, RunDirSink, check_target, checkpoint_run_dir, default_run_dir
+from engine.run.summary import SummaryKeeper
+from engine.train.checkpoint import CheckpointStore, load_checkpoint, set_rng_state
+from engine.train.ema import WeightEma
+from engine.train.loop import EpochStats, LoopParts, RunState, StopTraining, TrainLoop
+from engine.train.models import build_model
+from engine.train.optim import lr_factor, make_optimizer
 
 Sink = Callable[[ev.Event], None]
 
@@ -66,7 +66,7 @@ def resolve_device(name: str) -> torch.device:
 def resolve_loader(cfg: TrainConfig, device: torch.device) -> str:
     """``auto``: the seed's DataLoader + PIL path for the tutorial recipe on a CPU (its exact
     mechanics); the tensor pipeline everywhere else, the tutorial on a GPU included (the same
-    augmentation distribution, see engine/pipeline.py, without a GPU waiting on PIL)."""
+    augmentation distribution, see engine/data/pipeline.py, without a GPU waiting on PIL)."""
     if cfg.loader != "auto":
         return cfg.loader
     if cfg.recipe == "tutorial" and device.type == "cpu" and seeds_augmentation(cfg):
@@ -155,7 +155,7 @@ class Trainer:
         self._unstarted: ev.Finished | None = None  # the report of a run stopped during setup
         self._began = time.perf_counter()
         self.status_every_s = 2.0  # how often a long evaluation says how far it is
-        self.world = World()  # one process unless torchrun launched several (engine/distributed.py)
+        self.world = World()  # one process unless torchrun launched several (engine/ranks/group.py)
         self.compiles = False  # torch.compile in use (decided once the device is known)
 
     # -- events ---------------------------------------------------------------------------

@@ -18,15 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from engine import events as ev
-from engine.config import TrainConfig
-from engine.errors import RunDirError
-from engine.fileio import atomic_write_json, atomic_write_text
+from engine.run import events as ev
+from engine.run.config import TrainConfig
+from engine.run.errors import RunDirError
+from engine.run.fileio import atomic_write_json, atomic_write_text
 
 EVENTS = "events.jsonl"
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
-SUMMARY = "summary.json"  # kept by engine.run_summary: what the runs list shows without reading events
+SUMMARY = "summary.json"  # kept by engine.run.summary: what the runs list shows without reading events
 MARK = ".cifar-tui-run"  # written first into every run directory: what makes a folder a run
 _MARK_TEXT = '{"format": "cifar-tui run directory", "version": 1}\n'
 _CONFIG_KEYS = {"recipe", "arch", "epochs", "batch_size", "lr"}  # every config.json cifar-tui wrote has these

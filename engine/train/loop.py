@@ -1,5 +1,5 @@
 """The step loop of a run: batches in, optimizer steps, reports, evaluations, checkpoints and
-controls at batch boundaries. Several ranks run it in lockstep (engine/distributed.py)."""
+controls at batch boundaries. Several ranks run it in lockstep (engine/ranks/group.py)."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine import events as ev
-from engine.checkpoint import CheckpointStore, rng_state
-from engine.config import TrainConfig
-from engine.controls import Controls, Requests
-from engine.data import DataBundle
-from engine.distributed import World
-from engine.ema import WeightEma
-from engine.evaluate import EvalResult, EvaluationInterrupted, evaluate
-from engine.fileio import free_bytes
-from engine.pipeline import BatchSource, TensorBatches
-from engine.wording import CountProgress, duration, plural
+from engine.data.pipeline import BatchSource, TensorBatches
+from engine.data.sources import DataBundle
+from engine.ranks.group import World
+from engine.run import events as ev
+from engine.run.config import TrainConfig
+from engine.run.controls import Controls, Requests
+from engine.run.fileio import free_bytes
+from engine.run.wording import CountProgress, duration, plural
+from engine.train.checkpoint import CheckpointStore, rng_state
+from engine.train.ema import WeightEma
+from engine.train.evaluate import EvalResult, EvaluationInterrupted, evaluate
 
 
 @dataclass

@@ -16,9 +16,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine import events as ev
-from engine.fileio import atomic_write
-from engine.rundir import read_events
+from engine.run import events as ev
+from engine.run.fileio import atomic_write
+from engine.run.rundir import read_events
 
 
 class ExportError(Exception):

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.controls import COMMANDS, Controls
-from engine.fileio import atomic_write_json
+from engine.run.controls import COMMANDS, Controls
+from engine.run.fileio import atomic_write_json
 
 TRAINER_FILE = "trainer.json"
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.pipeline import TensorBatches
+from engine.data.pipeline import TensorBatches
 
 
 @dataclass(frozen=True)

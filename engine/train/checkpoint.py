@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from engine.errors import CheckpointError
-from engine.fileio import atomic_torch_save
+from engine.run.errors import CheckpointError
+from engine.run.fileio import atomic_torch_save
 
 FORMAT = "cifar-tui/1"
 REQUIRED = ("format", "model", "optimizer", "scheduler", "epoch", "step", "global_step", "config", "class_names")

@@ -20,8 +20,8 @@ from typing import NamedTuple, Protocol
 import torch
 import torch.nn.functional as F
 
-from engine import stop_signals
-from engine.data import Split
+from engine.data.sources import Split
+from engine.run import stop_signals
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
@@ -162,7 +162,7 @@ class TensorBatches:
         self.channels_last = channels_last
         self.augmentation = augmentation
         self.pad_to_full = pad_to_full and not train
-        # Data-parallel: this rank's share of each global batch's indices (engine/distributed.py).
+        # Data-parallel: this rank's share of each global batch's indices (engine/ranks/group.py).
         self.shard = shard
         self.shard_size = -(-batch_size // ranks)  # the largest share of a batch
         n = len(split)

@@ -1,6 +1,6 @@
 """Attach the dashboard to a run that lives elsewhere: replay events.jsonl, then follow it.
 
-Commands go through the run's control socket (see engine.control_socket). Quitting an attached
+Commands go through the run's control socket (see engine.run.control_socket). Quitting an attached
 dashboard never stops training; stopping is an explicit, confirmed action (key x).
 A finished run, or one whose trainer is gone, attaches as a read-only replay.
 """
@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine import events as ev
-from engine.control_socket import TRAINER_FILE, ControlClient, trainer_alive
-from engine.rundir import EVENTS
+from engine.run import events as ev
+from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
+from engine.run.rundir import EVENTS
 
 
 class AttachedEngine:

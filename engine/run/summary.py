@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import events as ev
-from engine.control_socket import trainer_alive
-from engine.fileio import atomic_write_json
-from engine.rundir import EVENTS, SUMMARY, read_events
+from engine.run import events as ev
+from engine.run.control_socket import trainer_alive
+from engine.run.fileio import atomic_write_json
+from engine.run.rundir import EVENTS, SUMMARY, read_events
 
 # Events after which the trainer rewrites summary.json (not progress: that is every few steps).
 SUMMARY_EVENTS = (ev.RunStarted, ev.EpochEnd, ev.Evaluation, ev.Paused, ev.Resumed, ev.Finished, ev.Failed)

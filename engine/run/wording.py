@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine import events as ev
+from engine.run import events as ev
 
 
 def plural(n: int, word: str) -> str:

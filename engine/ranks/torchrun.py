@@ -1,4 +1,4 @@
-"""``python -m engine.torchrun ARGS``: PyTorch's torchrun (``torch.distributed.run``), with a rank's
+"""``python -m engine.ranks.torchrun ARGS``: PyTorch's torchrun (``torch.distributed.run``), with a rank's
 failure said in one line instead of torchrun's traceback (the run's events say why it failed)."""
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from engine.config import TrainConfig
-from engine.errors import CheckpointError, DownloadError
+from engine.run.config import TrainConfig
+from engine.run.errors import CheckpointError, DownloadError
 
 
 def _replace_head(model: nn.Module, num_classes: int) -> None:

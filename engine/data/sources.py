@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from engine import demo_data
-from engine.config import TrainConfig, default_cache_dir
-from engine.errors import DataError, DownloadError
-from engine.fileio import atomic_torch_save
-from engine.wording import CountProgress
+from engine.data import demo as demo_data
+from engine.run.config import TrainConfig, default_cache_dir
+from engine.run.errors import DataError, DownloadError
+from engine.run.fileio import atomic_torch_save
+from engine.run.wording import CountProgress
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -27,10 +27,10 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from engine import console
-from engine import events as ev
-from engine.config import TrainConfig
-from engine.controls import COMMANDS, Controls
+from engine.run import console
+from engine.run import events as ev
+from engine.run.config import TrainConfig
+from engine.run.controls import COMMANDS, Controls
 
 #: Kernel buffer per socket direction (Linux doubles it). The trainer's in-memory queue, not the
 #: kernel, absorbs a stalled dashboard (see EventChannel), so a small buffer costs nothing and
@@ -117,8 +117,8 @@ def serve(conn: Connection) -> int:
     A stop before training began (downloading, decoding) ends the child at once: there is
     nothing to save and nothing on disk yet.
     """
-    from engine.errors import UserError
-    from engine.trainer import Trainer
+    from engine.run.errors import UserError
+    from engine.train.trainer import Trainer
 
     controls = Controls()
     told_to_stop = threading.Event()
@@ -208,7 +208,7 @@ def serve(conn: Connection) -> int:
 def final_event_in(run_dir: Path, since: float) -> ev.Event | None:
     """The run's Finished or Failed event written at or after ``since`` (this session's, not an
     earlier one's of a resumed run), from events.jsonl; None if there is none."""
-    from engine.rundir import read_events
+    from engine.run.rundir import read_events
 
     ends = [e for e in read_events(run_dir) if isinstance(e, ev.Finished | ev.Failed) and e.t >= since]
     return ends[-1] if ends else None
@@ -234,7 +234,7 @@ class TrainerProcess:
                 sock.setsockopt(socket.SOL_SOCKET, opt, CHANNEL_BUFFER)
         fd = child_sock.fileno()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.worker", str(fd)],
+            [sys.executable, "-m", "engine.session.worker", str(fd)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from engine.launch import launched
+from engine.ranks.plan import launched
 
 _host_group: Any = None  # gloo: host-side agreement even when the tensors' group is NCCL
 _watch: _Watch | None = None  # heartbeats and last words: which rank failed, and why

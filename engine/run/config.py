@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError
+from engine.run.errors import ConfigError
 
 #: torchvision classification models known to work with head replacement at small sizes.
 SUPPORTED_ARCHS: tuple[str, ...] = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine import events as ev
+from engine.run import events as ev
 
 
 class UserError(Exception):

@@ -1,0 +1,102 @@
+"""Starting data-parallel training (``--nproc``): the checks made before any rank starts,
+the torchrun process, passing stop signals on, and the exit code of a launch.
+
+Free of torch at import, so the dashboard's process can use it. Only :func:`preflight` imports
+torch, to check a GPU or real data before the ranks start (with a CPU and the demo data it does
+not: nothing there can fail)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from engine.ranks.plan import engine_options, launch_run_dir, torchrun_command
+from engine.run import events as ev
+from engine.run import stop_signals
+from engine.run.config import TrainConfig
+from engine.run.errors import EXIT_CRASH, EXIT_STOPPED, end_code
+from engine.run.rundir import EVENTS, read_events
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """What one process refuses once it has started, checked before N ranks start (nothing on
+    disk yet, no torchrun): the device, and the data (an image folder is decoded here into the
+    decoded-image cache, which the ranks then read; CIFAR-10 is downloaded here)."""
+    from engine.data.sources import load_data
+    from engine.train.checkpoint import load_checkpoint
+    from engine.train.trainer import merge_resume_config, resolve_device
+
+    if cfg.resume:  # the data and model are the checkpoint's
+        cfg = merge_resume_config(cfg, load_checkpoint(Path(cfg.resume))["config"])
+    if cfg.device != "cpu":  # (a CPU is always there)
+        resolve_device(cfg.device)
+
+    def notify(kind: str, message: str) -> None:
+        if kind in ("loading_data", "downloading", "warning"):
+            print(f"[{kind}] {message}", file=sys.stderr, flush=True)
+
+    if cfg.data != "demo":  # (generated: it cannot fail)
+        load_data(cfg, notify)
+
+
+def distributed_launch(nproc: int, argv: Sequence[str], cfg: TrainConfig, max_restarts: int) -> tuple[Path, list[str]]:
+    """The run directory every rank names (fixed here) and the torchrun command that starts them.
+    The caller has checked ``cfg`` (check_target, distributed_problem): nothing has started yet."""
+    run_dir = launch_run_dir(cfg)
+    return Path(run_dir), torchrun_command(nproc, [*engine_options(argv), "--run-dir", run_dir], max_restarts)
+
+
+def run_distributed(nproc: int, argv: Sequence[str], cfg: TrainConfig, max_restarts: int = 0) -> int:
+    """``--nproc N``: the same command as N ranks under torchrun, which ends them all if one fails.
+
+    torchrun runs in a session of its own and a stop signal to this process (or to its whole
+    group) is passed to the ranks, which save and stop as one process does; torchrun itself,
+    signalled, would end them with a traceback of its own and leave before they have saved."""
+    run_dir, command = distributed_launch(nproc, argv, cfg, max_restarts)
+    print(f"[launching] {nproc} processes (torchrun)", flush=True)
+    launcher = subprocess.Popen(command, start_new_session=True)
+    signals: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        signals.append(signum)
+        _signal_ranks(launcher.pid, signum)
+
+    with stop_signals.handled(on_signal):
+        code = launcher.wait()
+    end = exit_code_of_run(run_dir, code)
+    return 128 + signals[0] if signals and end == EXIT_STOPPED else end
+
+
+def _signal_ranks(launcher: int, signum: int) -> None:
+    """Pass a stop signal to the ranks torchrun runs (its children)."""
+    import psutil
+
+    try:
+        ranks = psutil.Process(launcher).children()
+    except psutil.Error:
+        return
+    for rank in ranks:
+        try:
+            rank.send_signal(signum)
+        except psutil.Error:
+            continue
+
+
+def exit_code_of_run(run_dir: Path, launcher_code: int) -> int:
+    """The exit code of a torchrun launch, from how the run ended (its last event): ranks exit 0
+    on a stop, so torchrun reports no failure for it; a run that never started keeps torchrun's."""
+    end = end_code_of_run(run_dir)
+    return end if end is not None else launcher_code or EXIT_CRASH
+
+
+def end_code_of_run(run_dir: Path) -> int | None:
+    """The exit code that the run's last event says (completed, stopped, failed how); None while
+    it has not ended (or never started)."""
+    try:
+        last = read_events(run_dir)[-1] if (run_dir / EVENTS).is_file() else None
+    except (OSError, IndexError):
+        last = None
+    return end_code(last) if isinstance(last, ev.Finished | ev.Failed) else None

@@ -18,10 +18,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, unpack_cifar_jpeg
-from engine.cli import build_parser, config_from_args
+from engine.options import config_from_args
 from engine.run import events as ev
 from engine.run.controls import Controls
 from engine.train.trainer import Trainer
+from tui.options import dashboard_parser as build_parser
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
         data = str(unpack_cifar_jpeg(Path(tmp) / "data")) if args.jpeg else "demo"
         argv = ["--data", data, "--device", "cpu", "--weights", "none", "--run-dir", f"{tmp}/run",
                 "--log-every", str(args.every), "--loader", "tensor", *training]  # fmt: skip
-        cfg = config_from_args(build_parser(argv, prog="recipe_start").parse_args(argv))
+        cfg = config_from_args(build_parser(argv).parse_args(argv))
         controls = Controls()
         rows: list[tuple[int, float, float]] = []
         epochs: list[str] = []

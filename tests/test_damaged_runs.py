@@ -82,7 +82,7 @@ def test_export_never_crashes(runs_root: Path, name: str, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("name", [*DAMAGE, "config-list"])
 async def test_attach_replays_what_it_can(runs_root: Path, name: str) -> None:
-    from tui.cli import _run_config
+    from tui.subcommands import _run_config
 
     run = runs_root / name
     app = make_app(_run_config(run), lambda _cfg: AttachedEngine(run))

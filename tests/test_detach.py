@@ -22,7 +22,8 @@ from engine.session.attached import AttachedEngine
 from engine.train.trainer import Trainer
 from tests.conftest import Recorder, screen_text, tiny_config, wait_until
 from tui.app import make_app
-from tui.cli import detach_training, main
+from tui.cli import main
+from tui.launcher import detach_training
 from tui.screens import Choice
 
 

@@ -364,23 +364,32 @@ def test_the_dashboard_steers_both_ranks_in_a_real_terminal_and_exits_as_the_run
     assert resumed.global_step == paused.global_step  # no rank stepped while paused
 
 
-def test_each_rank_gets_the_training_options_without_the_dashboards_and_launchers() -> None:
-    """Every option the dashboard has and a rank does not is taken out, with its value."""
-    from engine.cli import build_parser
-    from engine.ranks.plan import engine_options
+def test_each_rank_trains_the_config_the_launcher_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launcher resolves and checks the config once; every rank reads that config (with the
+    one run directory the launcher fixed), not a command line parsed again; a rank that torchrun
+    restarts goes on from the run's last checkpoint."""
+    from engine.ranks.plan import rank_config, rank_environment
+    from engine.run.config import from_recipe
 
-    dashboard, rank = build_parser(dashboard=True), build_parser(dashboard=False)
-    rank_options = {o for a in rank._actions for o in a.option_strings}
-    argv: list[str] = []
-    for action in dashboard._actions:
-        name = action.option_strings[-1] if action.option_strings else ""
-        if not name or name in rank_options or name in ("-h", "--help"):
-            continue
-        argv += [name] if action.nargs == 0 else [name, str(action.choices[0]) if action.choices else "1"]
-    assert {"--notify", "--on-hangup", "--refresh", "--detach", "--headless"} <= set(argv)
-    left = engine_options([*argv, "--nproc", "2", "--max-restarts", "1", "--epochs", "3"])
-    assert left == ["--epochs", "3"]
-    assert rank.parse_args(left).epochs == 3
+    cfg = from_recipe("tutorial", data="demo", epochs=3, runs_root=str(tmp_path))
+    env = rank_environment(cfg)
+    for name in ("WORLD_SIZE", "TORCHELASTIC_RESTART_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CIFAR_TUI_RANK_CONFIG", env["CIFAR_TUI_RANK_CONFIG"])
+    assert rank_config() is None  # not a rank of a launch
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    given = rank_config()
+    assert given is not None and given.epochs == 3 and given.explicit == cfg.explicit
+    assert given.run_dir and Path(given.run_dir).parent == tmp_path
+    assert given.with_overrides(run_dir="") == cfg
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    restarted = rank_config()
+    assert restarted is not None and restarted.overwrite and not restarted.resume  # nothing saved yet
+    last = Path(given.run_dir) / "checkpoints" / "last.pt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"x")
+    restarted = rank_config()
+    assert restarted is not None and restarted.resume == str(last)
 
 
 def test_an_ssh_drop_saves_and_stops_the_ranks_the_dashboard_launched(tmp_path: Path) -> None:

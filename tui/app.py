@@ -20,7 +20,6 @@ from typing import Any, Protocol, TypeVar
 
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.events import Print, Resize
@@ -32,6 +31,7 @@ from textual.worker import get_current_worker
 from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.errors import EXIT_STOPPED, end_code
+from tui.keys import bindings
 from tui.runs_screen import RunsScreen
 from tui.screens import Choice, ConfusionScreen, HelpScreen, quit_dialog
 from tui.state import RunState
@@ -105,21 +105,7 @@ class CifarTui(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "cifar-tui"
-    BINDINGS = [
-        Binding("p", "pause", "Pause/resume", id="pause"),
-        Binding("s", "save", "Save ckpt", id="save"),
-        Binding("e", "evaluate", "Evaluate now", id="evaluate"),
-        Binding("c", "confusion", "Confusion", id="confusion"),
-        Binding("v", "cycle_plots", "Plots", id="plots", show=False),
-        Binding("l", "log_scale", "Log loss", id="log_scale", show=False),
-        Binding("m", "smoothing", "Smoothing", id="smoothing", show=False),
-        Binding("r", "runs", "Runs", id="runs", show=False),
-        Binding("x", "stop_training", "Stop training", id="stop", show=False),
-        Binding("d", "detach", "Detach", id="detach", show=False),
-        Binding("q", "quit_app", "Quit", id="quit"),
-        Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True),
-        Binding("question_mark", "help", "Help", key_display="?", id="help"),
-    ]
+    BINDINGS = bindings()
 
     def __init__(
         self,

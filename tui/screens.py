@@ -9,6 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
 from engine.run.events import Evaluation
+from tui.keys import help_text
 from tui.widgets.classes import confusion_table
 
 
@@ -67,27 +68,7 @@ class ConfusionScreen(ModalScreen[None]):
         self.query_one("#dialog").styles.width = min(self.app.size.width - 2, widest + 8)
 
 
-HELP = """\
-[b]keys[/b] (training acts on them at the next batch boundary)
-
-  [b]p[/b]  pause / resume training
-  [b]s[/b]  save a checkpoint now (its path appears in the log)
-  [b]e[/b]  evaluate on the test split now; training goes on after
-  [b]c[/b]  show / hide the confusion matrix
-  [b]v[/b]  plots: both, loss only, accuracy only
-  [b]l[/b]  loss axis: linear / log scale
-  [b]m[/b]  smoothing of the training loss: off, 0.6, 0.9, 0.99
-  [b]r[/b]  runs: compare runs (curves and configs)
-  [b]x[/b]  stop training (asks: save and stop, stop, cancel)
-  [b]d[/b]  detach: training goes on in the background;
-      [b]cifar-tui attach[/b] brings it back
-  [b]q[/b]  quit (training: asks to save first; attached to a
-      background run: closes the dashboard, training goes on)
-  [b]?[/b]  this help
-
-Plots redraw at most once a second (--refresh) and keep a fixed
-number of points, so long runs stay cheap to draw.
-"""
+HELP = help_text()
 
 
 class HelpScreen(ModalScreen[None]):

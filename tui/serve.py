@@ -208,11 +208,14 @@ def attach_command(run_dir: Path, refresh: float) -> str:
 
 
 def serve_main(argv: list[str]) -> int:
-    from engine.cli import OneLineParser, build_parser, launch_plan, path_arg
+    from engine.cli import launch_plan
+    from engine.options import OneLineParser, path_arg
+    from engine.options import usage_error as fail
     from engine.run.errors import UserError
     from engine.run.rundir import EVENTS
     from engine.run.summary import latest_run
-    from tui.cli import detach_training, fail, start_ranks
+    from tui.launcher import start_in_background
+    from tui.options import dashboard_parser
 
     p = OneLineParser(
         prog="cifar-tui serve",
@@ -244,22 +247,15 @@ def serve_main(argv: list[str]) -> int:
     if training:
         if args.run_dir:
             return fail("give a run directory to serve, or training options for a new run, not both")
-        targs = build_parser(training).parse_args(training)
+        targs = dashboard_parser(training).parse_args(training)
         try:
             cfg, nproc = launch_plan(targs)
         except (UserError, ValueError) as exc:
             return fail(str(exc))
-        if nproc > 1:  # data-parallel ranks in the background, served as one run
-            ranks = start_ranks(nproc, training, cfg, targs.max_restarts)
-            if isinstance(ranks, int):
-                return ranks
-            run_dir = ranks[0]
-        else:
-            started: list[str] = []
-            code = detach_training(cfg, started.append)
-            if code != 0 or not started:
-                return code or 1
-            run_dir = Path(started[0])
+        started = start_in_background(nproc, cfg, targs.max_restarts)  # N ranks are served as one run
+        if isinstance(started, int):
+            return started
+        run_dir = started
     else:
         found = Path(args.run_dir) if args.run_dir else latest_run(Path(args.runs_root))
         if found is None:
@@ -271,7 +267,7 @@ def serve_main(argv: list[str]) -> int:
 
 
 def serve_run(run_dir: Path, args: argparse.Namespace) -> int:
-    from tui.cli import fail
+    from engine.options import usage_error as fail
 
     token = secrets.token_urlsafe(24)
     shown_host = f"[{args.host}]" if ":" in args.host else args.host

@@ -4,10 +4,9 @@ names. Free of torch, so the dashboard's process and the CLI can use it."""
 
 from __future__ import annotations
 
-import itertools
+import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from engine.run.config import TrainConfig
@@ -50,37 +49,13 @@ def nproc_value(text: str) -> int:
     return n
 
 
-def torchrun_command(nproc: int, engine_argv: Sequence[str], max_restarts: int = 0) -> list[str]:
+def torchrun_command(nproc: int, max_restarts: int = 0) -> list[str]:
     """The torchrun launch of ``python -m engine`` on this machine: ``nproc`` ranks, c10d rendezvous
     on a free local port (--standalone); a rank that fails ends the group, which torchrun starts
     again up to ``max_restarts`` times (engine/ranks/torchrun.py is torchrun itself, reporting a
-    failure in one line)."""
+    failure in one line). Each rank reads the launcher's resolved config (:func:`rank_config`)."""
     return [sys.executable, "-m", "engine.ranks.torchrun", "--standalone", f"--nproc-per-node={nproc}",
-            f"--max-restarts={max_restarts}", "-m", "engine", *engine_argv]  # fmt: skip
-
-
-def without_options(argv: Sequence[str], names: Sequence[str], flags: Sequence[str] = ()) -> list[str]:
-    """``argv`` without ``--name VALUE`` / ``--name=VALUE`` for each name, and without bare ``flags``."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg in names:
-            skip = True
-        elif arg in flags or any(arg.startswith(f"{n}=") for n in names):
-            continue
-        else:
-            out.append(arg)
-    return out
-
-
-def engine_options(argv: Sequence[str]) -> list[str]:
-    """A ``cifar-tui`` command line as each rank's ``python -m engine`` takes it: without the
-    launch and dashboard options (the launcher fixes --run-dir)."""
-    return without_options(argv, ["--nproc", "--max-restarts", "--run-dir", "--refresh", "--on-hangup", "--notify"],
-                           ["--headless", "--detach"])  # fmt: skip
+            f"--max-restarts={max_restarts}", "-m", "engine"]  # fmt: skip
 
 
 def visible_gpus() -> int:
@@ -110,13 +85,26 @@ def launch_run_dir(cfg: TrainConfig) -> str:
     return str(own or default_run_dir(cfg))
 
 
-def restarted_argv(argv: list[str]) -> list[str]:
-    """A rank that torchrun restarted (--max-restarts) goes on from its run's last checkpoint, or
-    starts the run over when none was written yet; a first start keeps ``argv`` as it is."""
-    if not launched() or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
-        return argv
-    run_dir = next((v for k, v in itertools.pairwise(argv) if k == "--run-dir"), None)
-    if run_dir is None:  # the launcher always names it
-        return argv
-    last = Path(run_dir) / CHECKPOINTS / "last.pt"
-    return [*argv, "--resume", str(last)] if last.is_file() else [*argv, "--overwrite"]
+RANK_CONFIG = "CIFAR_TUI_RANK_CONFIG"
+"""The environment variable that carries the launcher's resolved config (JSON) to every rank."""
+
+
+def rank_environment(cfg: TrainConfig) -> dict[str, str]:
+    """This process's environment plus ``cfg``, resolved and checked once by the launcher, with
+    the one run directory every rank writes (:func:`launch_run_dir`)."""
+    resolved = cfg.with_overrides(run_dir=launch_run_dir(cfg))
+    return {**os.environ, RANK_CONFIG: json.dumps(resolved.to_dict())}
+
+
+def rank_config() -> TrainConfig | None:
+    """The config a launcher gave this rank (None when torchrun was run by hand with options).
+    A rank that torchrun restarted (--max-restarts) goes on from its run's last checkpoint, or
+    starts the run over when none was written yet."""
+    given = os.environ.get(RANK_CONFIG)
+    if not launched() or not given:
+        return None
+    cfg = TrainConfig.from_dict(json.loads(given))
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
+        return cfg
+    last = Path(cfg.run_dir) / CHECKPOINTS / "last.pt"
+    return cfg.with_overrides(resume=str(last)) if last.is_file() else cfg.with_overrides(overwrite=True)

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from engine.run import events as ev
 from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
@@ -27,7 +28,7 @@ class AttachedEngine:
         self.client: ControlClient | None = None
         self._closed = False
         self.pid: int | None = None
-        self.skipped_lines = 0
+        self._tail: EventTail | None = None
 
     def start(self) -> None:
         try:
@@ -50,22 +51,18 @@ class AttachedEngine:
             return False
 
     def events(self, poll: float = 0.2) -> Iterator[ev.Event | None]:
-        path = self.run_dir / EVENTS
-        if not path.is_file():
+        if not (self.run_dir / EVENTS).is_file():
             yield ev.Failed("run_dir", f"{self.run_dir} holds no run (no {EVENTS})")
             return
         final_seen = False
-        with open(path, "rb") as f:
-            partial = b""
+        with EventTail(self.run_dir) as tail:
+            self._tail = tail
             while not self._closed:
-                chunk = f.read()
-                if chunk:
-                    *lines, partial = (partial + chunk).split(b"\n")  # a torn last line waits for its end
-                    for line in lines:
-                        event = self._parse(line)
-                        if event is not None:
-                            yield event
-                            final_seen = final_seen or isinstance(event, ev.Finished | ev.Failed)
+                events = tail.read()
+                if events:
+                    for event in events:
+                        yield event
+                        final_seen = final_seen or isinstance(event, ev.Finished | ev.Failed)
                     continue
                 if final_seen and not self.alive():
                     return  # the run is over and fully replayed
@@ -77,11 +74,10 @@ class AttachedEngine:
                 yield None
                 time.sleep(poll)
 
-    def _parse(self, line: bytes) -> ev.Event | None:
-        event = ev.from_json_line(line)
-        if event is None and line.strip():
-            self.skipped_lines += 1  # torn or from a newer version: skip, never crash
-        return event
+    @property
+    def skipped_lines(self) -> int:
+        """Lines of events.jsonl that were not an event (torn, or from a newer version)."""
+        return self._tail.skipped if self._tail is not None else 0
 
     def close(self, timeout: float = 15.0) -> None:
         self._closed = True
@@ -116,3 +112,47 @@ class LaunchedEngine(AttachedEngine):
                 self._detaching = False
                 yield ev.Detached(self.pid or 0, str(self.log))
             yield event
+
+
+class EventTail:
+    """The events a run directory's events.jsonl gains, read as they are written: a torn last
+    line waits for its end; a line that is not an event (damaged, or from a newer version) is
+    skipped and counted, never fatal."""
+
+    def __init__(self, run_dir: Path, offset: int = 0) -> None:
+        self.path = run_dir / EVENTS
+        self.offset = offset
+        self.skipped = 0
+        self._file: BinaryIO | None = None
+        self._partial = b""
+
+    def __enter__(self) -> EventTail:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def read(self) -> list[ev.Event]:
+        """The events written since the last read (none while the file does not exist yet)."""
+        if self._file is None:
+            try:
+                self._file = open(self.path, "rb")  # noqa: SIM115 (held across reads, closed by close())
+            except FileNotFoundError:
+                return []
+            self._file.seek(self.offset)
+        chunk = self._file.read()
+        if not chunk:
+            return []
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        events = []
+        for line in lines:
+            event = ev.from_json_line(line)
+            if event is not None:
+                events.append(event)
+            elif line.strip():
+                self.skipped += 1
+        return events
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()

@@ -7,18 +7,21 @@ not: nothing there can fail)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from engine.ranks.plan import engine_options, launch_run_dir, torchrun_command
+from engine.ranks.plan import RANK_CONFIG, launch_run_dir, rank_environment, torchrun_command
 from engine.run import events as ev
 from engine.run import stop_signals
 from engine.run.config import TrainConfig
 from engine.run.errors import EXIT_CRASH, EXIT_STOPPED, end_code
 from engine.run.rundir import EVENTS, read_events
+from engine.session.attached import EventTail
 
 
 def preflight(cfg: TrainConfig) -> None:
@@ -42,22 +45,27 @@ def preflight(cfg: TrainConfig) -> None:
         load_data(cfg, notify)
 
 
-def distributed_launch(nproc: int, argv: Sequence[str], cfg: TrainConfig, max_restarts: int) -> tuple[Path, list[str]]:
-    """The run directory every rank names (fixed here) and the torchrun command that starts them.
-    The caller has checked ``cfg`` (check_target, distributed_problem): nothing has started yet."""
-    run_dir = launch_run_dir(cfg)
-    return Path(run_dir), torchrun_command(nproc, [*engine_options(argv), "--run-dir", run_dir], max_restarts)
+def start_torchrun(
+    nproc: int, cfg: TrainConfig, max_restarts: int, **popen: Any
+) -> tuple[Path, subprocess.Popen[bytes]]:
+    """Start ``nproc`` ranks under torchrun, in a session of their own, each reading ``cfg`` (the
+    caller resolved and checked it: check_target, distributed_problem, preflight); the one run
+    directory they write, and the torchrun process."""
+    env = rank_environment(cfg)
+    command = torchrun_command(nproc, max_restarts)
+    return Path(json.loads(env[RANK_CONFIG])["run_dir"]), subprocess.Popen(
+        command, env=env, start_new_session=True, **popen
+    )
 
 
-def run_distributed(nproc: int, argv: Sequence[str], cfg: TrainConfig, max_restarts: int = 0) -> int:
-    """``--nproc N``: the same command as N ranks under torchrun, which ends them all if one fails.
+def run_distributed(nproc: int, cfg: TrainConfig, max_restarts: int = 0) -> int:
+    """``--nproc N``: the same run as N ranks under torchrun, which ends them all if one fails.
 
     torchrun runs in a session of its own and a stop signal to this process (or to its whole
     group) is passed to the ranks, which save and stop as one process does; torchrun itself,
     signalled, would end them with a traceback of its own and leave before they have saved."""
-    run_dir, command = distributed_launch(nproc, argv, cfg, max_restarts)
     print(f"[launching] {nproc} processes (torchrun)", flush=True)
-    launcher = subprocess.Popen(command, start_new_session=True)
+    run_dir, launcher = start_torchrun(nproc, cfg, max_restarts)
     signals: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -68,6 +76,27 @@ def run_distributed(nproc: int, argv: Sequence[str], cfg: TrainConfig, max_resta
         code = launcher.wait()
     end = exit_code_of_run(run_dir, code)
     return 128 + signals[0] if signals and end == EXIT_STOPPED else end
+
+
+def start_ranks(nproc: int, cfg: TrainConfig, max_restarts: int) -> tuple[Path, Path] | int:
+    """Start the ranks in the background (their output in RUN_DIR.torchrun.log beside the run);
+    (run directory, log) once rank 0 has started the run, else the launch's exit code."""
+    run_dir = Path(launch_run_dir(cfg))
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir.with_name(run_dir.name + ".torchrun.log")
+    events = run_dir / EVENTS
+    before = events.stat().st_size if events.is_file() else 0  # a resumed run's earlier events
+    print(f"[launching] {nproc} processes (torchrun); their output: {log_path}", flush=True)
+    with open(log_path, "ab") as log:
+        _, proc = start_torchrun(nproc, cfg, max_restarts, stdout=log, stderr=subprocess.STDOUT)
+    with EventTail(run_dir, offset=before) as tail:
+        while not any(isinstance(e, ev.RunStarted) for e in tail.read()):
+            if proc.poll() is not None:
+                lines = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+                print("\n".join(lines), file=sys.stderr)
+                return exit_code_of_run(run_dir, proc.returncode)
+            time.sleep(0.2)
+    return run_dir, log_path
 
 
 def _signal_ranks(launcher: int, signum: int) -> None:

@@ -1,0 +1,109 @@
+"""The dashboard's key map, declared once: the app's bindings, the help screen, ``--help``'s
+key list and README's key table are all made from :data:`KEYS` (a test holds README equal)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class Key:
+    """One dashboard key: what it does, said at three lengths."""
+
+    key: str
+    """Textual's name of the key."""
+    action: str
+    """The app's action it runs."""
+    footer: str
+    """The footer's label (shown only when ``in_footer``)."""
+    brief: str
+    """A few words for ``cifar-tui --help``."""
+    help: str
+    """The help screen's line (Textual markup allowed)."""
+    readme: str
+    """README's table row (Markdown)."""
+    in_footer: bool = True
+    id: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The key as a user types it."""
+        return {"question_mark": "?"}.get(self.key, self.key)
+
+
+KEYS: tuple[Key, ...] = (
+    Key("p", "pause", "Pause/resume", "pause/resume", "pause / resume training",
+        "pause / resume (at the next batch boundary)", id="pause"),
+    Key("s", "save", "Save ckpt", "save a checkpoint", "save a checkpoint now (its path appears in the log)",
+        "save a checkpoint now (the path appears in the log)", id="save"),
+    Key("e", "evaluate", "Evaluate now", "evaluate now", "evaluate on the test split now; training goes on after",
+        "evaluate on the test split now, refresh per-class accuracy, plot the result (magenta \"now %\"); "
+        "training continues", id="evaluate"),
+    Key("c", "confusion", "Confusion", "confusion matrix", "show / hide the confusion matrix",
+        "show / hide the confusion matrix", id="confusion"),
+    Key("v", "cycle_plots", "Plots", "plots", "plots: both, loss only, accuracy only",
+        "plots: both, loss only, accuracy only (a bigger plot at 80x24)", in_footer=False, id="plots"),
+    Key("l", "log_scale", "Log loss", "log-scale loss", "loss axis: linear / log scale",
+        "loss axis: linear / log scale (the late, flat part of a loss curve reads better on a log axis)",
+        in_footer=False, id="log_scale"),
+    Key("m", "smoothing", "Smoothing", "smoothing", "smoothing of the training loss: off, 0.6, 0.9, 0.99",
+        "smoothing of the training loss: off, 0.6, 0.9 (default), 0.99 — TensorBoard's meaning (weight per "
+        "step), debiased at the start, and its reach stays in steps when a long run's history is downsampled",
+        in_footer=False, id="smoothing"),
+    Key("r", "runs", "Runs", "runs (t: compare configs)", "runs: compare runs (curves and configs)",
+        "runs: every run in the runs folder (state, best/final accuracy, epochs, time, name, recipe); `space` "
+        "selects runs, their test-accuracy curves are overlaid, `t` switches to a side-by-side table of their "
+        "configs (the options that differ first, highlighted) with best/final accuracy and time",
+        in_footer=False, id="runs"),
+    Key("x", "stop_training", "Stop training", "stop training", "stop training (asks: save and stop, stop, cancel)",
+        "stop training (asks: save and stop / stop without saving / cancel); the results stay on screen",
+        in_footer=False, id="stop"),
+    Key("d", "detach", "Detach", "detach", "detach: training goes on in the background;\n"
+        "      [b]cifar-tui attach[/b] brings it back",
+        "detach: training goes on in the background, `cifar-tui attach` brings the dashboard back",
+        in_footer=False, id="detach"),
+    Key("q", "quit_app", "Quit", "quit (asks while training)", "quit (training: asks to save first; attached to a\n"
+        "      background run: closes the dashboard, training goes on)",
+        "quit; while training it asks: save and quit / quit without saving / cancel (attached: just closes)",
+        id="quit"),
+    Key("question_mark", "help", "Help", "help", "this help", "help", id="help"),
+)  # fmt: skip
+
+
+def bindings() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
+    """The app's bindings: every key of :data:`KEYS`, and Ctrl+C as a second way to quit."""
+    out: list[Binding | tuple[str, str] | tuple[str, str, str]] = [
+        Binding(k.key, k.action, k.footer, show=k.in_footer, id=k.id, key_display=k.label) for k in KEYS
+    ]
+    out.append(Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True))
+    return out
+
+
+def help_text() -> str:
+    """The help screen's body."""
+    lines = [f"  [b]{k.label}[/b]  {k.help}" for k in KEYS]
+    return (
+        "[b]keys[/b] (training acts on them at the next batch boundary)\n\n"
+        + "\n".join(lines)
+        + "\n\nPlots redraw at most once a second (--refresh) and keep a fixed\n"
+        "number of points, so long runs stay cheap to draw.\n"
+    )
+
+
+def epilog_lines(width: int = 88) -> list[str]:
+    """``--help``'s key list, wrapped at ``width``."""
+    lines: list[str] = []
+    for item in (f"{k.label} {k.brief}" for k in KEYS):
+        if lines and len(lines[-1]) + 3 + len(item) <= width:
+            lines[-1] += "   " + item
+        else:
+            lines.append("  " + item)
+    return lines
+
+
+def readme_table() -> str:
+    """README's key table (Markdown)."""
+    rows = [f"| `{k.label}` | {k.readme} |" for k in KEYS]
+    return "\n".join(["| key | action |", "|---|---|", *rows])

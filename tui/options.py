@@ -1,0 +1,66 @@
+"""The ``cifar-tui`` command line: the engine's training options with the dashboard's own around
+them, and a ``--help`` whose key list comes from the key map (``tui/keys.py``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from engine.options import build_parser, on_off
+from tui.keys import epilog_lines
+
+DASHBOARD_OPTIONS = ("--headless", "--refresh", "--detach", "--notify", "--on-hangup")
+"""Options of the dashboard, not of training: a rank of ``--nproc`` never takes them."""
+
+EPILOG = """\
+commands:
+  cifar-tui [OPTIONS]              train with the live dashboard (--headless: plain lines)
+  cifar-tui attach [RUN_DIR]       the dashboard on a live or finished run (default: the latest)
+  cifar-tui runs [--json]          list the runs under --runs-root
+  cifar-tui export RUN_DIR --csv   write steps.csv and epochs.csv (--tensorboard LOGDIR: event files)
+  cifar-tui serve [RUN_DIR]        the dashboard in a browser, private (token), http://127.0.0.1:8000
+
+dashboard keys:
+{keys}
+
+exit codes:
+  0 completed   1 training crashed or diverged, or its final checkpoint not saved
+  2 bad input   130 stopped early
+  129 terminal lost or SIGHUP   143 SIGTERM
+
+examples:
+  cifar-tui --data demo                         offline demo data, trains at once
+  cifar-tui --recipe fast --headless            the fast recipe, plain log lines
+  cifar-tui --data ~/pets --epochs 5 --detach   your own ImageFolder, in the background
+"""
+
+
+def _front(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="no dashboard: plain log lines (also used when stdout is not a terminal)",
+    )
+
+
+def _dashboard(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("dashboard")
+    g.add_argument("--refresh", type=float, default=1.0, help="plot redraws per second at most (default 1)")
+    g.add_argument("--detach", action="store_true", help="train in the background; reconnect with: cifar-tui attach")
+    g.add_argument("--notify", type=on_off, default=True, metavar="on|off",
+                   help="bell and desktop notification (OSC 9/777, forwarded over SSH) when a run ends (default on)")  # fmt: skip
+    g.add_argument("--on-hangup", choices=("stop", "detach"), default="stop",
+                   help="when the terminal goes away (SSH drop): save and stop training (default), "
+                        "or keep it running in the background")  # fmt: skip
+
+
+def dashboard_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """``cifar-tui``'s parser: help shows each option's value under the recipe named in ``argv``."""
+    return build_parser(
+        argv,
+        prog="cifar-tui",
+        what=" and watch it live.",
+        epilog=EPILOG.format(keys="\n".join(epilog_lines())),
+        front_options=_front,
+        more_options=_dashboard,
+    )

@@ -17,6 +17,7 @@ from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import Controls
 from engine.run.errors import EXIT_CRASH, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UserError, end_code
+from engine.run.events import Phase
 from engine.run.wording import event_lines, model_phrase, per_class_rows, plural
 
 
@@ -24,6 +25,10 @@ def tolerant_output() -> None:
     """Printing never fails and never ends a run: not on a file name that is not valid UTF-8,
     nor on a closed pipe or a full disk (engine/run/console.py)."""
     console.install()
+
+
+QUIET_PHASES = (Phase.TRAINING, Phase.EVALUATING, Phase.SAVING, Phase.WAITING_FOR_ROOM, Phase.FAILED)
+"""Phases the headless lines do not announce: progress, evaluation and checkpoint lines say more."""
 
 
 class LinePrinter:
@@ -38,11 +43,7 @@ class LinePrinter:
 
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.Status):
-            if (
-                e.message
-                and e.state not in ("training", "evaluating", "saving", "waiting_for_room", "failed")
-                and e.message != self.last_status
-            ):
+            if e.message and e.state not in QUIET_PHASES and e.message != self.last_status:
                 self.line(f"[{e.state}] {e.message}")
                 self.last_status = e.message
         elif isinstance(e, ev.RunStarted):

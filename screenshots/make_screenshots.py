@@ -49,9 +49,9 @@ async def main() -> None:
             app.save_screenshot("confusion.svg", str(HERE))
             await pilot.press("c")
         # The finished run again, as `cifar-tui attach` shows it: a read-only replay of events.jsonl.
-        from engine.session.attached import AttachedEngine
+        from engine.session.attached import AttachedSession
 
-        replay = make_app(cfg, lambda _c: AttachedEngine(Path(cfg.run_dir)), refresh_hz=2.0)
+        replay = make_app(cfg, lambda _c: AttachedSession(Path(cfg.run_dir)), refresh_hz=2.0)
         async with replay.run_test(size=(100, 30)) as pilot:
             await wait_until(pilot, lambda: replay.run_state.finished is not None)
             await pilot.pause(1.5)

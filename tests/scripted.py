@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from engine.run import events as ev
 from engine.run.config import TrainConfig, from_recipe
+from engine.session.base import Session
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 T0 = 1_800_000_000.0
@@ -61,7 +62,7 @@ def script(cfg: TrainConfig, epochs_done: int, end: str = "") -> list[ev.Event]:
     return out
 
 
-class ScriptedEngine:
+class ScriptedSession(Session):
     """Plays a list of events, then stays 'alive' (unless the script ended the run)."""
 
     def __init__(self, events: list[ev.Event]) -> None:

@@ -12,9 +12,9 @@ import pytest
 
 from engine.train.checkpoint import load_checkpoint
 from tests.conftest import live_children, screen_text, tiny_config, wait_until
-from tests.scripted import ScriptedEngine, script, tutorial_config
+from tests.scripted import ScriptedSession, script, tutorial_config
 from tui.app import CifarTui, make_app
-from tui.screens import Choice
+from tui.screens.dialogs import Choice
 from tui.widgets.plots import PlotPane
 
 
@@ -96,14 +96,14 @@ async def test_failure_is_shown_and_app_stays_usable(tmp_path: Path) -> None:
 
 async def test_cpu_machine_shows_cpu_info_without_nvml() -> None:
     # CI has no GPU and no NVML: the device pane must show CPU facts, not fail.
-    app = CifarTui(tutorial_config(), lambda cfg: ScriptedEngine(script(cfg, 1)), telemetry_s=0.2)
+    app = CifarTui(tutorial_config(), lambda cfg: ScriptedSession(script(cfg, 1)), telemetry_s=0.2)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: app.run_state.started is not None)
         await wait_until(pilot, lambda: "Example CPU" in screen_text(app) and "2 torch threads" in screen_text(app))
 
 
 async def test_stray_prints_go_to_the_log_pane() -> None:
-    app = CifarTui(tutorial_config(), lambda cfg: ScriptedEngine(script(cfg, 1)))
+    app = CifarTui(tutorial_config(), lambda cfg: ScriptedSession(script(cfg, 1)))
     async with app.run_test(size=(120, 40)) as pilot:
         print("hello from a stray print")
         await wait_until(pilot, lambda: "hello from a stray print" in screen_text(app))
@@ -119,7 +119,7 @@ async def test_download_failure_offers_demo_data(tmp_path: Path) -> None:
 
     def factory(cfg):  # type: ignore[no-untyped-def]
         started.append(cfg.data)
-        return ScriptedEngine(failing if len(started) == 1 else script(cfg, 1))
+        return ScriptedSession(failing if len(started) == 1 else script(cfg, 1))
 
     app = CifarTui(tutorial_config(), factory)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -147,7 +147,7 @@ async def test_sighup_saves_stops_and_exits_with_its_code(live_app: CifarTui) ->
 
 async def _notifications(events: list, wanted: bool) -> list[tuple[str, str]]:
     calls: list[tuple[str, str]] = []
-    app = CifarTui(tutorial_config(), lambda c: ScriptedEngine(events), notify_desktop=wanted)
+    app = CifarTui(tutorial_config(), lambda c: ScriptedSession(events), notify_desktop=wanted)
     app.desktop_notify = lambda title, body: calls.append((title, body))  # type: ignore[method-assign]
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: app.run_state.finished is not None)
@@ -193,9 +193,9 @@ async def test_loss_axis_log_scale_and_smoothing_keys() -> None:
     from tests.conftest import settle
     from tui.widgets.plots import LossPlot
 
-    app = CifarTui(tutorial_config(), lambda cfg: ScriptedEngine(script(cfg, 3)))
+    app = CifarTui(tutorial_config(), lambda cfg: ScriptedSession(script(cfg, 3)))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, events=len(app.engine.script))  # type: ignore[attr-defined]
+        await settle(pilot, events=len(app.session.script))  # type: ignore[attr-defined]
         plot = app.query_one(LossPlot)
         linear = plot.render().plain
         assert "linear, smoothing 0.9" in str(plot.border_title)
@@ -229,17 +229,17 @@ def test_smoothing_keeps_its_reach_in_steps_when_the_series_is_downsampled() -> 
 async def test_log_keeps_its_newest_line_in_view_after_the_terminal_shrinks() -> None:
     from engine.run import events as ev
     from tests.conftest import settle
-    from tui.app import LogPane
+    from tui.widgets.log import LogPane
 
     cfg = tutorial_config()
     saves = [ev.Log(f"checkpoint saved (request): step-{n:08d}.pt", t=1.8e9) for n in range(12)]
-    app = CifarTui(cfg, lambda c: ScriptedEngine(script(c, 1) + saves))
+    app = CifarTui(cfg, lambda c: ScriptedSession(script(c, 1) + saves))
     async with app.run_test(size=(160, 50)) as pilot:
-        await settle(pilot, events=len(app.engine.script))  # type: ignore[attr-defined]
+        await settle(pilot, events=len(app.session.script))  # type: ignore[attr-defined]
         assert "step-00000011.pt" in screen_text(app)
         await pilot.resize_terminal(80, 24)  # the log pane shrinks from 5 lines to 2
         await wait_until(pilot, lambda: app.query_one(LogPane).size.height <= 4)
-        await settle(pilot, events=len(app.engine.script))  # type: ignore[attr-defined]
+        await settle(pilot, events=len(app.session.script))  # type: ignore[attr-defined]
         assert "step-00000011.pt" in screen_text(app) and "step-00000008.pt" not in screen_text(app)
 
 
@@ -252,9 +252,9 @@ async def test_accuracy_axis_stays_within_0_and_100_with_one_evaluate_now_point(
     import dataclasses
 
     now = dataclasses.replace(evaluation(0, 300, "request"), accuracy=0.942)  # plotext alone: 47-141%
-    app = CifarTui(cfg, lambda c: ScriptedEngine([*script(c, 0), now]))
+    app = CifarTui(cfg, lambda c: ScriptedSession([*script(c, 0), now]))
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, events=len(app.engine.script))  # type: ignore[attr-defined]
+        await settle(pilot, events=len(app.session.script))  # type: ignore[attr-defined]
         text = app.query_one(AccuracyPlot).render().plain
         left_labels = [float(m) for m in re.findall(r"^\s*(\d+(?:\.\d+)?)\s*┤", text, re.M)]
         assert left_labels and all(0 <= v <= 100 for v in left_labels), left_labels

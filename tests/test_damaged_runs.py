@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.session.attached import AttachedEngine
+from engine.session.attached import AttachedSession
 from engine.train.trainer import Trainer
 from tests.conftest import ROOT, Recorder, tiny_config
 from tui.app import make_app
@@ -85,7 +85,7 @@ async def test_attach_replays_what_it_can(runs_root: Path, name: str) -> None:
     from tui.subcommands import _run_config
 
     run = runs_root / name
-    app = make_app(_run_config(run), lambda _cfg: AttachedEngine(run))
+    app = make_app(_run_config(run), lambda _cfg: AttachedSession(run))
     async with app.run_test(size=(120, 40)) as pilot:
         for i in range(100):
             await pilot.pause(0.05)

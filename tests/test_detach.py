@@ -18,13 +18,13 @@ from engine.run.controls import Controls
 from engine.run.export import export_csv
 from engine.run.rundir import read_events
 from engine.run.summary import list_runs, summarize
-from engine.session.attached import AttachedEngine
+from engine.session.attached import AttachedSession
 from engine.train.trainer import Trainer
 from tests.conftest import Recorder, screen_text, tiny_config, wait_until
 from tui.app import make_app
 from tui.cli import main
 from tui.launcher import detach_training
-from tui.screens import Choice
+from tui.screens.dialogs import Choice
 
 
 def kinds(run: Path) -> list[str]:
@@ -39,7 +39,7 @@ def wait_file(cond, timeout: float = 60) -> None:  # type: ignore[no-untyped-def
 
 
 def attached_app(run: Path):  # type: ignore[no-untyped-def]
-    return make_app(tiny_config(run.parent), lambda cfg: AttachedEngine(run), refresh_hz=4.0)
+    return make_app(tiny_config(run.parent), lambda cfg: AttachedSession(run), refresh_hz=4.0)
 
 
 async def test_detach_attach_steer_and_stop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,7 +100,7 @@ async def test_replay_of_a_finished_run_shows_its_final_per_class_accuracy(tmp_p
         assert app.run_state.last_eval is not None
         assert app.run_state.last_eval.per_class == final.per_class
         await wait_until(pilot, lambda: f"{100 * final.accuracy:.2f}% overall" in screen_text(app))
-        assert app.engine is not None and app.engine.send("pause") is False  # read-only: nobody to steer
+        assert app.session is not None and app.session.send("pause") is False  # read-only: nobody to steer
         await pilot.press("q")
     assert app.return_code == 0
 
@@ -112,13 +112,13 @@ def test_torn_lines_unknown_kinds_and_empty_dirs(tmp_path: Path) -> None:
     with open(run / "events.jsonl", "a") as f:
         f.write(json.dumps({"kind": "from_the_future", "t": 1.0}) + "\n")
         f.write('{"kind":"progress","t":1.0,"epoch":0,"ep')  # crash mid-write
-    engine = AttachedEngine(run)
+    engine = AttachedSession(run)
     engine.start()
     replay = [e for e in engine.events(poll=0.01) if e is not None]
     assert isinstance(replay[-1], ev.Finished) and engine.skipped_lines == 1
     assert len(replay) == len(read_events(run))
     (tmp_path / "empty").mkdir()
-    empty = AttachedEngine(tmp_path / "empty")
+    empty = AttachedSession(tmp_path / "empty")
     empty.start()
     assert [e.kind for e in empty.events()] == ["failed"]
     assert summarize(tmp_path / "empty") is None
@@ -223,12 +223,12 @@ def test_attach_and_export_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 async def test_runs_screen_lists_runs_and_overlays_accuracy(tmp_path: Path) -> None:
-    from tui.runs_screen import RunsScreen
+    from tui.screens.runs import RunsScreen
 
     root = tmp_path / "runs"
     for name, lr in (("first", 0.01), ("second", 0.02)):
         Trainer(tiny_config(tmp_path, run_dir=str(root / name), epochs=2, lr=lr), Recorder()).run()
-    app = make_app(tiny_config(tmp_path), lambda cfg: AttachedEngine(root / "second"))
+    app = make_app(tiny_config(tmp_path), lambda cfg: AttachedSession(root / "second"))
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: app.run_state.finished is not None)
         await pilot.press("r")

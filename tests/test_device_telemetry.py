@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from engine.run.events import normal_uuid
 from tests.conftest import screen_text, wait_until
-from tests.scripted import ScriptedEngine, script, tutorial_config
+from tests.scripted import ScriptedSession, script, tutorial_config
 from tui.app import CifarTui
-from tui.widgets.device import NvmlReader, normal_uuid
+from tui.telemetry import NvmlReader
 
 GIB = 2**30
 # Two cards: NVML index 0 is the idle one; the trainer's CUDA_VISIBLE_DEVICES=1 makes card 1 its cuda:0.
@@ -82,7 +83,7 @@ async def test_dashboard_shows_the_gpu_the_trainer_uses_not_nvml_index_zero(monk
     started = next(i for i, e in enumerate(events) if e.kind == "run_started")
     events[started] = replace(events[started], device="cuda:0", device_name="Card One",  # type: ignore[type-var]
                               gpu_uuids=[normal_uuid(CARDS[1]["uuid"])])  # fmt: skip
-    app = CifarTui(cfg, lambda _cfg: ScriptedEngine(events), telemetry_s=0.1)
+    app = CifarTui(cfg, lambda _cfg: ScriptedSession(events), telemetry_s=0.1)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: "7.0 GiB / 80.0 GiB card" in screen_text(app))
         await wait_until(pilot, lambda: calls["memory"] >= 3)  # several readings...
@@ -109,7 +110,7 @@ async def test_a_data_parallel_run_shows_every_gpu_and_its_process_count(monkeyp
     started = next(i for i, e in enumerate(events) if e.kind == "run_started")
     events[started] = replace(events[started], device="cuda:0", world_size=2,  # type: ignore[type-var]
                               gpu_uuids=[normal_uuid(c["uuid"]) for c in CARDS], pids=[101, 202])  # fmt: skip
-    app = CifarTui(cfg, lambda _cfg: ScriptedEngine(events), telemetry_s=0.1)
+    app = CifarTui(cfg, lambda _cfg: ScriptedSession(events), telemetry_s=0.1)
     async with app.run_test(size=(160, 40)) as pilot:
         # Each card: the memory of this run's rank on it, not of the other job sharing card 1.
         shown = ("Card Zero mem 1.0 GiB this run · 1.0 GiB / 80.0 GiB card",

@@ -166,9 +166,9 @@ def test_a_crash_is_recorded_with_its_traceback(tmp_path: Path, monkeypatch: pyt
 
 
 def test_killed_trainer_process_is_reported(tmp_path: Path) -> None:
-    from engine.session.child import TrainerProcess
+    from engine.session.child import ChildSession
 
-    proc = TrainerProcess(tiny_config(tmp_path, epochs=100))
+    proc = ChildSession(tiny_config(tmp_path, epochs=100))
     proc.start()
     events: list[ev.Event] = []
     for event in proc.events():

@@ -6,13 +6,13 @@ import time
 from pathlib import Path
 
 from engine.run import events as ev
-from engine.session.child import TrainerProcess
+from engine.session.child import ChildSession
 from engine.train.checkpoint import load_checkpoint
 from tests.conftest import tiny_config
 
 
 def test_child_streams_events_and_takes_commands(tmp_path: Path) -> None:
-    proc = TrainerProcess(tiny_config(tmp_path, epochs=2))
+    proc = ChildSession(tiny_config(tmp_path, epochs=2))
     proc.start()
     seen: list[ev.Event] = []
     asked = False
@@ -31,7 +31,7 @@ def test_child_streams_events_and_takes_commands(tmp_path: Path) -> None:
 
 def test_child_saves_and_stops_when_the_app_side_closes(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, epochs=50)
-    proc = TrainerProcess(cfg)
+    proc = ChildSession(cfg)
     proc.start()
     for event in proc.events():
         if isinstance(event, ev.Progress):
@@ -44,7 +44,7 @@ def test_child_saves_and_stops_when_the_app_side_closes(tmp_path: Path) -> None:
 
 
 def test_child_failure_is_reported_not_raised(tmp_path: Path) -> None:
-    proc = TrainerProcess(tiny_config(tmp_path, device="cuda:4096"))  # no such GPU on any machine
+    proc = ChildSession(tiny_config(tmp_path, device="cuda:4096"))  # no such GPU on any machine
     proc.start()
     events = [e for e in proc.events() if e is not None]
     proc.close()

@@ -9,19 +9,19 @@ import pytest
 
 from engine.run import events as ev
 from tests.conftest import settle as settle_app
-from tests.scripted import T0, ScriptedEngine, script, tutorial_config
+from tests.scripted import T0, ScriptedSession, script, tutorial_config
 from tui.app import CifarTui
 
 
 def app_for(end: str, epochs_done: int = 3, extra: list[ev.Event] | None = None) -> CifarTui:
     cfg = tutorial_config()
     events = script(cfg, epochs_done, end) + (extra or [])
-    return CifarTui(cfg, lambda c: ScriptedEngine(events), telemetry_s=3600)
+    return CifarTui(cfg, lambda c: ScriptedSession(events), telemetry_s=3600)
 
 
 async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
     """Every scripted event taken and shown: waits on the app, not on the clock."""
-    await settle_app(pilot, events=len(pilot.app.engine.script))
+    await settle_app(pilot, events=len(pilot.app.session.script))
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 50)])

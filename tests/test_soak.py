@@ -13,9 +13,9 @@ import psutil
 from engine.run import events as ev
 from engine.run.config import from_recipe
 from engine.run.rundir import RunDirSink
-from tests.scripted import ScriptedEngine, run_started, script, tutorial_config
+from tests.scripted import ScriptedSession, run_started, script, tutorial_config
 from tui.app import CifarTui
-from tui.screens import HelpScreen
+from tui.screens.help import HelpScreen
 from tui.widgets.plots import PlotPane
 
 N = 100_000
@@ -29,7 +29,7 @@ def progress(i: int) -> ev.Progress:
 async def test_app_stays_flat_and_responsive_over_100k_progress_events() -> None:
     cfg = tutorial_config().with_overrides(epochs=200)
     events = [*script(cfg, 0)[:3], *(progress(i) for i in range(N))]
-    app = CifarTui(cfg, lambda c: ScriptedEngine(events), refresh_hz=4.0)
+    app = CifarTui(cfg, lambda c: ScriptedSession(events), refresh_hz=4.0)
     rss_before = psutil.Process().memory_info().rss
     async with app.run_test(size=(120, 40)) as pilot:
         loop = asyncio.get_running_loop()

@@ -15,20 +15,20 @@ from pathlib import Path
 from engine.run import events as ev
 from engine.run.controls import Controls
 from engine.run.rundir import read_events
-from engine.session.child import CHANNEL_BUFFER, EventChannel, TrainerProcess, final_event_in
+from engine.session.child import CHANNEL_BUFFER, ChildSession, EventChannel, final_event_in
 from engine.train.checkpoint import load_checkpoint
 from engine.train.trainer import Trainer
 from tests.conftest import Recorder, screen_text, tiny_config
 from tests.conftest import wait_until as until
 from tests.pty_app import PtyApp, count_in_events, wait_until
-from tests.scripted import ScriptedEngine, script, tutorial_config
+from tests.scripted import ScriptedSession, script, tutorial_config
 from tui.app import CifarTui, make_app
-from tui.screens import Choice
+from tui.screens.dialogs import Choice
 
 
 def test_stop_before_training_began_ends_the_child_at_once_and_writes_nothing(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path)
-    proc = TrainerProcess(cfg)
+    proc = ChildSession(cfg)
     proc.start()
     proc.send("stop_save")  # while the child is still importing torch and loading data
     events = [e for e in proc.events() if e is not None]
@@ -126,7 +126,7 @@ def test_the_runs_end_is_recovered_from_events_jsonl_for_this_session_only(tmp_p
 
 
 def test_reader_ends_when_the_last_output_line_has_no_newline(tmp_path: Path) -> None:
-    proc = TrainerProcess(tiny_config(tmp_path))
+    proc = ChildSession(tiny_config(tmp_path))
     parent, child = socket.socketpair()
     proc.process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdout.write('last words'); sys.exit(3)"],
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
@@ -170,8 +170,10 @@ def test_a_stopped_dashboard_never_stalls_training_and_catches_up(tmp_path: Path
     assert global_steps == sorted(global_steps) and len(set(global_steps)) == len(global_steps)
 
 
-class _Stubborn(ScriptedEngine):
+class _Stubborn(ScriptedSession):
     """A trainer that never answers a stop (stuck in a long call)."""
+
+    can_kill = True
 
     def __init__(self, events: list[ev.Event]) -> None:
         super().__init__(events)
@@ -245,7 +247,7 @@ async def test_a_trainer_waiting_for_disk_room_is_not_cut_off_and_the_lost_end_s
 async def test_quitting_while_the_final_checkpoint_waits_for_room_offers_to_keep_waiting() -> None:
     cfg = tutorial_config()
     waiting = ev.Status("waiting_for_room", "to save the final checkpoint in /runs/x/checkpoints, 29m50s left")
-    engine = ScriptedEngine([*script(cfg, 1), waiting])
+    engine = ScriptedSession([*script(cfg, 1), waiting])
     app = make_app(cfg, lambda _c: engine)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: "waiting for disk room" in screen_text(app))

@@ -81,11 +81,11 @@ def dashboard_distributed(
     if detach:
         print(f"detached: {nproc} processes train in the background\nwatch and steer it: cifar-tui attach {run_dir}")
         return 0
-    from engine.session.attached import LaunchedEngine
+    from engine.session.attached import LaunchedSession
     from tui.app import make_app
 
     def build(guard: TerminalGuard) -> CifarTui:
-        engine = LaunchedEngine(run_dir, log_path)
+        engine = LaunchedSession(run_dir, log_path)
         return make_app(cfg, lambda _cfg: engine, refresh_hz=refresh, guard=guard, on_hangup=on_hangup,
                         notify_desktop=notify)  # fmt: skip
 
@@ -150,9 +150,9 @@ def detach_training(cfg: TrainConfig, on_started: Callable[[str], None] | None =
     """Start the trainer, wait until its run directory exists, cut it loose, print how to attach;
     ``on_started`` hears the run directory."""
     from engine.run import events as ev
-    from engine.session.child import TrainerProcess
+    from engine.session.child import ChildSession
 
-    proc = TrainerProcess(cfg)
+    proc = ChildSession(cfg)
     proc.start()
     printer = LinePrinter()
     run_dir = ""

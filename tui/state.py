@@ -10,25 +10,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.run import events as ev
+from engine.run.events import Phase
 from engine.run.wording import event_lines
 from tui.series import Series
 
-STATE_LABELS = {
-    "starting": "starting the training process",
-    "loading_data": "loading data",
-    "downloading": "downloading",
-    "building_model": "building the model",
-    "compiling": "compiling",
-    "training": "training",
-    "evaluating": "evaluating",
-    "saving": "saving a checkpoint",
-    "waiting_for_room": "waiting for disk room",
-    "paused": "paused",
-    "finished": "finished",
-    "stopped": "stopped",
-    "failed": "failed",
+STATE_LABELS: dict[str, str] = {
+    Phase.STARTING: "starting the training process",
+    Phase.LOADING_DATA: "loading data",
+    Phase.DOWNLOADING: "downloading",
+    Phase.BUILDING_MODEL: "building the model",
+    Phase.COMPILING: "compiling",
+    Phase.TRAINING: "training",
+    Phase.EVALUATING: "evaluating",
+    Phase.SAVING: "saving a checkpoint",
+    Phase.WAITING_FOR_ROOM: "waiting for disk room",
+    Phase.PAUSED: "paused",
+    Phase.FINISHED: "finished",
+    Phase.STOPPED: "stopped",
+    Phase.FAILED: "failed",
 }
-ENDED = ("finished", "stopped", "failed")
+ENDED = (Phase.FINISHED, Phase.STOPPED, Phase.FAILED)
 
 
 @dataclass
@@ -36,7 +37,7 @@ class RunState:
     """Everything the panes show. ``version`` bumps whenever anything changes."""
 
     point_budget: int = 400
-    state: str = "starting"
+    state: str = Phase.STARTING
     message: str = ""
     started: ev.RunStarted | None = None
     config: dict[str, Any] = field(default_factory=dict)
@@ -125,10 +126,10 @@ class RunState:
             self.paused_at = e.t
         elif isinstance(e, ev.Finished):
             self.finished = e
-            self.state = "finished" if e.reason == "completed" else "stopped"
+            self.state = Phase.FINISHED if e.reason == "completed" else Phase.STOPPED
         elif isinstance(e, ev.Failed):
             self.failed = e
-            self.state = "failed"
+            self.state = Phase.FAILED
             self.message = e.message
 
     def _progress(self, e: ev.Progress) -> None:

@@ -37,12 +37,12 @@ def attach_main(argv: list[str]) -> int:
         return usage_error("--refresh must be > 0 and <= 30")
     if not (sys.stdout.isatty() and sys.stdin.isatty()) and not served():
         return usage_error("attach needs a terminal (or a browser: cifar-tui serve)")
-    from engine.session.attached import AttachedEngine
+    from engine.session.attached import AttachedSession
     from tui.app import make_app
 
     cfg = _run_config(run_dir)
     return run_app(
-        lambda guard: make_app(cfg, lambda _cfg: AttachedEngine(run_dir), refresh_hz=args.refresh, guard=guard)
+        lambda guard: make_app(cfg, lambda _cfg: AttachedSession(run_dir), refresh_hz=args.refresh, guard=guard)
     )
 
 

@@ -20,6 +20,7 @@ import torch
 from engine.data import demo as demo_data
 from engine.run.config import TrainConfig, default_cache_dir
 from engine.run.errors import DataError, DownloadError
+from engine.run.events import Phase
 from engine.run.fileio import atomic_torch_save
 from engine.run.wording import CountProgress
 
@@ -78,7 +79,7 @@ def load_cifar10(root: Path, notify: Notify) -> DataBundle:
     import torchvision
 
     if not (root / "cifar-10-batches-py").is_dir():
-        notify("downloading", f"downloading CIFAR-10 (163 MB) to {root}")
+        notify(Phase.DOWNLOADING, f"downloading CIFAR-10 (163 MB) to {root}")
     try:
         root.mkdir(parents=True, exist_ok=True)
         train = torchvision.datasets.CIFAR10(root=str(root), train=True, download=True)
@@ -224,10 +225,10 @@ def _load_image_folder(root: Path, size: int, notify: Notify, cache_dir: Path | 
             )
         except Exception:
             notify("warning", f"decoded-image cache {cache} unreadable; decoding again")
-    notify("loading_data", f"decoding {len(listing[0]) + len(listing[1])} images from {root} (cached afterwards)")
+    notify(Phase.LOADING_DATA, f"decoding {len(listing[0]) + len(listing[1])} images from {root} (cached afterwards)")
     # A long first start is visible: 'decoding 12,000/60,000 images, 750/s, ETA 1m04s' every 2 s.
     progress = CountProgress(
-        "decoding", "images", len(listing[0]) + len(listing[1]), lambda m: notify("loading_data", m)
+        "decoding", "images", len(listing[0]) + len(listing[1]), lambda m: notify(Phase.LOADING_DATA, m)
     )
     train, test = (_decode_split(items, size, progress) for items in listing)
     try:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.run.controls import COMMANDS, Controls
+from engine.run.controls import Controls, command_in, message
 from engine.run.fileio import atomic_write_json
 
 TRAINER_FILE = "trainer.json"
@@ -169,17 +169,10 @@ class ControlServer:
 
     def apply(self, raw: bytes) -> dict[str, Any]:
         try:
-            message = json.loads(raw)
-            name = message["command"]
-            if name not in COMMANDS:
-                raise ValueError(name)
-        except (ValueError, KeyError, TypeError, RecursionError):
+            self.controls.apply(command_in(json.loads(raw)) or "")
+        except (ValueError, RecursionError):
             self.warn(f"ignored malformed control command {raw[:80]!r}")
             return {"ok": False, "error": "malformed command"}
-        if name in ("stop", "stop_save"):
-            self.controls.stop(save=name == "stop_save", cause="stopped from a dashboard")
-        else:
-            self.controls.command(name)
         return {"ok": True}
 
     def close(self) -> None:
@@ -223,7 +216,7 @@ class ControlClient:
             self._connect()
         for attempt in (1, 2):
             try:
-                self.stream.write((json.dumps({"command": command}) + "\n").encode())
+                self.stream.write((json.dumps(message(command)) + "\n").encode())
                 self.stream.flush()
                 line = self.stream.readline(ControlServer.MAX_LINE)
             except (BrokenPipeError, ConnectionResetError):

@@ -8,8 +8,40 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from enum import Enum
 
-COMMANDS = ("pause", "resume", "toggle_pause", "save", "evaluate", "stop", "stop_save")
+
+class Command(str, Enum):
+    """What a dashboard (or a signal) asks of a running trainer. On both channels (the child's
+    pipe and the control socket) a command travels as :func:`message`."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    TOGGLE_PAUSE = "toggle_pause"
+    SAVE = "save"
+    EVALUATE = "evaluate"
+    STOP = "stop"
+    STOP_SAVE = "stop_save"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+COMMANDS = tuple(c.value for c in Command)
+
+STOPPED_FROM_A_DASHBOARD = "stopped from a dashboard"
+"""The stop cause of a stop command, whichever channel brought it."""
+
+
+def message(command: str) -> dict[str, str]:
+    """A command as it travels: ``{"command": NAME}`` (a JSON line, or a pickled dict on a pipe)."""
+    return {"command": Command(command).value}
+
+
+def command_in(raw: object) -> str | None:
+    """The command name a message carries (a dict from either channel); None if it carries none."""
+    name = raw.get("command") if isinstance(raw, dict) else None
+    return name if isinstance(name, str) else None
 
 
 @dataclass
@@ -74,14 +106,16 @@ class Controls:
             self._stops += 1
             self._cond.notify_all()
 
-    def command(self, name: str) -> None:
-        """Apply a command by name (as sent over a control channel)."""
-        if name not in COMMANDS:
-            raise ValueError(f"unknown control command {name!r}")
-        if name == "stop_save":
-            self.stop(save=True)
+    def apply(self, command: str, cause: str = STOPPED_FROM_A_DASHBOARD) -> None:
+        """Apply a command (a :class:`Command` or its name); ValueError for an unknown one."""
+        try:
+            which = Command(command)
+        except ValueError:
+            raise ValueError(f"unknown control command {command!r}") from None
+        if which in (Command.STOP, Command.STOP_SAVE):
+            self.stop(save=which is Command.STOP_SAVE, cause=cause)
         else:
-            getattr(self, name)()
+            getattr(self, which.value)()
 
     @property
     def stop_requested(self) -> bool:

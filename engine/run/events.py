@@ -11,6 +11,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from types import UnionType
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
@@ -23,10 +24,38 @@ class Event:
     t: float = field(default_factory=time.time, kw_only=True)
 
 
+class Phase(str, Enum):
+    """The phases of a run, as ``Status.state`` names them on the wire (plain strings there)."""
+
+    STARTING = "starting"
+    LOADING_DATA = "loading_data"
+    DOWNLOADING = "downloading"
+    BUILDING_MODEL = "building_model"
+    COMPILING = "compiling"
+    TRAINING = "training"
+    EVALUATING = "evaluating"
+    SAVING = "saving"
+    WAITING_FOR_ROOM = "waiting_for_room"
+    """The run has ended and waits for disk room to save its final checkpoint."""
+    PAUSED = "paused"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def ended(self) -> bool:
+        return self in (Phase.FINISHED, Phase.STOPPED, Phase.FAILED)
+
+
 @dataclass(frozen=True)
 class Status(Event):
-    """The trainer entered a phase: loading_data, downloading, building_model, compiling,
-    training, evaluating, saving, paused, finished, failed, stopped."""
+    """The trainer entered a phase (:class:`Phase`)."""
 
     kind: ClassVar[str] = "status"
     state: str

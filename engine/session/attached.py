@@ -15,29 +15,37 @@ from typing import BinaryIO
 
 from engine.run import events as ev
 from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
+from engine.run.events import Phase
 from engine.run.rundir import EVENTS
+from engine.session.base import Session
 
 
-class AttachedEngine:
-    """The Engine protocol over a run directory instead of a child process."""
+class AttachedSession(Session):
+    """A run that lives in another process, followed through its run directory and steered over
+    its control socket."""
 
     owns_training = False
+    remote = True  # commands cross the control socket: the app sends them off the UI thread
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self.client: ControlClient | None = None
         self._closed = False
-        self.pid: int | None = None
+        self._pid: int | None = None
         self._tail: EventTail | None = None
 
     def start(self) -> None:
         try:
             info = json.loads((self.run_dir / TRAINER_FILE).read_text())
-            self.pid = int(info["pid"])
+            self._pid = int(info["pid"])
             if trainer_alive(self.run_dir):
                 self.client = ControlClient(Path(info["socket"]))
         except (OSError, ValueError, KeyError, TypeError):
             self.client = None  # read-only replay
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
 
     def alive(self) -> bool:
         return not self._closed and trainer_alive(self.run_dir)
@@ -69,7 +77,7 @@ class AttachedEngine:
                 if not self.alive():
                     yield ev.Log("the trainer process is gone without a final report (killed or rebooted); "
                                  f"resume with --resume {self.run_dir / 'checkpoints' / 'last.pt'}", level="warning")  # fmt: skip
-                    yield ev.Status("stopped", "trainer process gone")
+                    yield ev.Status(Phase.STOPPED, "trainer process gone")
                     return
                 yield None
                 time.sleep(poll)
@@ -85,14 +93,14 @@ class AttachedEngine:
             self.client.close()
 
 
-class LaunchedEngine(AttachedEngine):
+class LaunchedSession(AttachedSession):
     """The data-parallel ranks that this dashboard launched (``cifar-tui --nproc N``), followed
     through their run directory like an attached run, but owned as one trainer process is:
     q asks to stop the run, a lost terminal saves and stops it (or, with --on-hangup detach,
     leaves it), d detaches. The ranks run in their own session, so detaching just lets go."""
 
     owns_training = True
-    remote = True  # commands cross a socket to another process: the app sends them off the UI thread
+    can_detach = True
 
     def __init__(self, run_dir: Path, log: Path) -> None:
         super().__init__(run_dir)

@@ -30,12 +30,15 @@ from typing import Any
 from engine.run import console
 from engine.run import events as ev
 from engine.run.config import TrainConfig
-from engine.run.controls import COMMANDS, Controls
+from engine.run.controls import COMMANDS, STOPPED_FROM_A_DASHBOARD, Command, Controls, command_in, message
+from engine.session.base import Session
 
 #: Kernel buffer per socket direction (Linux doubles it). The trainer's in-memory queue, not the
 #: kernel, absorbs a stalled dashboard (see EventChannel), so a small buffer costs nothing and
 #: keeps what a resumed dashboard must first wade through short.
 CHANNEL_BUFFER = 4096
+DETACH = "detach"
+"""The one command of the child's pipe alone: go on without the dashboard."""
 
 
 class EventChannel:
@@ -174,14 +177,14 @@ def serve(conn: Connection) -> int:
             except (EOFError, OSError):
                 dashboard_gone()
                 return
-            name = message.get("command") if isinstance(message, dict) else None
-            if name == "detach":
+            name = command_in(message)
+            if name == DETACH:
                 detach()
-            elif name in ("stop", "stop_save"):
+            elif name in (Command.STOP, Command.STOP_SAVE):
                 told_to_stop.set()
-                stop(save=name == "stop_save", cause="stopped from the dashboard")
+                stop(save=name == Command.STOP_SAVE, cause=STOPPED_FROM_A_DASHBOARD)
             elif name in COMMANDS:
-                controls.command(name)
+                controls.apply(name)
             else:
                 send(ev.Log(f"ignored malformed control command {message!r}", level="warning"))
 
@@ -214,10 +217,12 @@ def final_event_in(run_dir: Path, since: float) -> ev.Event | None:
     return ends[-1] if ends else None
 
 
-class TrainerProcess:
-    """The app's handle on a training child process."""
+class ChildSession(Session):
+    """The trainer in a child process of this one, owned: it stops when the dashboard quits,
+    unless detached."""
 
-    owns_training = True
+    can_detach = True
+    can_kill = True
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -261,7 +266,7 @@ class TrainerProcess:
             return False
         try:
             with self._send_lock:
-                self._conn.send({"command": "detach"})
+                self._conn.send({"command": DETACH})
         except (BrokenPipeError, OSError):
             return False
         self.detached = True
@@ -269,13 +274,12 @@ class TrainerProcess:
 
     def send(self, command: str) -> bool:
         """Send a control command; False if the trainer is gone."""
-        if command not in COMMANDS:
-            raise ValueError(f"unknown command {command!r}")
+        wire = message(command)  # ValueError for an unknown command
         if self._conn is None:
             return False
         try:
             with self._send_lock:
-                self._conn.send({"command": command})
+                self._conn.send(wire)
             return True
         except (BrokenPipeError, OSError):
             return False

@@ -20,6 +20,7 @@ from engine.run import events as ev
 from engine.run import stop_signals
 from engine.run.config import TrainConfig
 from engine.run.errors import EXIT_CRASH, EXIT_STOPPED, end_code
+from engine.run.events import Phase
 from engine.run.rundir import EVENTS, read_events
 from engine.session.attached import EventTail
 
@@ -38,7 +39,7 @@ def preflight(cfg: TrainConfig) -> None:
         resolve_device(cfg.device)
 
     def notify(kind: str, message: str) -> None:
-        if kind in ("loading_data", "downloading", "warning"):
+        if kind in (Phase.LOADING_DATA, Phase.DOWNLOADING, "warning"):
             print(f"[{kind}] {message}", file=sys.stderr, flush=True)
 
     if cfg.data != "demo":  # (generated: it cannot fail)

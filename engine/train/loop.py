@@ -21,6 +21,7 @@ from engine.ranks.group import World
 from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import Controls, Requests
+from engine.run.events import Phase
 from engine.run.fileio import free_bytes
 from engine.run.wording import CountProgress, duration, plural
 from engine.train.checkpoint import CheckpointStore, rng_state
@@ -168,7 +169,7 @@ class TrainLoop:
         self.compile_seconds_in_epoch += seconds
         self.excluded += seconds  # compiling is not training: the pace and the ETA leave it out
         self.host.emit(ev.Log(f"torch.compile: {what} compiled in {seconds:.1f} s"))
-        self.host.status("evaluating" if what == "evaluation" else "training")
+        self.host.status(Phase.EVALUATING if what == "evaluation" else Phase.TRAINING)
         return seconds
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
@@ -199,7 +200,7 @@ class TrainLoop:
         if not paused:
             return
         self.host.emit(ev.Paused(self.state.global_step))
-        self.host.status("paused", f"paused at step {self.state.global_step}")
+        self.host.status(Phase.PAUSED, f"paused at step {self.state.global_step}")
         paused_at = time.perf_counter()
         while paused:
             if self.world.is_main:
@@ -208,7 +209,7 @@ class TrainLoop:
             self._apply(stats, req)
         self.excluded += time.perf_counter() - paused_at  # paused time is not training time
         self.host.emit(ev.Resumed(self.state.global_step))
-        self.host.status("training")
+        self.host.status(Phase.TRAINING)
 
     def _apply(self, stats: EpochStats, req: Requests | None = None) -> None:
         controls = self.host.controls
@@ -230,7 +231,7 @@ class TrainLoop:
         """Write a checkpoint (rank 0). A failed write is reported and training goes on; a failed
         ``final`` one (the run ends next: its weights are nowhere else) is retried for a while first."""
         s = self.state
-        self.host.status("saving", "writing checkpoint")
+        self.host.status(Phase.SAVING, "writing checkpoint")
         stats.fold()
         # The epoch so far, every rank's share (each rank saves at the same step; rank 0 writes).
         part_loss, part_correct, part_seen = self.world.host_sum([stats.loss_total, stats.correct_total, stats.seen])
@@ -271,7 +272,7 @@ class TrainLoop:
             self.host.emit(ev.CheckpointSaved(str(path), s.epoch, s.step, s.global_step, reason))
             if best:
                 self.host.emit(ev.CheckpointSaved(str(path), s.epoch, s.step, s.global_step, "best"))
-        self.host.status("paused" if self.host.controls.paused else "training")
+        self.host.status(Phase.PAUSED if self.host.controls.paused else Phase.TRAINING)
 
     def _save_final(self, state: dict[str, Any], best: bool) -> Path:
         """The run's last save: on failure, say so and retry every 10 s until it fits, ``--save-wait``
@@ -302,7 +303,7 @@ class TrainLoop:
                 if time.monotonic() - said >= 10.0:  # the dashboard sees the trainer at work, the user the time left
                     said = time.monotonic()
                     self.host.status(
-                        "waiting_for_room", f"to save the final checkpoint in {folder}, {duration(left)} left"
+                        Phase.WAITING_FOR_ROOM, f"to save the final checkpoint in {folder}, {duration(left)} left"
                     )
                 if controls.wait_for_stop(stops, min(1.0, left)):
                     break
@@ -324,16 +325,16 @@ class TrainLoop:
 
     def run_evaluation(self, reason: str) -> EvalResult:
         s = self.state
-        self.host.status("evaluating", f"evaluating on {len(self.data.test)} test images")
+        self.host.status(Phase.EVALUATING, f"evaluating on {len(self.data.test)} test images")
         began = time.perf_counter()
         model = self.ema.model if self.ema is not None else self.eval_model
         self.world.share_buffers_(model)  # several ranks: rank 0's BatchNorm statistics on each
         # A long evaluation on a CPU is visible: count, rate and ETA every few seconds.
         progress = CountProgress("evaluating:", "test images", len(self.data.test),
-                                 lambda m: self.host.status("evaluating", m), self.host.status_every_s)  # fmt: skip
+                                 lambda m: self.host.status(Phase.EVALUATING, m), self.host.status_every_s)  # fmt: skip
         compiled = 0.0
         if self.eval_compiling and model is self.eval_model:
-            self.host.status("compiling", "torch.compile: compiling the evaluation graph")
+            self.host.status(Phase.COMPILING, "torch.compile: compiling the evaluation graph")
 
         def on_batch(done: int) -> None:
             nonlocal compiled
@@ -360,13 +361,13 @@ class TrainLoop:
                 seconds=seconds, reason=reason,
             )
         )  # fmt: skip
-        self.host.status("paused" if self.host.controls.paused else "training")
+        self.host.status(Phase.PAUSED if self.host.controls.paused else Phase.TRAINING)
         return result
 
     # -- the loop ------------------------------------------------------------------------------
     def train(self, stats: EpochStats) -> None:
         s, cfg = self.state, self.cfg
-        self.host.status("training", f"training for {cfg.epochs} epochs")
+        self.host.status(Phase.TRAINING, f"training for {cfg.epochs} epochs")
         self.model.train()
         while s.epoch < cfg.epochs:
             epoch_began = time.perf_counter() - stats.seconds
@@ -421,7 +422,7 @@ class TrainLoop:
         interval_n = 0
         self.handle_controls(stats)
         if self.compiling:
-            self.host.status("compiling", "torch.compile: compiling the training step (tens of seconds)")
+            self.host.status(Phase.COMPILING, "torch.compile: compiling the training step (tens of seconds)")
         for x, y, waited in self._timed_batches(s.step):
             step_began = time.perf_counter()
             with self.autocast():

@@ -12,6 +12,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from engine.run.config import TrainConfig
 from engine.run.errors import CheckpointError, DownloadError
+from engine.run.events import Phase
 
 
 def _replace_head(model: nn.Module, num_classes: int) -> None:
@@ -78,7 +79,7 @@ def build_model(cfg: TrainConfig, num_classes: int, notify: Callable[[str, str],
     """The configured model with pretrained weights loaded where asked (head always fresh)."""
     model = torchvision.models.get_model(cfg.arch, weights=None)
     if cfg.weights == "imagenet":
-        notify("downloading", f"loading ImageNet weights for {cfg.arch} (downloaded once, then cached)")
+        notify(Phase.DOWNLOADING, f"loading ImageNet weights for {cfg.arch} (downloaded once, then cached)")
         state: dict[str, torch.Tensor] | None = _imagenet_state_dict(cfg.arch)
     elif cfg.weights == "none":
         state = None

@@ -26,6 +26,7 @@ from engine.run.config import TrainConfig, seeds_augmentation, validate
 from engine.run.control_socket import ControlServer, process_start_time
 from engine.run.controls import Controls
 from engine.run.errors import CheckpointError, ConfigError, UserError
+from engine.run.events import Phase
 from engine.run.rundir import CHECKPOINTS, RunDirSink, check_target, checkpoint_run_dir, default_run_dir
 from engine.run.summary import SummaryKeeper
 from engine.train.checkpoint import CheckpointStore, load_checkpoint, set_rng_state
@@ -234,7 +235,7 @@ class Trainer:
         return True
 
     def _report_unstarted(self, cause: str) -> None:
-        self.status("stopped", f"stopped before training began ({cause})")
+        self.status(Phase.STOPPED, f"stopped before training began ({cause})")
         self._unstarted = ev.Finished("stopped", 0, 0, None, None, time.perf_counter() - self._began, cause=cause)
         self.emit(self._unstarted)
 
@@ -256,7 +257,7 @@ class Trainer:
         return f"; last good checkpoint: {self.state.last_checkpoint or 'none yet'}" if self.world.is_main else ""
 
     def _fail(self, error: str, message: str, tb: str = "", detail: str = "") -> None:
-        self.status("failed", message)
+        self.status(Phase.FAILED, message)
         self.emit(ev.Failed(error, message, tb, detail))
 
     def _run(self) -> ev.Finished:
@@ -290,7 +291,7 @@ class Trainer:
             # Fixed shapes (one batch size, one image size): let cuDNN time its algorithms once and pick the fastest.
             torch.backends.cudnn.benchmark = True
 
-        self.status("loading_data", f"loading {cfg.data}")
+        self.status(Phase.LOADING_DATA, f"loading {cfg.data}")
         data = load_data(cfg, self.notify)
         if ckpt is not None and list(ckpt["class_names"]) != data.class_names:
             raise CheckpointError(
@@ -298,7 +299,7 @@ class Trainer:
                 f"({', '.join(ckpt['class_names'][:4])}...) but the data has {len(data.class_names)} "
                 f"({', '.join(data.class_names[:4])}...)"
             )
-        self.status("building_model", f"building {cfg.arch}")
+        self.status(Phase.BUILDING_MODEL, f"building {cfg.arch}")
         model_cfg = cfg.with_overrides(weights="none") if ckpt is not None else cfg
         model = build_model(model_cfg, len(data.class_names), self.notify).to(device)
         if cfg.channels_last:
@@ -401,7 +402,7 @@ class Trainer:
             same = world.weights_agree(model)
             self.emit(ev.Log(f"{world.size} ranks hold identical weights" if same else
                              f"the {world.size} ranks' weights differ: a rank went its own way", level="info" if same else "error"))  # fmt: skip
-        self.status("finished" if reason == "completed" else "stopped")
+        self.status(Phase.FINISHED if reason == "completed" else Phase.STOPPED)
         finished = ev.Finished(
             reason=reason,
             epochs_done=self.state.epoch,

@@ -8,17 +8,18 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from engine.run.events import Phase
 from engine.run.wording import duration, model_phrase, plural
 from tui.format import pct
 from tui.state import STATE_LABELS, RunState
 
-STATE_STYLE = {
-    "training": "bold green",
-    "evaluating": "bold cyan",
-    "paused": "bold yellow",
-    "finished": "bold green",
-    "stopped": "bold yellow",
-    "failed": "bold red",
+STATE_STYLE: dict[str, str] = {
+    Phase.TRAINING: "bold green",
+    Phase.EVALUATING: "bold cyan",
+    Phase.PAUSED: "bold yellow",
+    Phase.FINISHED: "bold green",
+    Phase.STOPPED: "bold yellow",
+    Phase.FAILED: "bold red",
 }
 
 
@@ -64,7 +65,7 @@ class ProgressPane(Static):
         head = Text.assemble(
             ("● ", STATE_STYLE.get(state.state, "bold blue")), (label, STATE_STYLE.get(state.state, "bold"))
         )
-        if state.message and state.state not in ("training", "finished", "failed"):
+        if state.message and state.state not in (Phase.TRAINING, Phase.FINISHED, Phase.FAILED):
             head.append(f"  {state.message}", style="dim")
         grid = Table.grid(padding=(0, 1), expand=True)
         grid.add_column(width=13, no_wrap=True)

@@ -1,16 +1,12 @@
-"""Modal screens: quit confirmation, confusion matrix, help, offline fallback."""
+"""Questions the dashboard asks: quit, stop, go offline."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
-
-from engine.run.events import Evaluation
-from tui.keys import help_text
-from tui.widgets.classes import confusion_table
+from textual.widgets import Button, Label
 
 
 class Choice(ModalScreen[str]):
@@ -50,33 +46,19 @@ def quit_dialog(waiting_for_room: bool = False) -> Choice:
     )
 
 
-class ConfusionScreen(ModalScreen[None]):
-    BINDINGS = [Binding("c,escape,q", "dismiss", "Close")]
-
-    def __init__(self, evaluation: Evaluation | None) -> None:
-        super().__init__()
-        self.evaluation = evaluation
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll(id="dialog"):
-            yield Static(confusion_table(self.evaluation))
-            yield Label("c / esc: close", classes="hint")
-
-    def on_mount(self) -> None:
-        # Auto width collapses inside a scroll view: size the dialog for the widest line (+ border, padding).
-        widest = max(len(line) for line in confusion_table(self.evaluation).plain.splitlines())
-        self.query_one("#dialog").styles.width = min(self.app.size.width - 2, widest + 8)
+def stop_dialog() -> Choice:
+    return Choice(
+        "Stop training?",
+        [
+            ("save", "Save and stop", "primary"),
+            ("nosave", "Stop without saving", "error"),
+            ("cancel", "Cancel", "default"),
+        ],
+    )
 
 
-HELP = help_text()
-
-
-class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("question_mark,escape,q", "dismiss", "Close")]
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            # The close hint comes first so that it shows on the smallest terminal; the keys scroll.
-            yield Label("? / esc: close · arrows scroll", classes="hint top")
-            with VerticalScroll(id="help-body"):
-                yield Static(HELP)
+def offline_dialog(what: str) -> Choice:
+    return Choice(
+        f"Download failed (no network?).\nStart now with {what} instead?",
+        [("offline", "Start offline", "primary"), ("cancel", "Stay here", "default")],
+    )

@@ -1,0 +1,1 @@
+"""The dashboard's screens: the dashboard itself, the runs list, dialogs, help."""

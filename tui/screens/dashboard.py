@@ -1,0 +1,147 @@
+"""The dashboard screen: the panes of one run, redrawn on a budget.
+
+Text panes redraw a few times a second and only when the run state changed; plots redraw at
+most ``refresh`` times a second and only when their data changed; the device pane when a
+telemetry sample or the run's start arrives. The screen reads the run state; it never talks
+to the trainer (the app and its controller do)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from tui.state import RunState
+from tui.telemetry import DeviceSample
+from tui.widgets.classes import ClassesPane
+from tui.widgets.device import DevicePane
+from tui.widgets.log import LogPane
+from tui.widgets.plots import AccuracyPlot, LossPlot, PlotPane
+from tui.widgets.progress import ProgressPane, RunHeader
+
+_NEVER = object()
+PLOT_VIEWS = (("loss", "accuracy"), ("loss",), ("accuracy",))
+"""Both plots, loss only, accuracy only: one big plot reads better in a small terminal."""
+
+
+class DashboardScreen(Screen[None]):
+    """Header, plots, progress, device, per-class accuracy, log and footer."""
+
+    def __init__(self, state: RunState, refresh_hz: float) -> None:
+        super().__init__()
+        self.state = state
+        self.refresh_hz = refresh_hz
+        self.attached = False
+        self.sample: DeviceSample | None = None
+        self._plot_view = 0
+        self.forget_shown()
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="header")
+        with Horizontal(id="main"):
+            with Vertical(id="plots"):
+                yield LossPlot(self.state, max_fps=self.refresh_hz, id="loss")
+                yield AccuracyPlot(self.state, max_fps=self.refresh_hz, id="accuracy")
+            with Vertical(id="side"):
+                yield ProgressPane(id="progress")
+                yield DevicePane(id="device")
+                yield ClassesPane(id="classes")
+        yield LogPane(id="log", max_lines=2000, wrap=False, markup=False, highlight=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for pane, title in (("#progress", "progress"), ("#device", "device"),
+                            ("#classes", "per-class accuracy"), ("#log", "log")):  # fmt: skip
+            self.query_one(pane).border_title = title
+        self.app.begin_capture_print(self.query_one(LogPane), stdout=True, stderr=True)
+
+    def fit(self, width: int, height: int) -> None:
+        """Small terminals: a narrower side column, a shorter log, no device pane."""
+        self.set_class(width < 100, "-narrow")
+        self.set_class(height < 30, "-short")
+
+    def follow(self, state: RunState) -> None:
+        """Show another run state (a new run started from this dashboard)."""
+        self.state = state
+        for plot in self.query(PlotPane):
+            plot.state = state
+        self.forget_shown()
+
+    def forget_shown(self) -> None:
+        """Everything is redrawn at the next text refresh."""
+        self._shown_version = -1
+        self._shown_header: tuple[object, ...] = ("never",)
+        self._shown_eval: object = _NEVER
+        self._shown_started: object = _NEVER
+
+    # -- drawing on a budget ------------------------------------------------------------------
+    def refresh_text(self) -> None:
+        state = self.state
+        log = self.query_one(LogPane)
+        for level, line in state.drain_log():
+            log.write(f"[{level}] {line}" if level not in ("info", "output") else line)
+        if not log.is_current():  # a layout change after the last write left the newest line out of view
+            log.scroll_end(animate=False, immediate=False, x_axis=False)
+        if state.version == self._shown_version:
+            return
+        self._shown_version = state.version
+        self.query_one(ProgressPane).show(state)
+        # The other panes change rarely: re-render them only when their inputs changed.
+        header_key = (
+            id(state.started),
+            state.message if state.started is None else "",
+            id(state.failed),
+            self.attached,
+        )
+        if header_key != self._shown_header:
+            self._shown_header = header_key
+            self.query_one(RunHeader).show(state, attached=self.attached)
+        if state.last_eval is not self._shown_eval:
+            self._shown_eval = state.last_eval
+            self.query_one(ClassesPane).show(state.last_eval)
+        if state.started is not self._shown_started:
+            self._shown_started = state.started
+            self.show_device()
+
+    def refresh_plots(self) -> None:
+        for plot in self.query(PlotPane):
+            plot.maybe_redraw()
+
+    def show_device(self, sample: DeviceSample | object | None = _NEVER) -> None:
+        """The device pane, with a new telemetry ``sample`` when given (None: the trainer is gone)."""
+        if sample is not _NEVER:
+            self.sample = sample  # type: ignore[assignment]
+        s = self.state.started
+        with contextlib.suppress(NoMatches):  # not composed yet, or tearing down: shown at the next refresh
+            self.query_one(DevicePane).show(
+                s.device if s else "", s.device_name if s else "", s.torch_version if s else "",
+                s.cuda_version if s else "", s.num_threads if s else 0, self.sample,
+            )  # fmt: skip
+
+    def unsettled(self) -> list[str]:
+        """What is not shown yet (empty: settled)."""
+        log = self.query_one(LogPane)
+        pending = [f"{len(self.state.log)} log lines to write"] if self.state.log else []
+        if log.waiting_for_size():
+            pending.append("log lines waiting for the pane's size")
+        if not log.is_current():
+            pending.append(f"log at line {log.scroll_offset.y} of {log.max_scroll_y}")
+        if self._shown_version != self.state.version:
+            pending.append(f"text panes at version {self._shown_version} of {self.state.version}")
+        return pending + [f"plot {p.id} not redrawn" for p in self.query(PlotPane) if not p.is_current()]
+
+    # -- views -------------------------------------------------------------------------------
+    def cycle_plots(self) -> None:
+        self._plot_view = (self._plot_view + 1) % len(PLOT_VIEWS)
+        for plot in self.query(PlotPane):
+            plot.display = plot.id in PLOT_VIEWS[self._plot_view]
+
+    def change_loss_plot(self, change: Callable[[LossPlot], None]) -> None:
+        plot = self.query_one(LossPlot)
+        change(plot)
+        plot.maybe_redraw(now=float("inf"))  # a key's effect shows at once, not at the next tick

@@ -61,5 +61,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def rank_exit_code(code: int) -> int:
     """A rank's exit code: a stop is not a rank failing (torchrun would restart the group for
-    it); the launcher reports how the run ended from its last event (exit_code_of_run)."""
+    it); the launcher reports how the run ended from its last event (launch_exit_code)."""
     return EXIT_OK if code == EXIT_STOPPED or code >= 128 else code

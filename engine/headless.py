@@ -16,9 +16,9 @@ from engine.run import console, stop_signals
 from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import Controls
-from engine.run.errors import EXIT_CRASH, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UserError, end_code
+from engine.run.errors import EXIT_CRASH, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UserError, exit_code
 from engine.run.events import Phase
-from engine.run.wording import event_lines, model_phrase, per_class_rows, plural
+from engine.run.wording import event_lines, model_phrase, per_class_rows, percent, plural
 
 
 def tolerant_output() -> None:
@@ -67,9 +67,9 @@ class LinePrinter:
                 self.line(text if level == "info" else f"[{level}] {text}")
 
 
-def per_class_table(evaluation: ev.Evaluation) -> list[str]:
+def per_class_lines(evaluation: ev.Evaluation) -> list[str]:
     width = max(len(n) for n in evaluation.class_names)
-    return [f"  {name:<{width}}  {100 * acc:6.2f}%  {mark}".rstrip() for name, acc, mark in per_class_rows(evaluation)]
+    return [f"  {name:<{width}}  {percent(acc):>7}  {mark}".rstrip() for name, acc, mark in per_class_rows(evaluation)]
 
 
 class _StoppedInSetup(BaseException):
@@ -142,10 +142,8 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
         forget_output()
     if final and finished.reason == "completed":
         printer.line("per-class test accuracy:")
-        for row in per_class_table(final[0]):
+        for row in per_class_lines(final[0]):
             printer.line(row)
     if launched():  # the run ended as planned (its end saved or not): the launcher reports how, from
         return EXIT_OK  # the run's last event; a rank's failure here would make torchrun restart the group
-    if signals and not finished.unsaved:
-        return 128 + signals[0]  # the shell convention: 130 SIGINT, 143 SIGTERM, 129 SIGHUP
-    return end_code(finished)
+    return exit_code(finished, signal=signals[0] if signals else 0)

@@ -212,7 +212,7 @@ async def test_loss_axis_log_scale_and_smoothing_keys() -> None:
 def test_smoothing_keeps_its_reach_in_steps_when_the_series_is_downsampled() -> None:
     # 0.9 per raw step: after 40 steps of a jump from 1 to 0 the curve has fallen to 0.9**40 of
     # the jump, whether each stored point stands for one step or for eight.
-    from tui.series import Series, ema
+    from tui.series import Series, smoothed
 
     for n_before in (100, 3200):
         series = Series(budget=400)
@@ -221,7 +221,7 @@ def test_smoothing_keeps_its_reach_in_steps_when_the_series_is_downsampled() -> 
         for i in range(n_before, n_before + 40 * 8):
             series.add(i, 0.0)
         xs, ys = series.points()
-        smooth = ema(ys, 1 - 0.9**series.weight)
+        smooth = smoothed(ys, 1 - 0.9**series.weight)
         after_40 = next(s for x, s in zip(xs, smooth) if x >= n_before + 40 - 1)
         assert 0.005 < after_40 < 0.05, (series.weight, after_40)
 

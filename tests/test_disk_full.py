@@ -14,7 +14,7 @@ import pytest
 
 from engine.run import events as ev
 from engine.run.controls import Controls
-from engine.run.errors import end_code
+from engine.run.errors import exit_code
 from engine.run.rundir import read_events
 from engine.train.checkpoint import load_checkpoint
 from engine.train.trainer import Trainer
@@ -51,7 +51,7 @@ def test_checkpoint_on_a_full_disk_reports_and_training_goes_on(tmp_path: Path) 
         errors = [e.message for e in rec.of(ev.Log) if e.level == "error"]
         assert len(errors) == 1 and "No space left on device" in errors[0] and "training continues" in errors[0]
         # The end did not fit either (--save-wait 0: no waiting): said, and the exit code is not a success.
-        assert "No space left on device" in finished.unsaved and end_code(finished) == 1
+        assert "No space left on device" in finished.unsaved and exit_code(finished) == 1
         folder = Path(cfg.run_dir) / "checkpoints"
         assert load_checkpoint(folder / "last.pt")["global_step"] == 8  # the older checkpoint, intact
         assert not list(folder.glob(".*.tmp"))  # no torn temporary file left to fill the disk
@@ -108,7 +108,7 @@ def test_the_final_checkpoint_waits_for_room_and_is_written_once_there_is_some(t
                 filler.unlink(missing_ok=True)  # the user makes room
 
         finished = Trainer(cfg, sink).run()
-        assert finished.reason == "completed" and not finished.unsaved and end_code(finished) == 0
+        assert finished.reason == "completed" and not finished.unsaved and exit_code(finished) == 0
         said = [e.message for e in rec.of(ev.Log)]
         assert any(m.startswith("final checkpoint NOT saved") and "make room" in m for m in said)
         assert any(m.startswith("final checkpoint saved after all") for m in said)
@@ -128,7 +128,7 @@ def test_a_stop_while_waiting_for_room_gives_up_the_final_checkpoint_once(tmp_pa
 
         finished = Trainer(cfg, sink, controls).run()
         assert finished.reason == "stopped" and "No space left on device" in finished.unsaved
-        assert end_code(finished) == 1  # trained, but its end is lost: not a success
+        assert exit_code(finished) == 1  # trained, but its end is lost: not a success
         # The stop's own save did not start a second wait.
         assert len([e for e in rec.of(ev.Log) if e.message.startswith("final checkpoint NOT saved")]) == 1
         assert load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt")["global_step"] == 8

@@ -14,7 +14,7 @@ from enum import Enum
 from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import Command
-from engine.run.errors import EXIT_STOPPED, end_code
+from engine.run.errors import exit_code
 from engine.run.events import Phase
 from engine.session.base import Session
 from tui.state import RunState
@@ -150,12 +150,8 @@ class RunController:
     def exit_code(self) -> int:
         """The dashboard's exit code: a signal's, 0 for an attached dashboard leaving, else how
         the run ended (130 while it had not: stopped early)."""
-        if self.signal_code:
-            return self.signal_code
-        if not self.owns_training:
-            return 0  # an attached dashboard leaving is not the run ending
         end = self.run_state.failed or self.run_state.finished
-        return end_code(end) if end is not None else EXIT_STOPPED
+        return exit_code(end, signal=max(0, self.signal_code - 128), attached=not self.owns_training)
 
     def pause_note(self) -> str:
         return "resuming…" if self.run_state.state == Phase.PAUSED else "pausing at the next batch…"

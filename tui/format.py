@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from engine.run.wording import percent
+
 
 def pct(x: float | None, digits: int = 1) -> str:
-    return "--" if x is None else f"{100 * x:.{digits}f}%"
+    """A pane's percent: one digit, '--' when not measured (engine.run.wording.percent)."""
+    return percent(x, digits, missing="--")
 
 
 def mib(n_bytes: float) -> str:

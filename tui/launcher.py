@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 from engine.headless import LinePrinter, run_headless
 from engine.options import usage_error
 from engine.run.config import TrainConfig
-from engine.run.wording import event_lines
-from engine.session.launch import end_code_of_run, run_distributed, start_ranks
+from engine.run.errors import exit_code
+from engine.run.wording import event_lines, percent
+from engine.session.launch import last_end, run_distributed, start_ranks
 
 if TYPE_CHECKING:
     from tui.app import CifarTui
@@ -90,9 +91,9 @@ def dashboard_distributed(
                         notify_desktop=notify)  # fmt: skip
 
     code = run_app(build)  # it says where a detached run can be watched
-    end = end_code_of_run(run_dir)
+    end = last_end(run_dir)
     # This command started the run; if it ended, say how, as one process would (a lost terminal's code wins).
-    return code if end is None else code or end
+    return code if end is None else code or exit_code(end)
 
 
 def run_app(build: Callable[[TerminalGuard], CifarTui]) -> int:
@@ -132,7 +133,7 @@ def report_after_app(app: object) -> None:
         print(f"cifar-tui: {state.failed.error}: {state.failed.message}", file=sys.stderr)
     elif state.finished is not None:
         acc = state.finished.test_accuracy
-        print(f"cifar-tui: {state.finished.reason}; test accuracy {'n/a' if acc is None else f'{100 * acc:.2f}%'}; "
+        print(f"cifar-tui: {state.finished.reason}; test accuracy {percent(acc)}; "
               f"run directory {run_dir}")  # fmt: skip
         for level, line in event_lines(state.finished):  # the final checkpoint lost (a full disk)
             if level == "error":

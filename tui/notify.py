@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from engine.run import events as ev
 from engine.run.config import TrainConfig
-from tui.format import pct
+from engine.run.wording import percent
 
 
 def notification_escapes(title: str, body: str) -> str:
@@ -20,8 +20,7 @@ def end_notice(event: ev.Finished | ev.Failed) -> tuple[str, str]:
     """A run's end as a notification's title and body."""
     if isinstance(event, ev.Failed):
         return "training failed", event.message
-    acc = "n/a" if event.test_accuracy is None else pct(event.test_accuracy, 2)
-    return f"training {event.reason}", f"test accuracy {acc}"
+    return f"training {event.reason}", f"test accuracy {percent(event.test_accuracy)}"
 
 
 def offline_config(cfg: TrainConfig, failure: ev.Failed) -> tuple[TrainConfig, str]:

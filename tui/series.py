@@ -60,7 +60,7 @@ class Series:
         return self.xs, self.ys
 
 
-def ema(values: list[float], alpha: float = 0.1) -> list[float]:
+def smoothed(values: list[float], alpha: float = 0.1) -> list[float]:
     """Exponential moving average (debiased at the start, like TensorBoard's smoothing)."""
     out: list[float] = []
     avg, weight = 0.0, 0.0

@@ -62,7 +62,7 @@ def runs_main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     args = p.parse_args(argv)
     from engine.run.summary import list_runs, runs_json
-    from engine.run.wording import duration
+    from engine.run.wording import duration, percent
 
     root = Path(args.runs_root)
     if root.exists() and not root.is_dir():
@@ -78,7 +78,7 @@ def runs_main(argv: list[str]) -> int:
     print(header)
     for r in runs:
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
-        best = f"{100 * r.best_accuracy:.2f}%" if r.best_accuracy is not None else "--"
+        best = percent(r.best_accuracy, missing="--")
         dur = duration(r.duration)
         data = r.data if len(r.data) <= 16 else "…" + r.data[-15:]
         print(

@@ -1,4 +1,4 @@
-"""Errors a user can fix: each carries a one-line message and maps to exit code 2."""
+"""Errors a user can fix (each a one-line message, exit code 2), and the one exit-code decision."""
 
 from __future__ import annotations
 
@@ -62,8 +62,18 @@ USER_ERROR_KINDS = frozenset(
 EXIT_OK, EXIT_CRASH, EXIT_USAGE, EXIT_STOPPED = 0, 1, 2, 130
 
 
-def end_code(end: ev.Finished | ev.Failed) -> int:
-    """The exit code a run's last event says, the one answer for every command that ends with a run."""
+def exit_code(end: ev.Finished | ev.Failed | None, *, signal: int = 0, attached: bool = False) -> int:
+    """The exit code of every command that follows a run, from the run's last event (None: it
+    has not ended). ``signal``: the stop signal that ended the command (its code is 128 + it:
+    130 SIGINT, 143 SIGTERM, 129 SIGHUP or a lost terminal), unless the run failed or lost its
+    end; ``attached``: a dashboard that leaves a run it does not own (0: not the run ending)."""
+    code = _end_code(end) if end is not None else EXIT_STOPPED
+    if signal and code not in (EXIT_CRASH, EXIT_USAGE):
+        return 128 + signal
+    return 0 if attached else code
+
+
+def _end_code(end: ev.Finished | ev.Failed) -> int:
     if isinstance(end, ev.Failed):
         return EXIT_USAGE if end.error in USER_ERROR_KINDS else EXIT_CRASH
     if end.unsaved:  # trained, but the weights it ended with are in no checkpoint

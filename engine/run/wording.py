@@ -60,9 +60,10 @@ class CountProgress:
         self.report(f"{self.verb} {done:,}/{self.total:,} {self.noun}, {rate:,.0f}/s, ETA {duration(eta)}")
 
 
-def percent(x: float | None, digits: int = 2) -> str:
-    """'62.80%'; 'n/a' when not measured."""
-    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+def percent(x: float | None, digits: int = 2, missing: str = "n/a") -> str:
+    """A fraction as '62.80%'; ``missing`` when not measured. The one percent format of the CLI
+    and the dashboard (the dashboard's panes write '--' for missing and one digit)."""
+    return missing if x is None else f"{100 * x:.{digits}f}%"
 
 
 def event_lines(e: ev.Event) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ from engine.ranks.plan import RANK_CONFIG, launch_run_dir, rank_environment, tor
 from engine.run import events as ev
 from engine.run import stop_signals
 from engine.run.config import TrainConfig
-from engine.run.errors import EXIT_CRASH, EXIT_STOPPED, end_code
+from engine.run.errors import EXIT_CRASH, exit_code
 from engine.run.events import Phase
 from engine.run.rundir import EVENTS, read_events
 from engine.session.attached import EventTail
@@ -75,8 +75,7 @@ def run_distributed(nproc: int, cfg: TrainConfig, max_restarts: int = 0) -> int:
 
     with stop_signals.handled(on_signal):
         code = launcher.wait()
-    end = exit_code_of_run(run_dir, code)
-    return 128 + signals[0] if signals and end == EXIT_STOPPED else end
+    return launch_exit_code(run_dir, code, signals[0] if signals else 0)
 
 
 def start_ranks(nproc: int, cfg: TrainConfig, max_restarts: int) -> tuple[Path, Path] | int:
@@ -95,7 +94,7 @@ def start_ranks(nproc: int, cfg: TrainConfig, max_restarts: int) -> tuple[Path, 
             if proc.poll() is not None:
                 lines = log_path.read_text(errors="replace").strip().splitlines()[-3:]
                 print("\n".join(lines), file=sys.stderr)
-                return exit_code_of_run(run_dir, proc.returncode)
+                return launch_exit_code(run_dir, proc.returncode)
             time.sleep(0.2)
     return run_dir, log_path
 
@@ -115,18 +114,20 @@ def _signal_ranks(launcher: int, signum: int) -> None:
             continue
 
 
-def exit_code_of_run(run_dir: Path, launcher_code: int) -> int:
-    """The exit code of a torchrun launch, from how the run ended (its last event): ranks exit 0
-    on a stop, so torchrun reports no failure for it; a run that never started keeps torchrun's."""
-    end = end_code_of_run(run_dir)
-    return end if end is not None else launcher_code or EXIT_CRASH
-
-
-def end_code_of_run(run_dir: Path) -> int | None:
-    """The exit code that the run's last event says (completed, stopped, failed how); None while
-    it has not ended (or never started)."""
+def last_end(run_dir: Path) -> ev.Finished | ev.Failed | None:
+    """The run's end as its last event says (completed, stopped, failed how); None while it has
+    not ended (or never started)."""
     try:
         last = read_events(run_dir)[-1] if (run_dir / EVENTS).is_file() else None
     except (OSError, IndexError):
         last = None
-    return end_code(last) if isinstance(last, ev.Finished | ev.Failed) else None
+    return last if isinstance(last, ev.Finished | ev.Failed) else None
+
+
+def launch_exit_code(run_dir: Path, launcher_code: int, signal: int = 0) -> int:
+    """The exit code of a torchrun launch, from how the run ended (ranks exit 0 on a stop, so
+    torchrun reports no failure for it); a run that never started keeps torchrun's code."""
+    end = last_end(run_dir)
+    if end is None and not signal:
+        return launcher_code or EXIT_CRASH
+    return exit_code(end, signal=signal)

@@ -30,7 +30,7 @@ from engine.train.evaluate import EvalResult, EvaluationInterrupted, evaluate
 
 
 @dataclass
-class RunState:
+class TrainState:
     """Where a run is: set up (or resumed) by the trainer, moved on by the loop, reported by both."""
 
     epoch: int = 0
@@ -47,7 +47,7 @@ class RunState:
 class LoopHost(Protocol):
     """What the loop needs of the run around it (the trainer)."""
 
-    state: RunState
+    state: TrainState
     controls: Controls
     world: World
     status_every_s: float

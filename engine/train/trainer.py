@@ -22,7 +22,7 @@ from engine.data.sources import DataBundle, load_data
 from engine.ranks.group import World, join, leave, lost_a_rank
 from engine.ranks.plan import distributed_problem
 from engine.run import events as ev
-from engine.run.config import TrainConfig, seeds_augmentation, validate
+from engine.run.config import RESUME_MAY_CHANGE, TrainConfig, seeds_augmentation, validate
 from engine.run.control_socket import ControlServer, process_start_time
 from engine.run.controls import Controls
 from engine.run.errors import CheckpointError, ConfigError, UserError
@@ -31,18 +31,11 @@ from engine.run.rundir import CHECKPOINTS, RunDirSink, check_target, checkpoint_
 from engine.run.summary import SummaryKeeper
 from engine.train.checkpoint import CheckpointStore, load_checkpoint, set_rng_state
 from engine.train.ema import WeightEma
-from engine.train.loop import EpochStats, LoopParts, RunState, StopTraining, TrainLoop
+from engine.train.loop import EpochStats, LoopParts, StopTraining, TrainLoop, TrainState
 from engine.train.models import build_model
 from engine.train.optim import lr_factor, make_optimizer
 
 Sink = Callable[[ev.Event], None]
-
-#: Options that may differ from the checkpoint's config when resuming.
-RESUME_MAY_CHANGE = frozenset(
-    {"epochs", "device", "run_dir", "runs_root", "log_every", "progress_hz", "workers", "eval_batch_size",
-     "data_dir", "resume", "overwrite", "compile", "loader", "explicit", "keep", "save_wait", "rank_timeout",
-     "sync_bn"}
-)  # fmt: skip
 
 
 def resolve_device(name: str) -> torch.device:
@@ -147,7 +140,7 @@ class Trainer:
         self.run_sink: RunDirSink | None = None
         self._setup_events: list[ev.Event] = []  # said before the run directory existed (skipped files...)
         self.summary: SummaryKeeper | None = None
-        self.state = RunState()  # where the run is (the loop moves it on)
+        self.state = TrainState()  # where the run is (the loop moves it on)
         self.run_dir = Path()
         self.control: ControlServer | None = None
         self._emit_lock = threading.RLock()

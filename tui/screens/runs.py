@@ -21,21 +21,13 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
+from engine.run.config import NOT_COMPARED
 from engine.run.summary import RunSummary, list_runs
 from engine.run.wording import duration
 from tui.format import pct
 from tui.widgets.plots import percent_range
 
 COLORS = ["green", "cyan", "orange", "magenta", "blue", "red", "yellow", "white"]
-# Where and how a run was written, not what it trained: run_dir differs between any two runs anyway.
-HIDDEN_OPTIONS = (
-    "run_dir",
-    "runs_root",
-    "overwrite",
-    "explicit",
-    "progress_hz",
-    "save_wait",
-)  # how, not what, it trains
 
 
 def compare_table(runs: list[RunSummary]) -> Table:
@@ -50,7 +42,7 @@ def compare_table(runs: list[RunSummary]) -> Table:
     table.add_row("time", *(duration(r.duration) for r in runs))
     table.add_row("epochs", *(f"{r.epochs_done}/{r.epochs}" for r in runs))
     table.add_row("state", *(r.state for r in runs), end_section=True)
-    keys = sorted({k for r in runs for k in r.config if k not in HIDDEN_OPTIONS})
+    keys = sorted({k for r in runs for k in r.config if k not in NOT_COMPARED})
 
     def values(key: str) -> list[str]:
         return [_option(r.config.get(key, "--")) for r in runs]

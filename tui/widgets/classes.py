@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from engine.run.events import Evaluation
-from engine.run.wording import per_class_rows
+from engine.run.wording import per_class_rows, percent
 
 BAR_WIDTH = 12
 
@@ -22,7 +22,7 @@ def per_class_table(evaluation: Evaluation | None) -> Table | Text:
         return Text("per-class accuracy appears after the first evaluation (press e to evaluate now)", style="dim")
     when = "final" if evaluation.reason == "final" else f"epoch {evaluation.epoch + 1} step {evaluation.step}"
     table = Table(
-        title=f"{100 * evaluation.accuracy:.2f}% overall · {when}",
+        title=f"{percent(evaluation.accuracy)} overall · {when}",
         title_justify="left",
         box=None,
         padding=(0, 1),

@@ -15,7 +15,7 @@ import plotext as plt
 from rich.text import Text
 from textual.widget import Widget
 
-from tui.series import ema
+from tui.series import smoothed
 from tui.state import RunState
 
 _SUBTLE = "gray"
@@ -126,7 +126,7 @@ class LossPlot(PlotPane):
             plt.plot(ex, ys, marker="braille", color=_SUBTLE)
             # One stored point stands for `weight` raw steps: keep the smoothing's reach in steps.
             alpha = 1 - self.smoothing**s.train_loss.weight
-            plt.plot(ex, ema(ys, alpha), marker="braille", color="cyan", label="train")
+            plt.plot(ex, smoothed(ys, alpha), marker="braille", color="cyan", label="train")
         else:
             plt.plot(ex, ys, marker="braille", color="cyan", label="train")
         if tx:

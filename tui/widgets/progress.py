@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from engine.run.events import Phase
-from engine.run.wording import duration, model_phrase, plural
+from engine.run.wording import duration, model_phrase, percent, plural
 from tui.format import pct
 from tui.state import STATE_LABELS, RunState
 
@@ -78,9 +78,9 @@ class ProgressPane(Static):
         grid.add_row(
             f"epoch {min(state.epoch + 1, epochs)}/{epochs}",
             ProgressBar(epochs, epoch_done),
-            f"{100 * epoch_done / epochs:.0f}%",
+            percent(epoch_done / epochs, 0),
         )
-        grid.add_row(f"step {step}/{spe}", ProgressBar(spe, step), f"{100 * step / spe:.0f}%")
+        grid.add_row(f"step {step}/{spe}", ProgressBar(spe, step), percent(step / spe, 0))
         eta = state.eta_seconds()
         loss = "--" if state.loss is None else f"{state.loss:.3f}"
         lr = "--" if state.lr is None else f"{state.lr:.2e}"

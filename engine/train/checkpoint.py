@@ -1,4 +1,6 @@
-"""Checkpoints: written atomically, loaded with ``weights_only=True``.
+"""Checkpoints, the one owner of their format: what one holds (:func:`build_checkpoint`), how a
+run comes back from one (:func:`restore_checkpoint`), writing them atomically (the store, and the
+final save that waits for disk room), loading them with ``weights_only=True``.
 
 A checkpoint is a dict of tensors and plain values only, so loading it can never
 run code from the file.
@@ -7,17 +9,28 @@ run code from the file.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import pickle
 import re
 import shutil
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from engine.run import events as ev
+from engine.run.config import TrainConfig
+from engine.run.controls import Controls
 from engine.run.errors import CheckpointError
-from engine.run.fileio import atomic_torch_save
+from engine.run.events import Phase
+from engine.run.fileio import atomic_torch_save, free_bytes
+from engine.run.wording import duration, plural
+from engine.train.ema import WeightEma
+from engine.train.state import TrainState
 
 FORMAT = "cifar-tui/1"
 REQUIRED = ("format", "model", "optimizer", "scheduler", "epoch", "step", "global_step", "config", "class_names")
@@ -160,3 +173,93 @@ class CheckpointStore:
         steps = sorted(p for p in self.folder.iterdir() if self.STEP_RE.match(p.name))
         for old in steps[: -self.keep]:
             old.unlink(missing_ok=True)
+
+
+def build_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, ema: WeightEma | None,
+                     state: TrainState, cfg: TrainConfig, class_names: Sequence[str],
+                     epoch_stats: dict[str, float | int]) -> dict[str, Any]:  # fmt: skip
+    """Everything a run needs to go on exactly where it is: the weights, the optimizer and
+    schedule, where it is, its RNG streams, its config and classes, the epoch so far (every
+    rank's share) and the weight average."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": state.epoch,
+        "step": state.step,
+        "global_step": state.global_step,
+        "rng": rng_state(),
+        "config": cfg.to_dict(),
+        "class_names": list(class_names),
+        "best_accuracy": state.best_accuracy,
+        "epoch_stats": dict(epoch_stats),
+        "ema": ema.state_dict() if ema is not None else None,
+    }
+
+
+def restore_checkpoint(ckpt: dict[str, Any], source: str, model: nn.Module, optimizer: torch.optim.Optimizer,
+                       scheduler: Any, ema: WeightEma | None, state: TrainState,
+                       steps_per_epoch: int) -> dict[str, Any]:  # fmt: skip
+    """Put a run back as ``ckpt`` (read from ``source``) left it: the parts, where it is, its
+    RNG streams. Returns the saved partial epoch's statistics; CheckpointError if it does not fit."""
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint {source} does not fit this model: {str(exc).splitlines()[0][:160]}") from exc
+    state.epoch, state.step, state.global_step = int(ckpt["epoch"]), int(ckpt["step"]), int(ckpt["global_step"])
+    if state.step > steps_per_epoch:  # (== steps: stopped after the last batch, before the epoch ended)
+        raise CheckpointError(f"checkpoint {source} is at step {state.step} of an epoch that has "
+                              f"{steps_per_epoch} steps with this data and batch size")  # fmt: skip
+    state.best_accuracy = ckpt.get("best_accuracy")
+    # The run's last good checkpoint, until this process writes one (a failure or a lost final
+    # save names it; a restarted launch said "none").
+    state.last_checkpoint, state.saved_step = source, state.global_step
+    if ema is not None and ckpt.get("ema"):
+        ema.load_state_dict(ckpt["ema"])
+    set_rng_state(ckpt.get("rng") or {})
+    return dict(ckpt.get("epoch_stats") or {})
+
+
+def save_final(store: CheckpointStore, blob: dict[str, Any], best: bool, wait: float, controls: Controls,
+               emit: Callable[[ev.Event], None], status: Callable[[str, str], None], lost_steps: int) -> Path:  # fmt: skip
+    """The run's last save: on failure, say so and retry every 10 s until it fits, ``wait``
+    seconds run out or a further stop request gives up (a second Ctrl-C, ``q`` again); the
+    last failure is raised then."""
+    try:
+        return store.save(blob, best=best)
+    except OSError as exc:
+        failure = exc
+    if wait <= 0:
+        raise failure
+    folder, stops = store.folder, controls.stops
+    emit(ev.Log(
+        f"final checkpoint NOT saved ({failure.strerror or failure}): make room in {folder}; retrying every "
+        f"10 s for up to {duration(wait)} (stop again to give up: the {plural(lost_steps, 'step')} since the last "
+        f"good checkpoint would be lost)", level="error"))  # fmt: skip
+    deadline = time.monotonic() + wait
+    free_then, tried, said = free_bytes(folder), time.monotonic(), -math.inf
+    controls.waiting_for_room = True
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            if time.monotonic() - said >= 10.0:  # the dashboard sees the trainer at work, the user the time left
+                said = time.monotonic()
+                status(Phase.WAITING_FOR_ROOM, f"to save the final checkpoint in {folder}, {duration(left)} left")
+            if controls.wait_for_stop(stops, min(1.0, left)):
+                break
+            # Try again every 10 s, or at once when room was made (a file deleted).
+            free = free_bytes(folder)
+            if free <= free_then + 2**20 and time.monotonic() - tried < 10.0:
+                continue
+            free_then, tried = free, time.monotonic()
+            try:
+                path = store.save(blob, best=best)
+            except OSError as exc:
+                failure = exc
+            else:
+                emit(ev.Log(f"final checkpoint saved after all: {path}"))
+                return path
+    finally:
+        controls.waiting_for_room = False
+    raise failure

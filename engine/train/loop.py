@@ -22,26 +22,11 @@ from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import Controls, Requests
 from engine.run.events import Phase
-from engine.run.fileio import free_bytes
-from engine.run.wording import CountProgress, duration, plural
-from engine.train.checkpoint import CheckpointStore, rng_state
+from engine.run.wording import CountProgress
+from engine.train.checkpoint import CheckpointStore, build_checkpoint, save_final
 from engine.train.ema import WeightEma
 from engine.train.evaluate import EvalResult, EvaluationInterrupted, evaluate
-
-
-@dataclass
-class TrainState:
-    """Where a run is: set up (or resumed) by the trainer, moved on by the loop, reported by both."""
-
-    epoch: int = 0
-    step: int = 0
-    global_step: int = 0
-    start_global_step: int = 0  # where this process started (a resume starts later)
-    best_accuracy: float | None = None
-    last_eval: EvalResult | None = None
-    last_checkpoint: str = ""
-    unsaved: str = ""  # why the final save failed: the run's end is in no checkpoint
-    saved_step: int = 0  # the global step of the last checkpoint written (or resumed from)
+from engine.train.state import TrainState
 
 
 class LoopHost(Protocol):
@@ -235,21 +220,16 @@ class TrainLoop:
         stats.fold()
         # The epoch so far, every rank's share (each rank saves at the same step; rank 0 writes).
         part_loss, part_correct, part_seen = self.world.host_sum([stats.loss_total, stats.correct_total, stats.seen])
-        state = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "epoch": s.epoch,
-            "step": s.step,
-            "global_step": s.global_step,
-            "rng": rng_state(),
-            "config": self.cfg.to_dict(),
-            "class_names": list(self.data.class_names),
-            "best_accuracy": s.best_accuracy,
-            "epoch_stats": {"loss_sum": part_loss, "correct": int(part_correct),
-                            "seen": int(part_seen), "seconds": stats.seconds},
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-        }  # fmt: skip
+        state = build_checkpoint(
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.ema,
+            s,
+            self.cfg,
+            self.data.class_names,
+            {"loss_sum": part_loss, "correct": int(part_correct), "seen": int(part_seen), "seconds": stats.seconds},
+        )
         if not all_finite(self.model):
             raise FloatingPointError(f"weights or BatchNorm statistics are no longer finite at step {s.global_step}; "
                                      "not saving them")  # fmt: skip
@@ -275,53 +255,12 @@ class TrainLoop:
         self.host.status(Phase.PAUSED if self.host.controls.paused else Phase.TRAINING)
 
     def _save_final(self, state: dict[str, Any], best: bool) -> Path:
-        """The run's last save: on failure, say so and retry every 10 s until it fits, ``--save-wait``
-        runs out or a further stop request gives up (a second Ctrl-C, ``q`` again)."""
         assert self.store is not None
-        try:
-            return self.store.save(state, best=best)
-        except OSError as exc:
-            failure = exc
         wait = self.cfg.save_wait
         if self.world.is_distributed:  # the other ranks wait in a collective that times out
             wait = min(wait, max(0.0, self.cfg.rank_timeout - 30.0))
-        if wait <= 0:
-            raise failure
-        controls, folder = self.host.controls, self.store.folder
-        stops = controls.stops
-        s = self.state
-        lost = s.global_step - max(s.saved_step, s.start_global_step)
-        self.host.emit(ev.Log(
-            f"final checkpoint NOT saved ({failure.strerror or failure}): make room in {folder}; retrying every "
-            f"10 s for up to {duration(wait)} (stop again to give up: the {plural(lost, 'step')} since the last "
-            f"good checkpoint would be lost)", level="error"))  # fmt: skip
-        deadline = time.monotonic() + wait
-        free_then, tried, said = free_bytes(folder), time.monotonic(), -math.inf
-        controls.waiting_for_room = True
-        try:
-            while (left := deadline - time.monotonic()) > 0:
-                if time.monotonic() - said >= 10.0:  # the dashboard sees the trainer at work, the user the time left
-                    said = time.monotonic()
-                    self.host.status(
-                        Phase.WAITING_FOR_ROOM, f"to save the final checkpoint in {folder}, {duration(left)} left"
-                    )
-                if controls.wait_for_stop(stops, min(1.0, left)):
-                    break
-                # Try again every 10 s, or at once when room was made (a file deleted).
-                free = free_bytes(folder)
-                if free <= free_then + 2**20 and time.monotonic() - tried < 10.0:
-                    continue
-                free_then, tried = free, time.monotonic()
-                try:
-                    path = self.store.save(state, best=best)
-                except OSError as exc:
-                    failure = exc
-                else:
-                    self.host.emit(ev.Log(f"final checkpoint saved after all: {path}"))
-                    return path
-        finally:
-            controls.waiting_for_room = False
-        raise failure
+        lost = self.state.global_step - max(self.state.saved_step, self.state.start_global_step)
+        return save_final(self.store, state, best, wait, self.host.controls, self.host.emit, self.host.status, lost)
 
     def run_evaluation(self, reason: str) -> EvalResult:
         s = self.state

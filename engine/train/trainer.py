@@ -29,7 +29,7 @@ from engine.run.errors import CheckpointError, ConfigError, UserError
 from engine.run.events import Phase
 from engine.run.rundir import CHECKPOINTS, RunDirSink, check_target, checkpoint_run_dir, default_run_dir
 from engine.run.summary import SummaryKeeper
-from engine.train.checkpoint import CheckpointStore, load_checkpoint, set_rng_state
+from engine.train.checkpoint import CheckpointStore, load_checkpoint, restore_checkpoint
 from engine.train.ema import WeightEma
 from engine.train.loop import EpochStats, LoopParts, StopTraining, TrainLoop, TrainState
 from engine.train.models import build_model
@@ -306,9 +306,7 @@ class Trainer:
         stats = EpochStats.zeros(device)
         ema = WeightEma(model, cfg.ema) if cfg.ema > 0 else None
         if ckpt is not None:
-            self._restore(ckpt, model, optimizer, scheduler, stats, device, train_src.steps_per_epoch)
-            if ema is not None and ckpt.get("ema"):
-                ema.load_state_dict(ckpt["ema"])
+            self._restore(ckpt, model, optimizer, scheduler, ema, stats, train_src.steps_per_epoch)
 
         if not self._enter_run():
             assert self._unstarted is not None
@@ -436,33 +434,13 @@ class Trainer:
         return train, test
 
     def _restore(self, ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LambdaLR, stats: EpochStats, device: torch.device,
+                 scheduler: torch.optim.lr_scheduler.LambdaLR, ema: WeightEma | None, stats: EpochStats,
                  steps: int) -> None:  # fmt: skip
-        try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(
-                f"checkpoint {self.cfg.resume} does not fit this model: {str(exc).splitlines()[0][:160]}"
-            ) from exc
-        self.state.epoch, self.state.step, self.state.global_step = (
-            int(ckpt["epoch"]),
-            int(ckpt["step"]),
-            int(ckpt["global_step"]),
-        )
-        if self.state.step > steps:  # (== steps: stopped after the last batch, before the epoch ended)
-            raise CheckpointError(f"checkpoint {self.cfg.resume} is at step {self.state.step} of an epoch that has "
-                                  f"{steps} steps with this data and batch size")  # fmt: skip
-        self.state.best_accuracy = ckpt.get("best_accuracy")
-        # The run's last good checkpoint, until this process writes one (a failure or a lost final
-        # save names it; a restarted launch said "none").
-        self.state.last_checkpoint, self.state.saved_step = str(self.cfg.resume), self.state.global_step
+        part = restore_checkpoint(ckpt, str(self.cfg.resume), model, optimizer, scheduler, ema, self.state, steps)
         # The saved partial epoch is every rank's together: rank 0 carries it on (the epoch's end sums the ranks).
-        part = (ckpt.get("epoch_stats") or {}) if self.world.is_main else {}
-        stats.loss_total = float(part.get("loss_sum", 0.0))
-        stats.correct_total = int(part.get("correct", 0))
-        stats.seen = int(part.get("seen", 0))
-        stats.seconds = float(part.get("seconds", 0.0))
-        set_rng_state(ckpt.get("rng") or {})
+        if self.world.is_main:
+            stats.loss_total = float(part.get("loss_sum", 0.0))
+            stats.correct_total = int(part.get("correct", 0))
+            stats.seen = int(part.get("seen", 0))
+            stats.seconds = float(part.get("seconds", 0.0))
         self.emit(ev.Log(f"resumed from {self.cfg.resume} at epoch {self.state.epoch + 1}, step {self.state.step}"))

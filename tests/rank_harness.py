@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+import engine.train.setup as train_setup
 import engine.train.trainer as trainer
 from engine.cli import main
 from engine.train.loop import TrainLoop
@@ -45,7 +46,7 @@ def compile_counted(rank: str) -> None:
         return gm.forward  # no C compiler needed: the traced graph runs eagerly
 
     trainer.can_compile = lambda device: True  # type: ignore[assignment]
-    trainer.compile_model = lambda model: torch.compile(model, backend=counting_backend, dynamic=False)  # type: ignore[assignment]
+    train_setup.compile_model = lambda model: torch.compile(model, backend=counting_backend, dynamic=False)  # type: ignore[assignment]
     evaluation = TrainLoop.run_evaluation
 
     def run_evaluation(self: Any, reason: str) -> Any:

@@ -95,7 +95,7 @@ async def test_dashboard_shows_the_gpu_the_trainer_uses_not_nvml_index_zero(monk
 def test_the_trainer_names_its_gpu_by_the_uuid_nvml_knows(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from engine.train.trainer import gpu_uuids
+    from engine.train.device import gpu_uuids
 
     assert gpu_uuids(torch.device("cpu")) == []
     props = SimpleNamespace(uuid="BBBB2222-0000-0000-0000-000000000000")  # torch prints it without GPU-

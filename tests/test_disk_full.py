@@ -189,7 +189,7 @@ def test_no_nan_in_events_jsonl(tmp_path: Path) -> None:
 
 
 def test_save_wait_may_change_when_resuming(tmp_path: Path) -> None:
-    from engine.train.trainer import merge_resume_config
+    from engine.train.setup import merge_resume_config
 
     saved = tiny_config(tmp_path).to_dict()  # a checkpoint's config, with the default wait
     (tmp_path / "copied.pt").write_bytes(b"")  # (only its place is looked at here)

@@ -204,7 +204,7 @@ def test_a_diverging_run_fails_clearly_and_never_saves_non_finite_state(tmp_path
 
 
 def test_non_finite_batchnorm_statistics_count_as_divergence() -> None:
-    from engine.train.loop import all_finite
+    from engine.train.loop_parts import all_finite
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     assert all_finite(model)

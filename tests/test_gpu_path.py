@@ -12,7 +12,8 @@ import pytest
 import torch
 import torchvision
 
-import engine.train.loop as loop_module
+import engine.train.loop_parts as loop_parts
+import engine.train.setup as train_setup
 import engine.train.trainer as trainer_module
 from engine.run import events as ev
 from engine.train.loop import TrainLoop
@@ -102,7 +103,7 @@ def test_compile_compiles_once_for_training_and_once_for_evaluation(
     torch._dynamo.reset()
     monkeypatch.setattr(trainer_module, "can_compile", lambda device: True)
     monkeypatch.setattr(
-        trainer_module, "compile_model", lambda model: torch.compile(model, backend=counting_backend, dynamic=False)
+        train_setup, "compile_model", lambda model: torch.compile(model, backend=counting_backend, dynamic=False)
     )
     recorder = Recorder()
     # 100 training images at batch 32 (a ragged batch of 4, dropped), 50 test images at batch 32
@@ -132,8 +133,8 @@ def test_the_finiteness_check_before_a_save_reads_the_device_once(monkeypatch: p
             return __original(self, *args, **kw)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
-    assert loop_module.all_finite(model) is True
+    assert loop_parts.all_finite(model) is True
     assert len(reads) == 1, reads  # not one per parameter (62 of them, and BatchNorm statistics)
     with torch.no_grad():
         model.layer4[1].bn2.running_var[3] = float("nan")
-    assert loop_module.all_finite(model) is False
+    assert loop_parts.all_finite(model) is False

@@ -31,7 +31,8 @@ def preflight(cfg: TrainConfig) -> None:
     decoded-image cache, which the ranks then read; CIFAR-10 is downloaded here)."""
     from engine.data.sources import load_data
     from engine.train.checkpoint import load_checkpoint
-    from engine.train.trainer import merge_resume_config, resolve_device
+    from engine.train.device import resolve_device
+    from engine.train.setup import merge_resume_config
 
     if cfg.resume:  # the data and model are the checkpoint's
         cfg = merge_resume_config(cfg, load_checkpoint(Path(cfg.resume))["config"])

@@ -17,113 +17,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.data.pipeline import Augmentation, BatchSource, LoaderBatches, TensorBatches
+from engine.data.pipeline import BatchSource, TensorBatches
 from engine.data.sources import DataBundle, load_data
 from engine.ranks.group import World, join, leave, lost_a_rank
 from engine.ranks.plan import distributed_problem
 from engine.run import events as ev
-from engine.run.config import RESUME_MAY_CHANGE, TrainConfig, seeds_augmentation, validate
+from engine.run.config import TrainConfig
 from engine.run.control_socket import ControlServer, process_start_time
 from engine.run.controls import Controls
-from engine.run.errors import CheckpointError, ConfigError, UserError
+from engine.run.errors import ConfigError, UserError
 from engine.run.events import Phase
-from engine.run.rundir import CHECKPOINTS, RunDirSink, check_target, checkpoint_run_dir, default_run_dir
+from engine.run.rundir import CHECKPOINTS, RunDirSink, check_target, default_run_dir
 from engine.run.summary import SummaryKeeper
 from engine.train.checkpoint import CheckpointStore, load_checkpoint, restore_checkpoint
+from engine.train.device import can_compile, device_name, gpu_uuids, resolve_device
 from engine.train.ema import WeightEma
-from engine.train.loop import EpochStats, LoopParts, StopTraining, TrainLoop, TrainState
+from engine.train.loop import TrainLoop
+from engine.train.loop_parts import EpochStats, LoopParts, StopTraining
 from engine.train.models import build_model
 from engine.train.optim import lr_factor, make_optimizer
+from engine.train.setup import batch_sources, check_classes, check_resumable, merge_resume_config, step_and_eval_models
+from engine.train.state import TrainState
 
 Sink = Callable[[ev.Event], None]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; an unavailable device is a ConfigError."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: no CUDA GPU is available on this machine; use --device cpu or auto")
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("--device mps: MPS is not available on this machine; use --device cpu or auto")
-    return torch.device(name)
-
-
-def resolve_loader(cfg: TrainConfig, device: torch.device) -> str:
-    """``auto``: the seed's DataLoader + PIL path for the tutorial recipe on a CPU (its exact
-    mechanics); the tensor pipeline everywhere else, the tutorial on a GPU included (the same
-    augmentation distribution, see engine/data/pipeline.py, without a GPU waiting on PIL)."""
-    if cfg.loader != "auto":
-        return cfg.loader
-    if cfg.recipe == "tutorial" and device.type == "cpu" and seeds_augmentation(cfg):
-        return "dataloader"
-    return "tensor"
-
-
-def gpu_uuids(device: torch.device) -> list[str]:
-    """The training GPU's UUID as NVML spells it (no ``GPU-`` prefix, lower case); [] elsewhere."""
-    if device.type != "cuda":
-        return []
-    try:
-        return [ev.normal_uuid(str(torch.cuda.get_device_properties(device).uuid))]
-    except (AttributeError, RuntimeError):  # an old torch without .uuid, a device that went away
-        return []
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-        except OSError:
-            pass
-        return platform.processor() or platform.machine()
-    return device.type
-
-
-def merge_resume_config(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
-    """The checkpoint's config with the user's explicit options on top (only those that may change)."""
-    base = TrainConfig.from_dict(saved)
-    changes = {name: getattr(cfg, name) for name in cfg.explicit if name not in ("recipe", "resume")}
-    fixed = sorted(n for n, v in changes.items() if n not in RESUME_MAY_CHANGE and getattr(base, n) != v)
-    if fixed:
-        raise ConfigError(
-            f"--{fixed[0].replace('_', '-')} cannot change when resuming (the checkpoint used {getattr(base, fixed[0])!r})"
-        )
-    # Where to write: the user's --run-dir, else the checkpoint's own run (wherever we are run
-    # from), else a new run directory; never the saved (maybe relative) path, never a non-run folder.
-    own = checkpoint_run_dir(Path(cfg.resume))
-    run_dir = cfg.run_dir if cfg.run_dir else str(own) if own is not None else ""
-    merged = base.with_overrides(
-        **{n: v for n, v in changes.items() if n in RESUME_MAY_CHANGE and n != "run_dir"},
-        resume=cfg.resume,
-        run_dir=run_dir,
-    )
-    validate(merged)
-    return merged
-
-
-def can_compile(device: torch.device) -> bool:
-    """torch.compile pays off (and is tested by us) on CUDA only."""
-    return device.type == "cuda"
-
-
-def compile_model(model: nn.Module) -> nn.Module:
-    """torch.compile with static shapes: every training batch has one shape (the compiled
-    recipes drop the ragged last batch) and so does every evaluation batch (the last is padded),
-    so it compiles once for training and once for evaluation, and never again."""
-    return torch.compile(model, dynamic=False)  # type: ignore[return-value]
 
 
 class Trainer:
@@ -260,11 +176,7 @@ class Trainer:
         if cfg.resume:
             ckpt = load_checkpoint(Path(cfg.resume))
             cfg = self.cfg = merge_resume_config(cfg, ckpt["config"])
-            if int(ckpt["epoch"]) >= cfg.epochs:
-                raise ConfigError(
-                    f"checkpoint {cfg.resume} already trained {ckpt['epoch']} epochs; pass --epochs N "
-                    f"with N > {ckpt['epoch']} to train further"
-                )
+            check_resumable(ckpt, cfg)
         device = resolve_device(cfg.device)
         world = self.world = join(device.type, cfg.rank_timeout)
         if world.is_distributed and device.type == "cuda":
@@ -286,19 +198,15 @@ class Trainer:
 
         self.status(Phase.LOADING_DATA, f"loading {cfg.data}")
         data = load_data(cfg, self.notify)
-        if ckpt is not None and list(ckpt["class_names"]) != data.class_names:
-            raise CheckpointError(
-                f"checkpoint {cfg.resume} was trained on {len(ckpt['class_names'])} classes "
-                f"({', '.join(ckpt['class_names'][:4])}...) but the data has {len(data.class_names)} "
-                f"({', '.join(data.class_names[:4])}...)"
-            )
+        if ckpt is not None:
+            check_classes(ckpt, cfg, data.class_names)
         self.status(Phase.BUILDING_MODEL, f"building {cfg.arch}")
         model_cfg = cfg.with_overrides(weights="none") if ckpt is not None else cfg
         model = build_model(model_cfg, len(data.class_names), self.notify).to(device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = make_optimizer(cfg, model)
-        train_src, test_src = self._sources(cfg, data, device)
+        train_src, test_src = batch_sources(cfg, data, device, self.world, self.compiles)
         if train_src.steps_per_epoch == 0:
             raise ConfigError(f"{len(data.train)} training image(s) make no batch of at least 2 "
                               f"(BatchNorm cannot train on one); use more images or a smaller --batch-size")  # fmt: skip
@@ -362,24 +270,11 @@ class Trainer:
                   data: DataBundle, device: torch.device, ema: WeightEma | None, stats: EpochStats,
                   started: float) -> ev.Finished:  # fmt: skip
         world = self.world
-        step_model: nn.Module = model
         if cfg.compile and not self.compiles:
             self.emit(ev.Log(f"--compile is for CUDA; training uncompiled on {device.type}", level="warning"))
         if cfg.sync_bn and not world.is_distributed:
             self.emit(ev.Log("--sync-bn: one process already normalises over the whole batch"))
-        if world.is_distributed:
-            if cfg.sync_bn:  # the same parameters and buffers, in SyncBatchNorm layers
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            # Gradients averaged over the ranks in backward; rank 0's weights are broadcast first.
-            ids = [device.index] if device.type == "cuda" else None
-            step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        # Several ranks evaluate the plain model (no DDP collectives per batch); one process the step's.
-        eval_model = model if world.is_distributed else step_model
-        if self.compiles:
-            # PyTorch's compiled-DDP path: compile the DDP-wrapped model (its graph is split at the
-            # gradient buckets, so communication still overlaps backward); evaluation apart.
-            step_model = compile_model(step_model)
-            eval_model = compile_model(model) if world.is_distributed else step_model
+        model, step_model, eval_model = step_and_eval_models(cfg, model, device, world, self.compiles)
         parts = LoopParts(model, step_model, eval_model, optimizer, scheduler, train_src, test_src, data, device, ema)
         store = CheckpointStore(self.run_dir / CHECKPOINTS, cfg.keep) if world.is_main else None
         loop = TrainLoop(self, cfg, parts, store)
@@ -415,23 +310,6 @@ class Trainer:
             self.control.record({"started": process_start_time(), "host": platform.node()})
         except OSError as exc:  # training matters more than steering from elsewhere
             self.emit(ev.Log(f"no control socket ({exc}); attach will be read-only", level="warning"))
-
-    def _sources(self, cfg: TrainConfig, data: DataBundle, device: torch.device) -> tuple[BatchSource, TensorBatches]:
-        compiled = self.compiles
-        shard = self.world.shard if self.world.is_distributed else None
-        # One shape per step for torch.compile: the ragged last batch is dropped (the fast recipes always do).
-        drop_last = cfg.drop_last or compiled
-        ranks = self.world.size
-        if resolve_loader(cfg, device) == "dataloader":
-            train: BatchSource = LoaderBatches(data.train, cfg.batch_size, device, cfg.seed, cfg.workers, drop_last,
-                                               shard=shard, ranks=ranks)  # fmt: skip
-        else:
-            aug = Augmentation(pad_mode=cfg.pad_mode, flip=cfg.flip, cutout=cfg.cutout)
-            train = TensorBatches(data.train, cfg.batch_size, device, cfg.seed, channels_last=cfg.channels_last,
-                                  augmentation=aug, drop_last=drop_last, shard=shard, ranks=ranks)  # fmt: skip
-        test = TensorBatches(data.test, cfg.eval_batch_size, device, cfg.seed, train=False,
-                             channels_last=cfg.channels_last, pad_to_full=compiled, shard=shard, ranks=ranks)  # fmt: skip
-        return train, test
 
     def _restore(self, ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LambdaLR, ema: WeightEma | None, stats: EpochStats,

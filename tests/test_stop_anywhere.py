@@ -15,7 +15,8 @@ from pathlib import Path
 from engine.run import events as ev
 from engine.run.controls import Controls
 from engine.run.rundir import read_events
-from engine.session.child import CHANNEL_BUFFER, ChildSession, EventChannel, final_event_in
+from engine.session.child import CHANNEL_BUFFER, ChildSession, final_event_in
+from engine.session.worker import EventChannel
 from engine.train.checkpoint import load_checkpoint
 from engine.train.trainer import Trainer
 from tests.conftest import Recorder, screen_text, tiny_config

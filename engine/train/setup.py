@@ -12,10 +12,12 @@ from torch import nn
 from engine.data.pipeline import Augmentation, BatchSource, LoaderBatches, TensorBatches
 from engine.data.sources import DataBundle
 from engine.ranks.group import World
+from engine.run import events as ev
 from engine.run.config import RESUME_MAY_CHANGE, TrainConfig, validate
 from engine.run.errors import CheckpointError, ConfigError
 from engine.run.rundir import checkpoint_run_dir
-from engine.train.device import compile_model, resolve_loader
+from engine.train.device import compile_model, device_name, resolve_loader
+from engine.train.state import TrainState
 
 
 def merge_resume_config(cfg: TrainConfig, saved: dict[str, Any]) -> TrainConfig:
@@ -94,3 +96,31 @@ def step_and_eval_models(cfg: TrainConfig, model: nn.Module, device: torch.devic
         step_model = compile_model(step_model)
         eval_model = compile_model(model) if world.is_distributed else step_model
     return model, step_model, eval_model
+
+
+def run_started(run_dir: Path, cfg: TrainConfig, device: torch.device, data: DataBundle, train_src: BatchSource,
+                state: TrainState, model: nn.Module, uuids: list[str], world_size: int,
+                pids: list[int]) -> ev.RunStarted:  # fmt: skip
+    """The event that says the run has started: its directory, config, device, data and model."""
+    return ev.RunStarted(
+        run_dir=str(run_dir),
+        config=cfg.to_dict(),
+        device=str(device),
+        device_name=device_name(device),
+        torch_version=torch.__version__,
+        cuda_version=torch.version.cuda or "",
+        num_threads=torch.get_num_threads(),
+        train_size=len(data.train),
+        test_size=len(data.test),
+        class_names=data.class_names,
+        steps_per_epoch=train_src.steps_per_epoch,
+        loader=train_src.name,
+        data_source=data.source,
+        start_epoch=state.epoch,
+        start_step=state.step,
+        resumed_from=cfg.resume,
+        params=sum(p.numel() for p in model.parameters()),
+        gpu_uuids=uuids,
+        world_size=world_size,
+        pids=pids,
+    )

@@ -30,13 +30,20 @@ from engine.run.events import Phase
 from engine.run.rundir import CHECKPOINTS, RunDirSink, check_target, default_run_dir
 from engine.run.summary import SummaryKeeper
 from engine.train.checkpoint import CheckpointStore, load_checkpoint, restore_checkpoint
-from engine.train.device import can_compile, device_name, gpu_uuids, resolve_device
+from engine.train.device import can_compile, gpu_uuids, resolve_device
 from engine.train.ema import WeightEma
 from engine.train.loop import TrainLoop
 from engine.train.loop_parts import EpochStats, LoopParts, StopTraining
 from engine.train.models import build_model
 from engine.train.optim import lr_factor, make_optimizer
-from engine.train.setup import batch_sources, check_classes, check_resumable, merge_resume_config, step_and_eval_models
+from engine.train.setup import (
+    batch_sources,
+    check_classes,
+    check_resumable,
+    merge_resume_config,
+    run_started,
+    step_and_eval_models,
+)
 from engine.train.state import TrainState
 
 Sink = Callable[[ev.Event], None]
@@ -239,30 +246,7 @@ class Trainer:
         self.run_dir = run_dir
         self.summary = SummaryKeeper(run_dir)
         self._open_control(run_dir)
-        self.emit(
-            ev.RunStarted(
-                run_dir=str(run_dir),
-                config=cfg.to_dict(),
-                device=str(device),
-                device_name=device_name(device),
-                torch_version=torch.__version__,
-                cuda_version=torch.version.cuda or "",
-                num_threads=torch.get_num_threads(),
-                train_size=len(data.train),
-                test_size=len(data.test),
-                class_names=data.class_names,
-                steps_per_epoch=train_src.steps_per_epoch,
-                loader=train_src.name,
-                data_source=data.source,
-                start_epoch=self.state.epoch,
-                start_step=self.state.step,
-                resumed_from=cfg.resume,
-                params=sum(p.numel() for p in model.parameters()),
-                gpu_uuids=uuids,
-                world_size=world.size,
-                pids=pids,
-            )
-        )
+        self.emit(run_started(run_dir, cfg, device, data, train_src, self.state, model, uuids, world.size, pids))
         return self._run_loop(cfg, model, optimizer, scheduler, train_src, test_src, data, device, ema, stats, started)
 
     def _run_loop(self, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,

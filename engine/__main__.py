@@ -10,8 +10,8 @@ code = main()
 if launched():
     # One rank of a launch, its run over and written (events closed, process group left): end
     # without the interpreter's teardown, where torch.distributed's C++ threads can abort the
-    # process ("terminate called without an active exception", SIGABRT), 2 runs in 16 here when
-    # the ranks end apart; torchrun takes that for a failed rank and restarts a finished run.
+    # process (SIGABRT) when the ranks end apart; torchrun would take that for a failed rank
+    # and restart a finished run.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -76,7 +76,7 @@ def served_in_a_browser() -> None:
 
     from engine.run.control_socket import ControlClient
     from engine.run.rundir import read_events
-    from tests.browser import BROWSER, launch, open_dashboard
+    from tests.helpers.browser import BROWSER, launch, open_dashboard
 
     try:
         from playwright.sync_api import sync_playwright

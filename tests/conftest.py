@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import html
 import os
-import re
 import sys
 import tempfile
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-MINI = SHARED_DATA / "cifar10-mini"
 sys.path.insert(0, str(ROOT))
 
-from engine.run import events as ev  # noqa: E402
-from engine.run.config import TrainConfig, from_recipe  # noqa: E402
+from tests.helpers.common import MINI, Recorder  # noqa: E402
+
+SYSTEM = ROOT / "tests" / "system"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/system/ (a pty, torchrun, a browser, a real tmpfs) carry the ``system``
+    marker: ``pytest -m 'not system'`` leaves them out."""
+    for item in items:
+        if SYSTEM in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.system)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -47,54 +50,6 @@ def mini_data() -> Path:
     return MINI
 
 
-def tiny_config(tmp_path: Path, **overrides: object) -> TrainConfig:
-    """Demo data, a few hundred images, ResNet-18 from scratch: about a second an epoch on 2 CPU cores."""
-    values: dict[str, object] = {
-        "data": "demo",
-        "weights": "none",
-        "train_limit": 256,
-        "test_limit": 100,
-        "batch_size": 32,
-        "epochs": 1,
-        "lr": 0.01,
-        "loader": "tensor",
-        "progress_hz": 1000.0,
-        "log_every": 4,
-        "run_dir": str(tmp_path / "run"),
-        "device": "cpu",
-    }
-    values.update(overrides)
-    return from_recipe(str(values.pop("recipe", "tutorial")), **values)  # type: ignore[arg-type]
-
-
-class Recorder:
-    """A thread-safe event sink that lets a test wait for an event."""
-
-    def __init__(self) -> None:
-        self.events: list[ev.Event] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, event: ev.Event) -> None:
-        with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    def of(self, kind: type[ev.Event]) -> list:
-        with self._cond:
-            return [e for e in self.events if isinstance(e, kind)]
-
-    def wait_for(self, test: Callable[[ev.Event], bool], timeout: float = 60.0) -> ev.Event:
-        with self._cond:
-            seen = 0
-            ok = self._cond.wait_for(lambda: any(test(e) for e in self.events), timeout)
-            if not ok:
-                raise AssertionError(f"event not seen in {timeout}s; got {[e.kind for e in self.events][-20:]}")
-            for e in self.events[seen:]:
-                if test(e):
-                    return e
-        raise AssertionError("unreachable")
-
-
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
@@ -106,42 +61,6 @@ def project_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
-
-
-async def wait_until(
-    pilot: object, cond: Callable[[], bool], timeout: float = 60.0, why: Callable[[], object] = lambda: ""
-) -> None:
-    """Wait on the app for ``cond`` (the timeout is a hang guard, not a timing assertion);
-    ``why`` says what was still missing when it gives up."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    app = pilot.app  # type: ignore[attr-defined]
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met in time {why()}")
-        if not app.is_running:  # pausing a dead app would wait forever
-            raise AssertionError("the app stopped before the condition was met")
-        await pilot.pause(0.05)  # type: ignore[attr-defined]
-
-
-async def settle(pilot: object, events: int = 0, timeout: float = 120.0) -> None:
-    """Wait until the app has taken ``events`` events and every pane shows them (then one frame)."""
-    app = pilot.app  # type: ignore[attr-defined]
-    await wait_until(
-        pilot,
-        lambda: app.events_seen >= events and app.run_state.started is not None and app.is_settled(),
-        timeout,
-        why=lambda: (app.events_seen, events, app.run_state.started is not None, app.unsettled()),
-    )
-    await pilot.pause()  # type: ignore[attr-defined]
-
-
-def screen_text(app: Any) -> str:
-    """What a Textual app's screen shows now, as plain text (from its SVG screenshot)."""
-    svg = app.export_screenshot()
-    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
 
 
 def started_by_the_suite() -> list[Any]:
@@ -202,22 +121,3 @@ def _disk_note(terminalreporter: Any, exitstatus: int) -> None:
     free = shutil.disk_usage(base).free
     if free < 2 * 1024**3:
         terminalreporter.write_line(f"note: only {free / 1024**2:.0f} MB free on the disk of {base}", yellow=True)
-
-
-def live_children(pid: int, needle: str) -> list[Any]:
-    """``pid``'s descendants (psutil.Process) whose command line holds ``needle``, those that have
-    exited left out: one that became a zombie between the listing and the read has no command line."""
-    import psutil
-
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    found = []
-    for child in children:
-        try:
-            if needle in " ".join(child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:  # ZombieProcess too
-            pass
-    return found

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine.options import OneLineParser, path_arg, usage_error
 from engine.run.config import TrainConfig
+from engine.run.rundir import CONFIG, EVENTS
 from tui.launcher import run_app, served
 
 
@@ -31,7 +32,7 @@ def attach_main(argv: list[str]) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else latest_run(Path(args.runs_root))
     if run_dir is None:
         return usage_error(f"no runs under {args.runs_root}/ (start one, or give a run directory)")
-    if not (run_dir / "events.jsonl").is_file():
+    if not (run_dir / EVENTS).is_file():
         return usage_error(f"{run_dir} holds no run (no events.jsonl)")
     if not 0 < args.refresh <= 30:
         return usage_error("--refresh must be > 0 and <= 30")
@@ -50,7 +51,7 @@ def _run_config(run_dir: Path) -> TrainConfig:
     import json
 
     try:
-        data = json.loads((run_dir / "config.json").read_bytes())
+        data = json.loads((run_dir / CONFIG).read_bytes())
         return TrainConfig.from_dict(data) if isinstance(data, dict) else TrainConfig()
     except Exception:  # a damaged config.json: the events still replay
         return TrainConfig()
@@ -100,7 +101,7 @@ def export_main(argv: list[str]) -> int:
     from engine.run.export import ExportError, export_csv, export_tensorboard
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "events.jsonl").is_file():
+    if not (run_dir / EVENTS).is_file():
         return usage_error(f"{run_dir} holds no run (no events.jsonl)")
     try:
         written = export_csv(run_dir, Path(args.out) if args.out else run_dir) if args.csv else []

@@ -4,8 +4,9 @@ process group, the sharding of batches, the all-reduces and the rank-0-only rule
 A single process is ``World()`` (rank 0 of 1), where every operation here is a no-op, so the
 one-GPU path reads as before. Under torchrun (``WORLD_SIZE`` > 1) each rank trains on its share
 of every global batch; DistributedDataParallel averages the gradients; rank 0 alone writes the
-run directory, emits events and listens for controls, and broadcasts what it decided at each
-batch boundary over a host-side (gloo) group, so no rank reads its GPU to agree.
+run directory, emits events and listens for controls, and what it decided at each batch
+boundary reaches every rank as an all-reduce over a host-side (gloo) group, so no rank reads
+its GPU to agree. The group's handles live in the World that ``join`` returns, not in globals.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,15 +25,18 @@ from torch import nn
 
 from engine.ranks.plan import launched
 
-_host_group: Any = None  # gloo: host-side agreement even when the tensors' group is NCCL
-_watch: _Watch | None = None  # heartbeats and last words: which rank failed, and why
-
 
 @dataclass(frozen=True)
 class World:
+    """This process's place among the ranks, and its handles on the group (none alone)."""
+
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    host_group: Any = field(default=None, compare=False)
+    """gloo: host-side agreement even when the tensors' group is NCCL."""
+    watch: _Watch | None = field(default=None, compare=False)
+    """Heartbeats and last words: which rank failed, and why."""
 
     @property
     def is_main(self) -> bool:
@@ -57,7 +61,7 @@ class World:
         if not self.is_distributed:
             return list(values)
         t = torch.tensor(values, dtype=torch.float64)
-        dist.all_reduce(t, group=_host_group)
+        dist.all_reduce(t, group=self.host_group)
         return [float(v) for v in t.tolist()]
 
     def agree(self, word: Sequence[int]) -> list[int]:
@@ -68,7 +72,7 @@ class World:
         if not self.is_distributed:
             return list(word)
         t = torch.tensor(word if self.is_main else [0] * len(word), dtype=torch.int64)
-        dist.all_reduce(t, group=_host_group)
+        dist.all_reduce(t, group=self.host_group)
         return [int(v) for v in t.tolist()]
 
     def gather(self, value: Any) -> list[Any]:
@@ -76,7 +80,7 @@ class World:
         if not self.is_distributed:
             return [value]
         out: list[Any] = [None] * self.size
-        dist.all_gather_object(out, value, group=_host_group)
+        dist.all_gather_object(out, value, group=self.host_group)
         return out
 
     def share_buffers_(self, model: nn.Module) -> None:
@@ -96,13 +100,13 @@ class World:
 
     def last_words(self, kind: str, message: str) -> None:
         """A failing rank other than 0 leaves why, for rank 0 to put in the run's failure."""
-        if _watch is not None and not self.is_main:
-            _watch.last_words(self.rank, kind, message)
+        if self.watch is not None and not self.is_main:
+            self.watch.last_words(self.rank, kind, message)
 
     def who_failed(self) -> tuple[str, str] | None:
         """On rank 0, after a collective failed: (kind, message) naming the rank that failed or
         went silent, or None when no rank can be named."""
-        return _watch.who_failed(self.size) if _watch is not None else None
+        return self.watch.who_failed(self.size) if self.watch is not None else None
 
     def weights_agree(self, model: nn.Module) -> bool:
         """Whether every rank holds the same parameters (one checksum per rank, compared exactly)."""
@@ -178,7 +182,6 @@ class _Watch:
 def join(device_type: str, timeout_s: float) -> World:
     """Join the process group torchrun prepared (NCCL for CUDA, gloo elsewhere); World() alone.
     A collective that waits ``timeout_s`` on a rank that stopped answering raises instead of hanging."""
-    global _host_group, _watch
     if not launched():
         return World()
     timeout = datetime.timedelta(seconds=timeout_s)
@@ -196,10 +199,10 @@ def join(device_type: str, timeout_s: float) -> World:
             dist.init_process_group(backend, store=_launcher_store(f"cifar-tui/restart-{restart}", timeout),
                                     rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
                                     timeout=group_timeout)  # fmt: skip
-    _host_group = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
+    host_group = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
     rank = dist.get_rank()
-    _watch = _Watch(_launcher_store(f"cifar-tui/watch-{restart}", timeout), rank)
-    return World(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    watch = _Watch(_launcher_store(f"cifar-tui/watch-{restart}", timeout), rank)
+    return World(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), host_group, watch)
 
 
 def _launcher_store(prefix: str, timeout: datetime.timedelta) -> Any:
@@ -219,9 +222,7 @@ def lost_a_rank(exc: BaseException) -> bool:
 
 
 def leave(world: World) -> None:
-    global _watch
-    if _watch is not None:
-        _watch.close()
-        _watch = None
+    if world.watch is not None:
+        world.watch.close()
     if world.is_distributed and dist.is_initialized():
         dist.destroy_process_group()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from engine.run.config import TrainConfig
-from engine.run.rundir import CHECKPOINTS, checkpoint_run_dir, default_run_dir
+from engine.run.rundir import CHECKPOINTS, LAST, checkpoint_run_dir, default_run_dir
 
 
 def launched() -> bool:
@@ -106,5 +106,5 @@ def rank_config() -> TrainConfig | None:
     cfg = TrainConfig.from_dict(json.loads(given))
     if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
         return cfg
-    last = Path(cfg.run_dir) / CHECKPOINTS / "last.pt"
+    last = Path(cfg.run_dir) / CHECKPOINTS / LAST
     return cfg.with_overrides(resume=str(last)) if last.is_file() else cfg.with_overrides(overwrite=True)

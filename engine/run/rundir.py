@@ -26,6 +26,7 @@ from engine.run.fileio import atomic_write_json, atomic_write_text
 EVENTS = "events.jsonl"
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
+LAST, BEST = "last.pt", "best.pt"  # in checkpoints/: the newest checkpoint, the best evaluated one
 SUMMARY = "summary.json"  # kept by engine.run.summary: what the runs list shows without reading events
 MARK = ".cifar-tui-run"  # written first into every run directory: what makes a folder a run
 _MARK_TEXT = '{"format": "cifar-tui run directory", "version": 1}\n'

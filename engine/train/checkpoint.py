@@ -28,6 +28,7 @@ from engine.run.controls import Controls
 from engine.run.errors import CheckpointError
 from engine.run.events import Phase
 from engine.run.fileio import atomic_torch_save, free_bytes
+from engine.run.rundir import BEST, LAST
 from engine.run.wording import duration, plural
 from engine.train.ema import WeightEma
 from engine.train.state import TrainState
@@ -136,9 +137,9 @@ class CheckpointStore:
                 # first (never the one last.pt or best.pt is), then try again.
                 if exc.errno != errno.ENOSPC or not self._drop_oldest(path):
                     raise
-        self._point(self.folder / "last.pt", path)
+        self._point(self.folder / LAST, path)
         if best:
-            self._point(self.folder / "best.pt", path)
+            self._point(self.folder / BEST, path)
         self._prune()
         return path
 
@@ -154,7 +155,7 @@ class CheckpointStore:
     def _drop_oldest(self, writing: Path) -> bool:
         """Delete the oldest step checkpoint that neither last.pt nor best.pt is; False if none."""
         named = set()
-        for name in ("last.pt", "best.pt"):
+        for name in (LAST, BEST):
             try:
                 named.add(os.stat(self.folder / name).st_ino)
             except FileNotFoundError:

@@ -81,7 +81,7 @@ class TrainLoop:
     # -- controls ----------------------------------------------------------------------------
     def _agree(self) -> tuple[Requests, bool]:
         """The pending requests and the pause state; with several ranks, rank 0's, on every rank
-        (one small host-side broadcast per batch: all ranks act at the same step)."""
+        (one small host-side all-reduce per batch: all ranks act at the same step)."""
         controls = self.host.controls
         req, paused = controls.take(), controls.paused
         if not self.world.is_distributed:

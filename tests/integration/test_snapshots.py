@@ -1,0 +1,108 @@
+"""Snapshots of the main states at 80x24 and at a large size, fed by scripted events.
+
+Update after an intended change with: pytest tests/integration/test_snapshots.py --snapshot-update
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.run import events as ev
+from tests.helpers.scripted import T0, ScriptedSession, script, tutorial_config
+from tests.helpers.waiting import settle as settle_app
+from tui.app import CifarTui
+
+
+def app_for(end: str, epochs_done: int = 3, extra: list[ev.Event] | None = None) -> CifarTui:
+    cfg = tutorial_config()
+    events = script(cfg, epochs_done, end) + (extra or [])
+    return CifarTui(cfg, lambda c: ScriptedSession(events), telemetry_s=3600)
+
+
+async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
+    """Every scripted event taken and shown: waits on the app, not on the clock."""
+    await settle_app(pilot, events=len(pilot.app.session.script))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+def test_training(snap_compare, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(app_for(""), terminal_size=size, run_before=settle)
+
+
+def test_paused(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(app_for("paused"), terminal_size=(80, 24), run_before=settle)
+
+
+def test_finished_with_per_class(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(app_for("finished", epochs_done=10), terminal_size=(120, 40), run_before=settle)
+
+
+def test_failed(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    failed = [ev.Failed("out_of_memory", "out of GPU memory at batch size 4096; try --batch-size 2048", t=T0)]
+    assert snap_compare(app_for("", extra=failed), terminal_size=(80, 24), run_before=settle)
+
+
+def test_confusion_matrix(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def open_confusion(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        await pilot.press("c")
+        await pilot.pause()
+
+    assert snap_compare(app_for("finished", epochs_done=10), terminal_size=(120, 40), run_before=open_confusion)
+
+
+def test_help_fits_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def open_help(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(app_for(""), terminal_size=(80, 24), run_before=open_help)
+
+
+def test_loss_on_a_log_axis(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def log_view(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        await pilot.press("v", "l")  # loss only, log scale: the view for a late, flat loss curve
+        await settle(pilot)
+
+    assert snap_compare(app_for("", epochs_done=8), terminal_size=(100, 30), run_before=log_view)
+
+
+def test_runs_screen_compares_configs(snap_compare, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import time
+
+    from engine.run.config import from_recipe
+
+    monkeypatch.chdir(tmp_path)  # the screen names its folder: keep it the same on every machine
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    runs = [
+        ("20261127-120000-tutorial-cifar10", from_recipe("tutorial"), [62.8, 70.1, 74.3], 412.0),
+        ("20261127-130000-tutorial-cifar10", from_recipe("tutorial", lr=0.01), [55.0, 66.2, 71.9], 405.0),
+        ("20261127-140000-fast-cifar10", from_recipe("fast", epochs=3), [71.5, 84.0, 90.2], 95.0),
+    ]
+    for i, (name, cfg, curve, seconds) in enumerate(runs):
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        (folder / "events.jsonl").write_text("")
+        summary = {"version": 1, "config": cfg.to_dict(), "status": "finished", "started": T0 + 3600 * i,
+                   "last_t": T0 + 3600 * i + seconds, "epochs_done": 3, "best_accuracy": max(curve) / 100,
+                   "final_accuracy": curve[-1] / 100, "curve": [[e + 1, a] for e, a in enumerate(curve)]}  # fmt: skip
+        (folder / "summary.json").write_text(json.dumps(summary))
+
+    async def compare(pilot) -> None:  # type: ignore[no-untyped-def]
+        from tests.helpers.waiting import app_until
+
+        await settle(pilot)
+        await pilot.press("r")
+        await app_until(pilot, lambda: getattr(pilot.app.screen, "loaded", False))
+        await pilot.press("down", "space", "t")  # the second run joins the one on screen
+        await pilot.pause()
+
+    try:
+        assert snap_compare(app_for("finished", epochs_done=3), terminal_size=(80, 24), run_before=compare)
+    finally:
+        monkeypatch.undo()
+        time.tzset()

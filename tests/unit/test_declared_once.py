@@ -1,0 +1,33 @@
+"""Concepts declared once: the key map (app, help, --help, README), config option kinds."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from engine.run.config import FIELD_KINDS, NOT_COMPARED, RESUME_MAY_CHANGE, RUNS, TRAINS, WRITTEN, TrainConfig
+from tests.helpers.common import ROOT
+from tui.keys import KEYS, bindings, epilog_lines, help_text, readme_table
+from tui.options import dashboard_parser
+
+
+def test_readme_key_table_is_the_key_map() -> None:
+    assert readme_table() in (ROOT / "README.md").read_text(), "regenerate README's table: tui.keys.readme_table()"
+
+
+def test_every_key_is_bound_helped_and_in_help() -> None:
+    bound = {b.key for b in bindings()}
+    help_screen, usage = help_text(), dashboard_parser().format_help()
+    for k in KEYS:
+        assert k.key in bound
+        assert f"[b]{k.label}[/b]" in help_screen
+        assert f"{k.label} {k.brief}" in usage
+    assert "\n".join(epilog_lines()) in usage
+
+
+def test_every_option_has_a_kind_and_the_lists_derive_from_it() -> None:
+    names = {f.name for f in fields(TrainConfig)}
+    assert set(FIELD_KINDS) == names
+    assert {kind for kind, _ in FIELD_KINDS.values()} == {TRAINS, RUNS, WRITTEN}
+    # How it runs and where it is written may change on a resume; of what it trains, only the length.
+    assert {n for n, (kind, _) in FIELD_KINDS.items() if kind != TRAINS} | {"epochs", "sync_bn"} == RESUME_MAY_CHANGE
+    assert set(NOT_COMPARED) == {"run_dir", "runs_root", "overwrite", "explicit", "progress_hz", "save_wait"}

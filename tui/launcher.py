@@ -20,6 +20,7 @@ from engine.session.launch import last_end, run_distributed, start_ranks
 
 if TYPE_CHECKING:
     from tui.app import CifarTui
+    from tui.controller import RunController
     from tui.terminal import TerminalGuard
 
 
@@ -116,18 +117,18 @@ def run_app(build: Callable[[TerminalGuard], CifarTui]) -> int:
         guard.stop()
     if not guard.hung_up:  # nobody is left to read it otherwise
         with contextlib.suppress(OSError):  # the terminal may go in the meantime
-            report_after_app(app)
+            report_after_app(app.controller)
     if code is None and app.return_code:  # the dashboard itself crashed (Textual printed why): never 0
         return int(app.return_code)
     return int(code if code is not None else (guard.exit_code or 0))
 
 
-def report_after_app(app: object) -> None:
+def report_after_app(run: RunController) -> None:
     """One line on the normal screen once the dashboard is gone: the terminal keeps a record."""
-    state = app.run_state  # type: ignore[attr-defined]
+    state = run.run_state
     run_dir = state.started.run_dir if state.started else "?"
-    if getattr(app, "detached_message", ""):
-        print(f"cifar-tui: {app.detached_message}")  # type: ignore[attr-defined]
+    if run.detached_message:
+        print(f"cifar-tui: {run.detached_message}")
         print(f"cifar-tui: reconnect with: cifar-tui attach {run_dir}")
     elif state.failed is not None:
         print(f"cifar-tui: {state.failed.error}: {state.failed.message}", file=sys.stderr)
@@ -138,7 +139,7 @@ def report_after_app(app: object) -> None:
         for level, line in event_lines(state.finished):  # the final checkpoint lost (a full disk)
             if level == "error":
                 print(f"cifar-tui: {line}", file=sys.stderr)
-    elif not getattr(app, "owns_training", True):
+    elif not run.owns_training:
         print(f"cifar-tui: dashboard closed; training continues in {run_dir}")
 
 

@@ -91,7 +91,7 @@ class EventChannel:
             return delivered and not self.gone
 
 
-def serve(conn: Connection) -> int:
+def train_for_dashboard(conn: Connection) -> int:
     """Child side: read the config, train, stream events; apply commands as they come.
 
     ``{"command": "detach"}`` cuts the child loose: its output goes to the run directory's
@@ -188,4 +188,4 @@ def serve(conn: Connection) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(serve(Connection(int(sys.argv[1]))))
+    sys.exit(train_for_dashboard(Connection(int(sys.argv[1]))))

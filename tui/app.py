@@ -12,13 +12,16 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from textual import work
+from textual.app import SystemCommand
 from textual.css.query import NoMatches
 from textual.events import Resize
 from textual.message import Message
+from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from engine.run import events as ev
@@ -26,7 +29,7 @@ from engine.run.config import TrainConfig
 from engine.run.controls import Command
 from engine.session.base import Session
 from tui.controller import Lifecycle, RunController, SessionFactory
-from tui.keys import bindings
+from tui.keys import KEYS, bindings
 from tui.leaving import LeavingApp
 from tui.notify import end_notice, notification_escapes, offline_config
 from tui.screens.confusion import ConfusionScreen
@@ -83,6 +86,12 @@ class CifarTui(LeavingApp):
 
     def get_default_screen(self) -> DashboardScreen:
         return self.dashboard
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The command palette (Ctrl+P) offers the dashboard's keys too; its Quit is ``q``'s."""
+        yield from super().get_system_commands(screen)
+        for key in KEYS:
+            yield SystemCommand(key.footer, f"{key.brief} (key: {key.label})", getattr(self, f"action_{key.action}"))
 
     def on_mount(self) -> None:
         self.set_interval(1.0 / self.text_hz, self.refresh_text)

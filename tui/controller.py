@@ -144,7 +144,7 @@ class RunController:
             if hangup and on_hangup == "detach" and session.can_detach and session.detach():
                 self.detached_message = f"terminal lost ({reason}): training continues in the background"
             else:
-                session.send(Command.STOP_SAVE)
+                session.send(Command.STOP_SAVE, cause=reason)  # the run says what ended it
         self.lifecycle = Lifecycle.TERMINAL_LOST
 
     def exit_code(self) -> int:

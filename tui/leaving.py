@@ -81,6 +81,10 @@ class LeavingApp(App[int]):
             self._quit_dialog = quit_dialog(waiting_for_room=self.run_state.state == Phase.WAITING_FOR_ROOM)
             self.push_screen(self._quit_dialog, self._quit_answer)
 
+    async def action_quit(self) -> None:
+        """Textual's own quit (the command palette's Quit): the same way out as ``q``."""
+        self.action_quit_app()
+
     def _quit_answer(self, choice: str | None) -> None:
         self._quit_dialog = None
         if choice in ("save", "nosave"):

@@ -33,9 +33,16 @@ STOPPED_FROM_A_DASHBOARD = "stopped from a dashboard"
 """The stop cause of a stop command, whichever channel brought it."""
 
 
-def message(command: str) -> dict[str, str]:
-    """A command as it travels: ``{"command": NAME}`` (a JSON line, or a pickled dict on a pipe)."""
-    return {"command": Command(command).value}
+def message(command: str, cause: str = "") -> dict[str, str]:
+    """A command as it travels: ``{"command": NAME}`` (a JSON line, or a pickled dict on a pipe),
+    with ``"cause"`` when a stop says why (a lost terminal, a signal to the dashboard)."""
+    return {"command": Command(command).value, **({"cause": cause[:200]} if cause else {})}
+
+
+def cause_in(raw: object) -> str:
+    """The cause a message gives for its command ("" when none)."""
+    cause = raw.get("cause") if isinstance(raw, dict) else None
+    return cause if isinstance(cause, str) else ""
 
 
 def command_in(raw: object) -> str | None:

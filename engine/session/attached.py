@@ -50,11 +50,11 @@ class AttachedSession(Session):
     def alive(self) -> bool:
         return not self._closed and trainer_alive(self.run_dir)
 
-    def send(self, command: str) -> bool:
+    def send(self, command: str, cause: str = "") -> bool:
         if self.client is None:
             return False
         try:
-            return bool(self.client.send(command).get("ok"))
+            return bool(self.client.send(command, cause).get("ok"))
         except (OSError, ValueError):
             return False
 

@@ -28,8 +28,9 @@ class Session(ABC):
         """The run's events until it ends; None every ``poll`` s of silence (a chance to stop)."""
 
     @abstractmethod
-    def send(self, command: str) -> bool:
-        """Send a control command (engine.run.controls.Command); False if the trainer did not take it."""
+    def send(self, command: str, cause: str = "") -> bool:
+        """Send a control command (engine.run.controls.Command), a stop with its ``cause`` when
+        it is not a dashboard's key; False if the trainer did not take it."""
 
     @abstractmethod
     def alive(self) -> bool:

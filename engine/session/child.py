@@ -102,9 +102,9 @@ class ChildSession(Session):
         self.detached = True
         return True
 
-    def send(self, command: str) -> bool:
+    def send(self, command: str, cause: str = "") -> bool:
         """Send a control command; False if the trainer is gone."""
-        wire = message(command)  # ValueError for an unknown command
+        wire = message(command, cause)  # ValueError for an unknown command
         if self._conn is None:
             return False
         try:

@@ -16,7 +16,7 @@ from typing import Any
 from engine.run import console
 from engine.run import events as ev
 from engine.run.config import TrainConfig
-from engine.run.controls import COMMANDS, STOPPED_FROM_A_DASHBOARD, Command, Controls, command_in
+from engine.run.controls import COMMANDS, STOPPED_FROM_A_DASHBOARD, Command, Controls, cause_in, command_in
 from engine.session.child import DETACH
 
 
@@ -161,7 +161,7 @@ def train_for_dashboard(conn: Connection) -> int:
                 detach()
             elif name in (Command.STOP, Command.STOP_SAVE):
                 told_to_stop.set()
-                stop(save=name == Command.STOP_SAVE, cause=STOPPED_FROM_A_DASHBOARD)
+                stop(save=name == Command.STOP_SAVE, cause=cause_in(message) or STOPPED_FROM_A_DASHBOARD)
             elif name in COMMANDS:
                 controls.apply(name)
             else:

@@ -83,7 +83,7 @@ class ScriptedSession(Session):
             time.sleep(0.05)
             yield None
 
-    def send(self, command: str) -> bool:
+    def send(self, command: str, cause: str = "") -> bool:
         self.commands.append(command)
         return True
 

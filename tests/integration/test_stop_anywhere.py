@@ -279,3 +279,20 @@ async def test_no_answer_from_the_trainer_escalates_after_the_timeout() -> None:
     app = make_app(cfg, lambda _c: engine, quit_timeout_s=0.5)
     await save_and_quit(app)
     assert engine.commands == ["stop_save"] and engine.killed and app.return_code == 130
+
+
+async def test_the_command_palettes_quit_asks_as_q_does_and_a_stop_exits_130() -> None:
+    """Ctrl+P, Quit: the same way out as ``q`` (the dialog while training), never a bare exit 0."""
+    cfg = tutorial_config()
+    session = ScriptedSession(script(cfg, 1))
+    app = make_app(cfg, lambda _c: session, quit_timeout_s=0.5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.run_state.started is not None)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"quit")
+        await pilot.pause(0.5)  # the palette searches as it is typed
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, Choice), why=lambda: app.screen)
+        await pilot.click("#nosave")
+        await until(pilot, lambda: not app.is_running or app.return_code is not None)
+    assert session.commands == ["stop"] and app.return_code == 130

@@ -43,6 +43,7 @@ def test_ssh_drop_saves_stops_trainer_and_app_exits(tmp_path: Path) -> None:
     wait_until(lambda: not trainer_alive(run), what="the trainer to end")
     last = read_events(run)[-1]
     assert isinstance(last, ev.Finished) and last.reason == "stopped"
+    assert last.cause in ("terminal hung up", "SIGHUP"), last.cause  # what happened, not "a dashboard"
     assert load_checkpoint(Path(last.checkpoint))["global_step"] == last.global_step > 0
 
 
@@ -56,6 +57,7 @@ def test_sigterm_on_a_live_terminal_saves_and_restores_the_terminal(tmp_path: Pa
         app.kill()
     last = read_events(run)[-1]
     assert isinstance(last, ev.Finished) and last.reason == "stopped" and last.checkpoint
+    assert last.cause == "SIGTERM"
 
 
 def test_ssh_drop_with_on_hangup_detach_keeps_training(tmp_path: Path) -> None:

@@ -6,7 +6,15 @@ import threading
 
 import pytest
 
-from engine.run.controls import COMMANDS, STOPPED_FROM_A_DASHBOARD, Command, Controls, command_in, message
+from engine.run.controls import (
+    COMMANDS,
+    STOPPED_FROM_A_DASHBOARD,
+    Command,
+    Controls,
+    cause_in,
+    command_in,
+    message,
+)
 
 
 def test_one_shot_requests_are_taken_once_and_a_stop_stays() -> None:
@@ -54,7 +62,12 @@ def test_a_paused_trainer_wakes_for_a_stop_from_another_thread() -> None:
 
 def test_every_command_travels_as_one_message_and_back() -> None:
     for name in COMMANDS:
-        assert command_in(message(name)) == name
+        assert command_in(message(name)) == name and cause_in(message(name)) == ""
+    said = message(Command.STOP_SAVE, "terminal hung up")
+    assert command_in(said) == "stop_save" and cause_in(said) == "terminal hung up"
+    c = Controls()
+    c.apply(command_in(said) or "", cause_in(said))
+    assert c.stop_cause == "terminal hung up"
     assert command_in({"command": 3}) is None and command_in(["pause"]) is None
     with pytest.raises(ValueError):
         message("reboot")

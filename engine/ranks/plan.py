@@ -91,9 +91,9 @@ RANK_CONFIG = "CIFAR_TUI_RANK_CONFIG"
 
 def rank_environment(cfg: TrainConfig) -> dict[str, str]:
     """This process's environment plus ``cfg``, resolved and checked once by the launcher, with
-    the one run directory every rank writes (:func:`launch_run_dir`)."""
-    resolved = cfg.with_overrides(run_dir=launch_run_dir(cfg))
-    return {**os.environ, RANK_CONFIG: json.dumps(resolved.to_dict())}
+    the one run directory every rank writes already fixed in it (:func:`launch_run_dir`)."""
+    assert cfg.run_dir, "fix the run directory first (launch_run_dir): every rank must name the same one"
+    return {**os.environ, RANK_CONFIG: json.dumps(cfg.to_dict())}
 
 
 def rank_config() -> TrainConfig | None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from enum import Enum
+
+from engine.run.events import WireName
 
 
-class Command(str, Enum):
+class Command(WireName):
     """What a dashboard (or a signal) asks of a running trainer. On both channels (the child's
     pipe and the control socket) a command travels as :func:`message`."""
 
@@ -22,9 +23,6 @@ class Command(str, Enum):
     EVALUATE = "evaluate"
     STOP = "stop"
     STOP_SAVE = "stop_save"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 COMMANDS = tuple(c.value for c in Command)

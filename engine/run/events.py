@@ -24,7 +24,17 @@ class Event:
     t: float = field(default_factory=time.time, kw_only=True)
 
 
-class Phase(str, Enum):
+class WireName(str, Enum):
+    """A name that travels as a plain string (JSON, a pickled dict) and prints as one."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class Phase(WireName):
     """The phases of a run, as ``Status.state`` names them on the wire (plain strings there)."""
 
     STARTING = "starting"
@@ -41,16 +51,6 @@ class Phase(str, Enum):
     FINISHED = "finished"
     STOPPED = "stopped"
     FAILED = "failed"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
-
-    @property
-    def ended(self) -> bool:
-        return self in (Phase.FINISHED, Phase.STOPPED, Phase.FAILED)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ not: nothing there can fail)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from engine.ranks.plan import RANK_CONFIG, launch_run_dir, rank_environment, torchrun_command
+from engine.ranks.plan import launch_run_dir, rank_environment, torchrun_command
 from engine.run import events as ev
 from engine.run import stop_signals
 from engine.run.config import TrainConfig
@@ -53,11 +52,10 @@ def start_torchrun(
     """Start ``nproc`` ranks under torchrun, in a session of their own, each reading ``cfg`` (the
     caller resolved and checked it: check_target, distributed_problem, preflight); the one run
     directory they write, and the torchrun process."""
-    env = rank_environment(cfg)
-    command = torchrun_command(nproc, max_restarts)
-    return Path(json.loads(env[RANK_CONFIG])["run_dir"]), subprocess.Popen(
-        command, env=env, start_new_session=True, **popen
-    )
+    cfg = cfg.with_overrides(run_dir=launch_run_dir(cfg))  # once: a new default name has a timestamp
+    launcher = subprocess.Popen(torchrun_command(nproc, max_restarts), env=rank_environment(cfg),
+                                start_new_session=True, **popen)  # fmt: skip
+    return Path(cfg.run_dir), launcher
 
 
 def run_distributed(nproc: int, cfg: TrainConfig, max_restarts: int = 0) -> int:
@@ -82,7 +80,8 @@ def run_distributed(nproc: int, cfg: TrainConfig, max_restarts: int = 0) -> int:
 def start_ranks(nproc: int, cfg: TrainConfig, max_restarts: int) -> tuple[Path, Path] | int:
     """Start the ranks in the background (their output in RUN_DIR.torchrun.log beside the run);
     (run directory, log) once rank 0 has started the run, else the launch's exit code."""
-    run_dir = Path(launch_run_dir(cfg))
+    cfg = cfg.with_overrides(run_dir=launch_run_dir(cfg))  # fixed here: the log and the tail name it too
+    run_dir = Path(cfg.run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = run_dir.with_name(run_dir.name + ".torchrun.log")
     events = run_dir / EVENTS

@@ -366,11 +366,11 @@ def test_each_rank_trains_the_config_the_launcher_resolved(tmp_path: Path, monke
     """The launcher resolves and checks the config once; every rank reads that config (with the
     one run directory the launcher fixed), not a command line parsed again; a rank that torchrun
     restarts goes on from the run's last checkpoint."""
-    from engine.ranks.plan import rank_config, rank_environment
+    from engine.ranks.plan import launch_run_dir, rank_config, rank_environment
     from engine.run.config import from_recipe
 
     cfg = from_recipe("tutorial", data="demo", epochs=3, runs_root=str(tmp_path))
-    env = rank_environment(cfg)
+    env = rank_environment(cfg.with_overrides(run_dir=launch_run_dir(cfg)))
     for name in ("WORLD_SIZE", "TORCHELASTIC_RESTART_COUNT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CIFAR_TUI_RANK_CONFIG", env["CIFAR_TUI_RANK_CONFIG"])

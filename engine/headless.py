@@ -17,59 +17,13 @@ from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import Controls
 from engine.run.errors import EXIT_CRASH, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UserError, exit_code
-from engine.run.events import Phase
-from engine.run.wording import event_lines, model_phrase, per_class_rows, percent, plural
+from engine.run.lines import LinePrinter
 
 
 def tolerant_output() -> None:
     """Printing never fails and never ends a run: not on a file name that is not valid UTF-8,
     nor on a closed pipe or a full disk (engine/run/console.py)."""
     console.install()
-
-
-QUIET_PHASES = (Phase.TRAINING, Phase.EVALUATING, Phase.SAVING, Phase.WAITING_FOR_ROOM, Phase.FAILED)
-"""Phases the headless lines do not announce: progress, evaluation and checkpoint lines say more."""
-
-
-class LinePrinter:
-    """Event sink printing one plain line per meaningful event: reads well in a log file."""
-
-    def __init__(self, out: TextIO | None = None) -> None:
-        self.out = out or sys.stdout
-        self.last_status = ""
-
-    def line(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
-
-    def __call__(self, e: ev.Event) -> None:
-        if isinstance(e, ev.Status):
-            if e.message and e.state not in QUIET_PHASES and e.message != self.last_status:
-                self.line(f"[{e.state}] {e.message}")
-                self.last_status = e.message
-        elif isinstance(e, ev.RunStarted):
-            c = e.config
-            self.line(
-                f"recipe {c['recipe']} | {model_phrase(c)} | batch {c['batch_size']} "
-                f"| {c['optimizer']} lr {c['lr']:g} momentum {c['momentum']:g} | {plural(int(c['epochs']), 'epoch')}"
-            )
-            cuda = f", CUDA {e.cuda_version}" if e.cuda_version and e.device.startswith("cuda") else ""
-            ranks = f" | {e.world_size} processes (data-parallel)" if e.world_size > 1 else ""
-            self.line(f"device {e.device} ({e.device_name}) | torch {e.torch_version}{cuda} | {e.num_threads} threads"
-                      f"{ranks}")  # fmt: skip
-            self.line(
-                f"data {e.data_source}: {e.train_size} train, {e.test_size} test, {len(e.class_names)} classes "
-                f"| loader {e.loader} | {e.steps_per_epoch} steps/epoch"
-            )
-        elif isinstance(e, ev.Progress) and e.interval_loss is not None:
-            self.line(f"[{e.epoch + 1}, {e.step:5d}] loss: {e.interval_loss:.3f}")  # the seed's own format
-        if not isinstance(e, ev.Failed):  # the caller prints a failure's one line
-            for level, text in event_lines(e):
-                self.line(text if level == "info" else f"[{level}] {text}")
-
-
-def per_class_lines(evaluation: ev.Evaluation) -> list[str]:
-    width = max(len(n) for n in evaluation.class_names)
-    return [f"  {name:<{width}}  {percent(acc):>7}  {mark}".rstrip() for name, acc, mark in per_class_rows(evaluation)]
 
 
 class _StoppedInSetup(BaseException):
@@ -86,16 +40,13 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
 
     controls = Controls()
     printer = LinePrinter(out)
-    final: list[ev.Evaluation] = []
     signals: list[int] = []
 
     failures: list[ev.Failed] = []
 
     def sink(e: ev.Event) -> None:
         printer(e)
-        if isinstance(e, ev.Evaluation):
-            final[:] = [e]
-        elif isinstance(e, ev.Failed):
+        if isinstance(e, ev.Failed):
             failures.append(e)
 
     trainer = Trainer(cfg, sink, controls)
@@ -140,10 +91,6 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
         return EXIT_CRASH
     finally:
         forget_output()
-    if final and finished.reason == "completed":
-        printer.line("per-class test accuracy:")
-        for row in per_class_lines(final[0]):
-            printer.line(row)
     if launched():  # the run ended as planned (its end saved or not): the launcher reports how, from
         return EXIT_OK  # the run's last event; a rank's failure here would make torchrun restart the group
     return exit_code(finished, signal=signals[0] if signals else 0)

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.headless import LinePrinter, run_headless
+from engine.headless import run_headless
 from engine.options import usage_error
 from engine.run.config import TrainConfig
 from engine.run.errors import exit_code
+from engine.run.lines import LinePrinter
 from engine.run.wording import event_lines, percent
 from engine.session.launch import last_end, run_distributed, start_ranks
 

@@ -62,6 +62,8 @@ class RunState:
     paused_at: float | None = None
     """Wall-clock time the trainer actually paused (from its Paused event)."""
     version: int = 0
+    _eta: float | None = None
+    _eta_elapsed: float = 0.0
     train_loss: Series = field(init=False)
     learning_rate: Series = field(init=False)
     test_loss: Series = field(init=False)
@@ -141,22 +143,36 @@ class RunState:
         )
         self.data_wait = e.data_wait
         self.elapsed = e.elapsed
+        self._update_eta(e.elapsed)
         self.train_loss.add(e.global_step, e.loss)
         self.learning_rate.add(e.global_step, e.lr)
 
     def eta_seconds(self) -> float | None:
-        """Remaining time. After a whole epoch, at the run's own average pace (training and
-        evaluation together, so it neither jumps at epoch boundaries nor forgets the evaluations);
-        before that, remaining steps at the current speed plus the remaining evaluations."""
-        if not self.steps_per_epoch or not self.images_per_sec or self.ended:
+        """Remaining time, at the run's own average pace over this session (training and
+        evaluation together once an epoch has ended, so it neither jumps at epoch boundaries nor
+        forgets the evaluations). Never from the speed of the last interval: that swings with
+        every slow batch. Within the first epoch the estimate also counts down between updates and
+        moves a fifth of the way to each new one, so a slow start settles instead of swinging."""
+        if self.ended or self._eta is None:
             return None
-        steps_left = (self.epochs - self.epoch) * self.steps_per_epoch - self.step
+        return self._eta
+
+    def _update_eta(self, elapsed: float) -> None:
         done = self.global_step - self.start_global_step
-        if self.epochs_done and done > 0 and self.elapsed > 0:
-            return max(0.0, steps_left * self.elapsed / done)
-        batch = int(self.config.get("batch_size", 0)) or 1
-        evals_left = self.epochs - self.epoch
-        return max(0.0, steps_left * batch / self.images_per_sec + evals_left * (self.eval_seconds or 0.0))
+        if not self.steps_per_epoch or done < 2 or elapsed <= 0:
+            return  # the first steps carry start-up costs (workers, allocations): no pace yet
+        steps_left = max(0, (self.epochs - self.epoch) * self.steps_per_epoch - self.step)
+        raw = steps_left * elapsed / done
+        if self.epochs_done:
+            self._eta = raw
+        else:
+            raw += (self.epochs - self.epoch) * (self.eval_seconds or 0.0)
+            if self._eta is None:
+                self._eta = raw
+            else:
+                counted_down = max(0.0, self._eta - (elapsed - self._eta_elapsed))
+                self._eta = counted_down + 0.2 * (raw - counted_down)
+        self._eta_elapsed = elapsed
 
     def drain_log(self) -> list[tuple[str, str]]:
         entries, self.log = self.log, []

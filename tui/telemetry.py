@@ -5,6 +5,7 @@ never blocks drawing; the device pane (``tui/widgets/device.py``) only shows a s
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,16 +113,37 @@ def _read_one(nvml: Any, h: Any, uuid: str, pids: Collection[int]) -> GpuSample:
 def sample_device(pid: int | None, gpus: NvmlReader | None, uuids: list[str], index: int = 0,
                   gpu_pids: Collection[int] = ()) -> DeviceSample:  # fmt: skip
     """Process facts of the trainer ``pid``, and its GPUs when ``gpus`` (a reader) is given, where the
-    memory of ``pid`` and ``gpu_pids`` (the other ranks of a data-parallel run) is this run's."""
+    memory of ``pid`` and ``gpu_pids`` (the other ranks of a data-parallel run) is this run's. CPU,
+    memory and threads are summed over the run's processes: the trainer, the other ranks and
+    their children (data-loader workers), so a 2-process run shows both ranks at work."""
     sample = DeviceSample()
     if gpus is not None:
         sample.gpus, sample.nvml_error = gpus.read({*gpu_pids, *([pid] if pid is not None else [])}, uuids, index)
     if pid is not None:
         with contextlib.suppress(Exception):
-            import psutil
-
-            proc = psutil.Process(pid)
-            sample.process_cpu = proc.cpu_percent(interval=0.2)  # not inside oneshot(): it caches cpu times
-            sample.process_rss = proc.memory_info().rss
-            sample.process_threads = proc.num_threads()
+            procs = _run_processes([pid, *gpu_pids])
+            for proc in procs:
+                with contextlib.suppress(Exception):
+                    proc.cpu_percent(None)  # starts the measurement (not inside oneshot(): it caches times)
+            time.sleep(0.2)
+            cpu = rss = threads = 0
+            for proc in procs:
+                with contextlib.suppress(Exception):
+                    cpu += proc.cpu_percent(None)
+                    rss += proc.memory_info().rss
+                    threads += proc.num_threads()
+            sample.process_cpu, sample.process_rss, sample.process_threads = float(cpu), rss, threads
     return sample
+
+
+def _run_processes(pids: list[int]) -> list[Any]:
+    """The live processes among ``pids`` and all their descendants, each once."""
+    import psutil
+
+    found: dict[int, Any] = {}
+    for pid in pids:
+        with contextlib.suppress(Exception):
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                found.setdefault(p.pid, p)
+    return list(found.values())

@@ -88,9 +88,15 @@ def event_lines(e: ev.Event) -> list[tuple[str, str]]:
     if isinstance(e, ev.Paused | ev.Resumed):
         return [("info", f"{'paused' if isinstance(e, ev.Paused) else 'resumed'} at step {e.global_step}")]
     if isinstance(e, ev.Finished):
+        # Best of the epoch ends; a run stopped before its first one may still have an evaluate-now result.
+        best = e.best_accuracy if e.best_accuracy is not None else e.test_accuracy
+        accuracy = (
+            "no test accuracy yet"
+            if best is None
+            else f"test accuracy {percent(e.test_accuracy)} (best {percent(best)})"
+        )
         lines = [("info", f"{e.reason}{f' ({e.cause})' if e.cause else ''}: {plural(e.epochs_done, 'epoch')}, "
-                  f"test accuracy {percent(e.test_accuracy)} (best {percent(e.best_accuracy)}) in {duration(e.seconds)}"
-                  + (f" | checkpoint {e.checkpoint}" if e.checkpoint else ""))]  # fmt: skip
+                  f"{accuracy} in {duration(e.seconds)}" + (f" | checkpoint {e.checkpoint}" if e.checkpoint else ""))]  # fmt: skip
         if e.unsaved:
             lines.append(("error", f"{e.unsaved}: this run's end is in no checkpoint; the last good one is "
                                    f"{e.checkpoint or 'none'}"))  # fmt: skip

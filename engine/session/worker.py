@@ -17,6 +17,7 @@ from engine.run import console
 from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import COMMANDS, STOPPED_FROM_A_DASHBOARD, Command, Controls, cause_in, command_in
+from engine.run.lines import LinePrinter
 from engine.session.child import DETACH
 
 
@@ -114,12 +115,18 @@ def train_for_dashboard(conn: Connection) -> int:
             stop(save=not told_to_stop.is_set(), cause="dashboard gone")
 
     channel = EventChannel(conn, dashboard_gone)
+    printer = LinePrinter()  # once detached, stdout is output.log: the headless lines go there
+    started: list[ev.RunStarted] = []
 
     def send(event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
             run_dir.append(Path(event.run_dir))
+            started[:] = [event]
         if detached.is_set():
-            return  # nobody listens any more: the events are in events.jsonl
+            printer(event)  # nobody listens any more: output.log is what `tail -f` shows
+            return
+        if isinstance(event, ev.Evaluation):
+            printer.last_evaluation = event  # the per-class lines at the end, when it ends detached
         channel.put(ev.to_dict(event))
         if isinstance(event, ev.RunStarted) and detach_wanted.is_set():
             threading.Thread(target=detach, daemon=True).start()
@@ -141,6 +148,8 @@ def train_for_dashboard(conn: Connection) -> int:
         os.dup2(fd, 2)
         os.close(fd)
         trainer.emit(ev.Detached(os.getpid(), str(log)))
+        printer(started[0])  # what is training, as the headless lines begin
+        printer.line(f"detached from the dashboard (pid {os.getpid()}); events also in {run_dir[0] / 'events.jsonl'}")
         detached.set()
 
     def stop(save: bool, cause: str) -> None:

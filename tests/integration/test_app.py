@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
@@ -188,6 +189,28 @@ def test_eta_follows_the_runs_own_pace_across_an_epoch_boundary() -> None:
     eta = state.eta_seconds()
     pace = (spe / 10 + 3.5) / (spe + 1)  # the run's own seconds per step, evaluation included
     assert eta is not None and abs(eta - (9 * spe - 1) * pace) < 1.0
+
+
+def test_eta_of_a_steady_run_does_not_swing_with_noisy_interval_speeds() -> None:
+    """Interval speeds swing 20x (a slow batch, a fast one) on a run whose pace is steady: the ETA
+    moves smoothly down, and the elapsed figure stays the run's own."""
+    from engine.run import events as ev
+    from tests.helpers.scripted import run_started
+    from tui.state import RunState
+
+    state = RunState()
+    state.apply(run_started(tutorial_config()))  # 10 epochs
+    spe = state.steps_per_epoch
+    etas = []
+    for i, step in enumerate(range(10, spe, 10)):
+        speed = 100.0 if i % 2 else 2000.0
+        state.apply(ev.Progress(epoch=0, epochs=10, step=step, steps_per_epoch=spe, global_step=step, loss=1.0,
+                                lr=0.001, images_per_sec=speed, data_wait=0.0, elapsed=step / 10))  # fmt: skip
+        etas.append(state.eta_seconds())
+    assert all(eta is not None for eta in etas)
+    for before, after in itertools.pairwise(etas):
+        assert after <= before and before - after < 0.1 * before  # type: ignore[operator]
+    assert abs(etas[-1] - (10 * spe - (spe - 1) // 10 * 10) / 10) < 5  # type: ignore[operator]
 
 
 async def test_loss_axis_log_scale_and_smoothing_keys() -> None:

@@ -285,3 +285,15 @@ def test_the_trainer_keeps_a_summary_that_listing_reads_instead_of_the_events(
     assert (listed.name, listed.state, listed.epochs_done) == ("run", "finished", 2)
     assert listed.final_accuracy is not None and listed.config["epochs"] == 2
     assert 100 * listed.final_accuracy == pytest.approx(kept["curve"][-1][1])
+
+
+def test_a_detached_runs_output_log_holds_the_headless_lines(tmp_path: Path) -> None:
+    """`tail -f output.log` (what --detach and `d` point to) shows the run as headless would."""
+    run = tmp_path / "run"
+    assert detach_training(tiny_config(tmp_path, epochs=2, run_dir=str(run))) == 0
+    wait_until(lambda: any(isinstance(e, ev.Finished) for e in read_events(run)), 120, "the detached run's end")
+    wait_until(lambda: not trainer_alive(run), 30, "the detached trainer to exit")
+    log = (run / "output.log").read_text()
+    assert "recipe tutorial" in log and "detached from the dashboard" in log
+    assert "epoch 1/2" in log and "epoch 2/2" in log
+    assert "per-class test accuracy:" in log and "disc" in log

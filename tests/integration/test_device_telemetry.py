@@ -118,3 +118,27 @@ async def test_a_data_parallel_run_shows_every_gpu_and_its_process_count(monkeyp
                  "Card One mem 3.0 GiB this run · 7.0 GiB / 80.0 GiB card", "· 2 processes ·")  # fmt: skip
         await app_until(pilot, lambda: all(part in screen_text(app) for part in shown))
         await pilot.press("q")
+
+
+def test_cpu_and_memory_count_every_process_of_the_run() -> None:
+    """A launcher that only waits (torchrun) over busy ranks: the pane must not say 0% CPU."""
+    import subprocess
+
+    from tests.helpers.waiting import wait_until
+    from tui.telemetry import sample_device
+
+    busy = f"{sys.executable} -c 'while True: pass'"
+    launcher = subprocess.Popen(["sh", "-c", f"{busy} & {busy} & wait"])
+    try:
+        import psutil
+
+        wait_until(lambda: len(psutil.Process(launcher.pid).children()) == 2, 30, "two busy ranks")
+        alone = psutil.Process(launcher.pid)
+        sample = sample_device(launcher.pid, None, [])
+        assert sample.process_cpu is not None and sample.process_cpu > 20  # the waiting shell alone is ~0%
+        assert sample.process_rss is not None and sample.process_rss > alone.memory_info().rss
+    finally:
+        for child in psutil.Process(launcher.pid).children():
+            child.kill()
+        launcher.kill()
+        launcher.wait()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from engine.run.wording import plural
 from tui.format import mib
 from tui.telemetry import DeviceSample
 
@@ -19,7 +20,14 @@ class DevicePane(Static):
         t = Text()
         t.append(f"{device_name or device}", style="bold")
         t.append(f"  ({device})\n", style="dim")
-        versions = f"torch {torch_version}" + (f" · CUDA {cuda_version}" if cuda_version else "")
+        # A CUDA build on a machine without a GPU says what it could use, not what it is using.
+        on_gpu = device.startswith("cuda")
+        cuda = (
+            (f" · CUDA {cuda_version}" if on_gpu else f" · built for CUDA {cuda_version}, no GPU in use")
+            if cuda_version
+            else ""
+        )
+        versions = f"torch {torch_version}{cuda}"
         if sample and sample.gpus and device.startswith("cuda"):
             for g in sample.gpus:
                 if len(sample.gpus) > 1:
@@ -33,7 +41,7 @@ class DevicePane(Static):
         else:
             cpu = "--" if not sample or sample.process_cpu is None else f"{sample.process_cpu:.0f}%"
             rss = "--" if not sample or sample.process_rss is None else mib(sample.process_rss)
-            t.append(f"{threads} torch threads · trainer CPU {cpu} · RAM {rss}\n")
+            t.append(f"{plural(threads, 'torch thread')} · trainer CPU {cpu} · RAM {rss}\n")
             if device.startswith("cuda") and sample and sample.nvml_error:
                 t.append(f"GPU telemetry: {sample.nvml_error}\n", style="dim")
         t.append(versions, style="dim")

@@ -82,12 +82,15 @@ class ProgressPane(Static):
         )
         grid.add_row(f"step {step}/{spe}", ProgressBar(spe, step), percent(step / spe, 0))
         eta = state.eta_seconds()
+        # Live: training time (pauses left out, as the ETA counts). Ended: the run's own total, as
+        # the line below says it, so the two figures on screen never disagree.
+        elapsed = state.finished.seconds if state.finished is not None else state.elapsed
         loss = "--" if state.loss is None else f"{state.loss:.3f}"
         lr = "--" if state.lr is None else f"{state.lr:.2e}"
         stats = Text(
             f"{state.images_per_sec:,.0f} img/s · data wait {pct(state.data_wait, 0)}\n"
             f"loss {loss} · lr {lr}\n"
-            f"ETA {duration(eta) if eta is not None else '--'} · elapsed {duration(state.elapsed)}"
+            f"ETA {duration(eta) if eta is not None else '--'} · elapsed {duration(elapsed)}"
         )
         parts: list[object] = [head, grid, stats]
         if state.failed is not None:

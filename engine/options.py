@@ -149,6 +149,9 @@ def build_parser(
     g = p.add_argument_group("run")
     g.add_argument("--run-dir", help="run directory")
     g.add_argument("--runs-root", help="folder for new run directories")
+    g.add_argument("--name", help="what to call the run in lists (default: its folder's name); editable later")
+    g.add_argument("--tags", metavar="A,B", help="tags for finding the run again (commas or spaces)")
+    g.add_argument("--notes", metavar="TEXT", help="free text about the run")
     g.add_argument(
         "--resume", metavar="CHECKPOINT", help="continue from a checkpoint (same epoch, step and LR schedule)"
     )

@@ -37,8 +37,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(autouse=True)
 def isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never touch the user's caches; never download (TORCH_HOME is empty)."""
+    """Never touch the user's caches or run index; never download (TORCH_HOME is empty). Each test
+    has an index of its own: the runs it starts are the runs it finds."""
     cache = tmp_path_factory.getbasetemp() / "cache"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
 

@@ -1,6 +1,6 @@
 """The ``cifar-tui`` command: the dashboard by default, ``--headless`` for plain log lines,
-``--detach`` to train in the background, and the ``attach``, ``runs``, ``export`` and ``serve``
-subcommands."""
+``--detach`` to train in the background; the ``attach``, ``runs``, ``export`` and ``serve``
+subcommands; ``stop|pause|resume|save|evaluate RUN`` and ``label|archive|delete RUN``."""
 
 from __future__ import annotations
 
@@ -15,9 +15,17 @@ from engine.run import console
 from engine.run.errors import EXIT_CRASH, UserError
 from tui.launcher import run_training
 from tui.options import dashboard_parser
+from tui.run_commands import (
+    CONTROL_COMMANDS,
+    MANAGE_COMMANDS,
+    archive_main,
+    control_main,
+    delete_main,
+    label_main,
+)
 from tui.subcommands import attach_main, export_main, os_error_line, runs_main
 
-SUBCOMMANDS = ("attach", "runs", "export", "serve")
+SUBCOMMANDS = ("attach", "runs", "export", "serve", *CONTROL_COMMANDS, *MANAGE_COMMANDS)
 
 
 def _subcommand(name: str) -> Callable[[list[str]], int]:
@@ -25,7 +33,10 @@ def _subcommand(name: str) -> Callable[[list[str]], int]:
         from tui.serve import serve_main
 
         return serve_main
-    return {"attach": attach_main, "runs": runs_main, "export": export_main}[name]
+    if name in CONTROL_COMMANDS:
+        return lambda argv: control_main(name, argv)
+    return {"attach": attach_main, "runs": runs_main, "export": export_main, "label": label_main,
+            "archive": archive_main, "delete": delete_main}[name]  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -211,9 +211,9 @@ def serve_main(argv: list[str]) -> int:
     from engine.cli import launch_plan
     from engine.options import OneLineParser, path_arg
     from engine.options import usage_error as fail
+    from engine.run.catalog import NoSuchRun, choose_run
     from engine.run.errors import UserError
     from engine.run.rundir import EVENTS
-    from engine.run.summary import latest_run
     from tui.launcher import start_in_background
     from tui.options import dashboard_parser
 
@@ -227,7 +227,7 @@ def serve_main(argv: list[str]) -> int:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--runs-root", default="runs", type=path_arg("--runs-root"))
+    p.add_argument("--runs-root", type=path_arg("--runs-root"), help="look only in this runs folder")
     p.add_argument("--refresh", type=float, default=1.0, help="plot redraws per second in each tab")
     # RUN_DIR only in first place: a positional would otherwise take a training option's value.
     run_arg = argv[0] if argv and not argv[0].startswith("-") else None
@@ -257,10 +257,10 @@ def serve_main(argv: list[str]) -> int:
             return started
         run_dir = started
     else:
-        found = Path(args.run_dir) if args.run_dir else latest_run(Path(args.runs_root))
-        if found is None:
-            return fail(f"no runs under {args.runs_root}/; start one: cifar-tui serve --data demo")
-        run_dir = found
+        try:
+            run_dir = choose_run(args.run_dir, [Path(args.runs_root)] if args.runs_root else None)
+        except NoSuchRun as exc:
+            return fail(f"{exc}; or start one: cifar-tui serve --data demo")
     if not (run_dir / EVENTS).is_file():
         return fail(f"{run_dir} holds no run (no {EVENTS})")
     return serve_run(run_dir, args)

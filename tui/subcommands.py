@@ -10,6 +10,7 @@ from pathlib import Path
 from engine.options import OneLineParser, path_arg, usage_error
 from engine.run.config import TrainConfig
 from engine.run.rundir import CONFIG, EVENTS
+from engine.run.summary import RunSummary
 from tui.launcher import run_app, served
 
 
@@ -22,21 +23,22 @@ def os_error_line(exc: OSError) -> str:
 
 def attach_main(argv: list[str]) -> int:
     p = OneLineParser(prog="cifar-tui attach", description="Open the dashboard on a live or finished run.")
-    p.add_argument("run_dir", nargs="?", type=path_arg("RUN_DIR"),
-                   help="run directory (default: the latest under --runs-root)")  # fmt: skip
-    p.add_argument("--runs-root", default="runs", type=path_arg("--runs-root"))
+    p.add_argument("run_dir", nargs="?", metavar="RUN", help="run directory or a run's name (default: the live "
+                   "run, or the newest; runs are found in ./runs and in the index of runs you started)")  # fmt: skip
+    p.add_argument("--runs-root", type=path_arg("--runs-root"), help="look only in this runs folder")
     p.add_argument("--refresh", type=float, default=1.0)
     args = p.parse_args(argv)
-    from engine.run.summary import latest_run
-
-    run_dir = Path(args.run_dir) if args.run_dir else latest_run(Path(args.runs_root))
-    if run_dir is None:
-        return usage_error(f"no runs under {args.runs_root}/ (start one, or give a run directory)")
-    if not (run_dir / EVENTS).is_file():
-        return usage_error(f"{run_dir} holds no run (no events.jsonl)")
     if not 0 < args.refresh <= 30:
         return usage_error("--refresh must be > 0 and <= 30")
-    if not (sys.stdout.isatty() and sys.stdin.isatty()) and not served():
+    from engine.run.catalog import NoSuchRun, choose_run
+
+    terminal = sys.stdout.isatty() and sys.stdin.isatty()
+    try:
+        run_dir = choose_run(args.run_dir, [Path(args.runs_root)] if args.runs_root else None,
+                             ask=ask_which if terminal and not served() else None)  # fmt: skip
+    except NoSuchRun as exc:
+        return usage_error(str(exc))
+    if not terminal and not served():
         return usage_error("attach needs a terminal (or a browser: cifar-tui serve)")
     from engine.session.attached import AttachedSession
     from tui.app import make_app
@@ -45,6 +47,17 @@ def attach_main(argv: list[str]) -> int:
     return run_app(
         lambda guard: make_app(cfg, lambda _cfg: AttachedSession(run_dir), refresh_hz=args.refresh, guard=guard)
     )
+
+
+def ask_which(runs: list[RunSummary]) -> RunSummary | None:
+    """Several live runs and no name given: list them and read a number (None: none chosen)."""
+    for i, r in enumerate(runs, 1):
+        print(f"  {i}. {r.title}  ({r.state}, epoch {r.epochs_done}/{r.epochs})  {r.path}")
+    try:
+        answer = input(f"attach to which run? [1-{len(runs)}] ").strip()
+    except EOFError:
+        return None
+    return runs[int(answer) - 1] if answer.isdigit() and 1 <= int(answer) <= len(runs) else None
 
 
 def _run_config(run_dir: Path) -> TrainConfig:
@@ -57,35 +70,66 @@ def _run_config(run_dir: Path) -> TrainConfig:
         return TrainConfig()
 
 
-def runs_main(argv: list[str]) -> int:
-    p = OneLineParser(prog="cifar-tui runs", description="List the runs in the runs folder.")
-    p.add_argument("--runs-root", default="runs", type=path_arg("--runs-root"))
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    args = p.parse_args(argv)
-    from engine.run.summary import list_runs, runs_json
-    from engine.run.wording import duration, percent
+SORTS = {
+    "started": lambda r: r.started or 0.0,
+    "best": lambda r: -1.0 if r.best_accuracy is None else r.best_accuracy,
+    "name": lambda r: r.title.lower(),
+    "duration": lambda r: r.duration or 0.0,
+    "state": lambda r: r.state,
+}
 
-    root = Path(args.runs_root)
-    if root.exists() and not root.is_dir():
+
+def runs_main(argv: list[str]) -> int:
+    p = OneLineParser(prog="cifar-tui runs", description="List your runs: those in ./runs and every run you "
+                      "started elsewhere (kept in an index: ~/.local/state/cifar-tui/runs.jsonl).")  # fmt: skip
+    p.add_argument("--runs-root", type=path_arg("--runs-root"), help="list only this runs folder")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--all", action="store_true", help="archived runs too")
+    p.add_argument("--state", help="only runs in this state: running, paused, finished, stopped, failed")
+    p.add_argument("--recipe", help="only runs of this recipe")
+    p.add_argument("--data", help="only runs whose data contains this text")
+    p.add_argument("--match", metavar="TEXT", help="only runs with TEXT in their name, tags or notes")
+    p.add_argument("--sort", choices=sorted(SORTS), default="started", help="order (default: started)")
+    p.add_argument("--reverse", action="store_true", help="reverse the order")
+    args = p.parse_args(argv)
+    from engine.run.catalog import find_runs
+    from engine.run.summary import runs_json
+    from engine.run.wording import distinct, duration, percent
+
+    root = Path(args.runs_root) if args.runs_root else None
+    if root is not None and root.exists() and not root.is_dir():
         return usage_error(f"--runs-root {root} is not a folder")
-    runs = list_runs(root)
+    runs = [r for r in find_runs([root] if root else None) if _wanted(r, args)]
+    runs.sort(key=SORTS[args.sort], reverse=args.reverse)  # type: ignore[arg-type]
     if args.json:
         print(runs_json(runs))
         return 0
     if not runs:
-        print(f"no runs under {args.runs_root}/")
+        print(f"no runs under {root}/" if root else "no runs yet (or none that match)")
         return 0
-    header = f"{'name':<40} {'state':<9} {'recipe':<9} {'data':<16} {'epochs':>7} {'best acc':>8}  {'started':<16} {'duration':>8}"
-    print(header)
-    for r in runs:
+    names = distinct([r.title for r in runs], 32)
+    print(f"{'name':<32} {'state':<9} {'recipe':<9} {'data':<14} {'epochs':>7} {'best acc':>8}  {'started':<16} "
+          f"{'duration':>8}  tags / folder")  # fmt: skip
+    home = str(Path.home())
+    for name, r in zip(names, runs, strict=True):
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
-        best = percent(r.best_accuracy, missing="--")
-        dur = duration(r.duration)
-        data = r.data if len(r.data) <= 16 else "…" + r.data[-15:]
-        print(
-            f"{r.name[:40]:<40} {r.state:<9} {r.recipe:<9} {data:<16} {f'{r.epochs_done}/{r.epochs}':>7} {best:>8}  {started:<16} {dur:>8}"
-        )
+        data = r.data if len(r.data) <= 14 else "…" + r.data[-13:]
+        where = r.path.replace(home, "~", 1) if r.path.startswith(home + "/") else r.path
+        tags = " ".join(f"#{t}" for t in r.tags) + ("  [archived]" if r.archived else "")
+        print(f"{name:<32} {r.state:<9} {r.recipe:<9} {data:<14} {f'{r.epochs_done}/{r.epochs}':>7} "
+              f"{percent(r.best_accuracy, missing='--'):>8}  {started:<16} {duration(r.duration):>8}  "
+              f"{(tags + '  ') if tags else ''}{where}")  # fmt: skip
     return 0
+
+
+def _wanted(r: RunSummary, args: argparse.Namespace) -> bool:
+    return (
+        (args.all or not r.archived)
+        and (args.state is None or r.state == args.state)
+        and (args.recipe is None or r.recipe == args.recipe)
+        and (args.data is None or args.data.lower() in r.data.lower())
+        and (args.match is None or r.matches(args.match))
+    )
 
 
 def export_main(argv: list[str]) -> int:

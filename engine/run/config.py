@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.run.errors import ConfigError
+from engine.run.label import check_name, check_notes, check_tags
 from engine.run.recipes import RECIPES
 
 #: torchvision classification models known to work with head replacement at small sizes.
@@ -133,6 +134,12 @@ class TrainConfig:
     run_dir: str = ""
     """Run directory; empty means a new folder under ``runs_root``."""
     runs_root: str = "runs"
+    name: str = ""
+    """What to call the run in lists (empty: its folder's name); kept in label.json, editable later."""
+    tags: str = ""
+    """Tags, separated by commas or spaces (label.json)."""
+    notes: str = ""
+    """Free text about the run (label.json)."""
     resume: str = ""
     """Checkpoint to continue from."""
     overwrite: bool = False
@@ -187,6 +194,7 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {
     "device": (RUNS, True), "log_every": (RUNS, True), "data_dir": (RUNS, True), "resume": (RUNS, True),
     "keep": (RUNS, True), "rank_timeout": (RUNS, True),
     "progress_hz": (WRITTEN, True), "run_dir": (WRITTEN, True), "runs_root": (WRITTEN, True),
+    "name": (WRITTEN, True), "tags": (WRITTEN, True), "notes": (WRITTEN, True),
     "overwrite": (WRITTEN, True), "save_wait": (WRITTEN, True), "explicit": (WRITTEN, True),
 }  # fmt: skip
 """Every option's kind, and whether it may differ from a checkpoint's config when resuming
@@ -244,6 +252,12 @@ def path_kind(option: str, value: str) -> str:
 
 def validate(cfg: TrainConfig) -> None:
     """Raise ConfigError with a one-line message for the first invalid value."""
+    for option, check, value in (("--name", check_name, cfg.name), ("--tags", check_tags, cfg.tags),
+                                 ("--notes", check_notes, cfg.notes)):  # fmt: skip
+        try:
+            check(value)  # type: ignore[operator]
+        except ValueError as exc:
+            raise ConfigError(f"{option}: {exc}") from None
     _check_range("epochs", cfg.epochs, 1, 100_000)
     _check_range("batch_size", cfg.batch_size, 1, 65_536)
     if cfg.batch_size < 2:

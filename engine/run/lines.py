@@ -10,7 +10,7 @@ from engine.run import events as ev
 from engine.run.events import Phase
 from engine.run.wording import event_lines, model_phrase, per_class_rows, percent, plural
 
-QUIET_PHASES = (Phase.TRAINING, Phase.EVALUATING, Phase.SAVING, Phase.WAITING_FOR_ROOM, Phase.FAILED)
+QUIET_PHASES = (Phase.TRAINING, Phase.EVALUATING, Phase.SAVING, Phase.WAITING_FOR_ROOM, Phase.PAUSED, Phase.FAILED)
 """Phases the headless lines do not announce: progress, evaluation and checkpoint lines say more."""
 
 

@@ -22,6 +22,8 @@ from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.errors import RunDirError
 from engine.run.fileio import atomic_write_json, atomic_write_text
+from engine.run.index import remember
+from engine.run.label import LABEL, check_name, check_notes, check_tags, read_label, write_label
 
 EVENTS = "events.jsonl"
 CONFIG = "config.json"
@@ -41,6 +43,8 @@ def _slug(text: str) -> str:
 
 def default_run_dir(cfg: TrainConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    if cfg.name:
+        return Path(cfg.runs_root) / f"{stamp}-{_slug(cfg.name)}"
     return Path(cfg.runs_root) / f"{stamp}-{_slug(cfg.recipe)}-{_slug(cfg.data)}"
 
 
@@ -91,6 +95,17 @@ def write_mark(path: Path) -> None:
         atomic_write_text(path / MARK, _MARK_TEXT)
 
 
+def label_run(path: Path, cfg: TrainConfig) -> None:
+    """Write what the run was called at its start (a resume's --name/--tags/--notes replace those parts)."""
+    if not (cfg.name or cfg.tags or cfg.notes):
+        return
+    label = read_label(path)
+    label.name = check_name(cfg.name) if cfg.name else label.name
+    label.tags = check_tags(cfg.tags) if cfg.tags else label.tags
+    label.notes = check_notes(cfg.notes) if cfg.notes else label.notes
+    write_label(path, label)
+
+
 def check_run_dir(path: Path, *, resuming_here: bool, overwrite: bool, owned: bool = False) -> None:
     """Refuse a run directory that already holds a run (unless resuming into it or told to
     overwrite), a folder of other files, and a run that a live trainer owns."""
@@ -107,7 +122,7 @@ def check_run_dir(path: Path, *, resuming_here: bool, overwrite: bool, owned: bo
             if owner is not None:
                 raise RunDirError(f"run directory {path} is in use by a live trainer (pid {owner}); "
                                   "watch it with: cifar-tui attach " + str(path))  # fmt: skip
-        elif path.is_dir() and any(p.name not in (RunDirLock.NAME, MARK) for p in path.iterdir()):
+        elif path.is_dir() and any(p.name not in (RunDirLock.NAME, MARK, LABEL) for p in path.iterdir()):
             raise RunDirError(f"{path} is a folder of other files, not a run directory; give a new or empty --run-dir")
     except OSError as exc:
         raise RunDirError(f"cannot use run directory {path}: {exc.strerror or exc}") from exc
@@ -215,11 +230,13 @@ class RunDirSink:
             if not self.unique:  # it may have changed hands since the first check
                 check_run_dir(self.path, resuming_here=self.resuming_here, overwrite=self.overwrite, owned=True)
             if self.overwrite and not config.resume:
-                for name in (EVENTS, CONFIG, SUMMARY):
+                for name in (EVENTS, CONFIG, SUMMARY, LABEL):
                     (self.path / name).unlink(missing_ok=True)
                 shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)
             write_mark(self.path)
             atomic_write_json(self.path / CONFIG, config.to_dict())
+            label_run(self.path, config)
+            remember(self.path)
             self._file = self._open_events()
             self._good_size = self._file.seek(0, os.SEEK_END)
             self._opened = True

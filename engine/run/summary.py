@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from engine.run import events as ev
 from engine.run.control_socket import trainer_alive
 from engine.run.fileio import atomic_write_json
+from engine.run.label import read_label
 from engine.run.rundir import EVENTS, SUMMARY, read_events
 
 # Events after which the trainer rewrites summary.json (not progress: that is every few steps).
@@ -40,6 +42,20 @@ class RunSummary:
     final_accuracy: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
     curve: list[tuple[float, float]] = field(default_factory=list)  # (epoch, test accuracy %)
+    title: str = ""  # what a person called it (label.json), else the folder's name
+    tags: list[str] = field(default_factory=list)
+    notes: str = ""
+    archived: bool = False
+
+    def __post_init__(self) -> None:
+        self.title = self.title or self.name
+
+    def matches(self, text: str) -> bool:
+        """Whether ``text`` (case-insensitive) is in the title, folder name, a tag, the notes,
+        the recipe or the data."""
+        t = text.lower()
+        return any(t in part.lower() for part in (self.title, self.name, self.notes, self.recipe, self.data,
+                                                  *self.tags))  # fmt: skip
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -113,13 +129,16 @@ class SummaryFold:
         state = self.status
         if state in ("running", "paused") and not trainer_alive(run_dir):
             state = "stopped"  # the process died without a final report (kill -9, reboot)
+        label = read_label(run_dir)
         return RunSummary(
             name=run_dir.name, path=str(run_dir), state=state,
             recipe=str(self.config.get("recipe", "?")), data=str(self.config.get("data", "?")),
             epochs_done=self.epochs_done, epochs=int(self.config.get("epochs", 0)),
             best_accuracy=self.best, started=self.started,
-            duration=None if self.started is None or self.last_t is None else self.last_t - self.started,
+            duration=None if self.started is None or self.last_t is None else
+            (time.time() if state in ("running", "paused") else self.last_t) - self.started,  # a live run: until now
             final_accuracy=self.final, config=self.config, curve=sorted(self.curve.items()),
+            title=label.name, tags=label.tags, notes=label.notes, archived=label.archived,
         )  # fmt: skip
 
 
@@ -185,14 +204,6 @@ def list_runs(root: Path) -> list[RunSummary]:
         return []
     runs = [safe_summary(p) for p in folders]
     return sorted((r for r in runs if r is not None), key=lambda r: (r.started or 0.0, r.name))
-
-
-def latest_run(root: Path) -> Path | None:
-    try:
-        candidates = [p for p in root.iterdir() if (p / EVENTS).is_file()] if root.is_dir() else []
-        return max(candidates, key=lambda p: (p / EVENTS).stat().st_mtime, default=None)
-    except OSError:
-        return None
 
 
 def runs_json(runs: list[RunSummary]) -> str:

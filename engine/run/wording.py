@@ -114,3 +114,39 @@ def per_class_rows(evaluation: ev.Evaluation) -> list[tuple[str, float, str]]:
         (name, acc, "best" if acc == best else "worst" if acc == worst else "")
         for name, acc in zip(evaluation.class_names, evaluation.per_class)
     ]
+
+
+def distinct(names: list[str], width: int) -> list[str]:
+    """``names`` cut to ``width`` characters without losing where they differ: the part they all
+    start with goes first (shown as …), then, if cutting the end would make two look the same,
+    the part they all end with; each at a ``-``/``_``/space boundary, so no word is split."""
+
+    def cut(items: list[str]) -> list[str]:
+        return [n if len(n) <= width else n[: width - 1] + "…" for n in items]
+
+    if all(len(n) <= width for n in names) or width < 4 or len(names) < 2:
+        return cut(names)
+    prefix = _boundary(_common_start(names), from_end=False)
+    out = ["…" + n[len(prefix) :] for n in names] if prefix else list(names)
+    if len(set(cut(out))) < len(set(names)):
+        suffix = _boundary(_common_start([n[::-1] for n in out])[::-1], from_end=True)
+        if suffix and all(len(n) > len(suffix) + 1 for n in out):
+            out = [n[: len(n) - len(suffix)] + "…" for n in out]
+    return cut(out)
+
+
+def _boundary(common: str, *, from_end: bool) -> str:
+    """``common`` trimmed to end (or, for a suffix, to start) at a separator, so no word is split."""
+    seps = "-_ /"
+    if from_end:
+        at = next((i for i, c in enumerate(common) if c in seps), None)
+        return common[at:] if at is not None else ""
+    at = max((i for i, c in enumerate(common) if c in seps), default=-1)
+    return common[: at + 1]
+
+
+def _common_start(texts: list[str]) -> str:
+    """The characters every one of ``texts`` starts with."""
+    first, last = min(texts), max(texts)
+    n = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), min(len(first), len(last)))
+    return first[:n]

@@ -21,8 +21,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
+from engine.run.catalog import find_runs
 from engine.run.config import NOT_COMPARED
-from engine.run.summary import RunSummary, list_runs
+from engine.run.summary import RunSummary
 from engine.run.wording import duration
 from tui.format import pct
 from tui.widgets.plots import percent_range
@@ -87,7 +88,10 @@ class RunsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"runs in {self.root}/ · space: select · t: curves/configs · r/esc: close", classes="hint")
+            yield Label(
+                "your runs (./runs, this run's folder, the index) · space: select · t: curves/configs · r/esc: close",
+                classes="hint",
+            )
             yield DataTable(cursor_type="row", zebra_stripes=True)
             yield Static(Text("reading runs…", style="dim"), id="overlay")
             with VerticalScroll(id="compare"):
@@ -101,7 +105,8 @@ class RunsScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True)
     def _read_runs(self) -> None:
-        runs = list_runs(self.root)  # summaries: small files, but a slow disk must not freeze the keys
+        # Summaries: small files, but a slow disk must not freeze the keys.
+        runs = [r for r in find_runs(also=(self.root,)) if not r.archived]
         self.app.call_from_thread(self._show_runs, runs)
 
     def _show_runs(self, runs: list[RunSummary]) -> None:
@@ -119,7 +124,7 @@ class RunsScreen(ModalScreen[None]):
             table.move_cursor(row=current_rows[0])
         self.loaded = True
         if not runs:
-            self.query_one("#overlay", Static).update(Text(f"no runs under {self.root}/", style="dim"))
+            self.query_one("#overlay", Static).update(Text("no runs yet", style="dim"))
             return
         self.call_after_refresh(self.draw)
 

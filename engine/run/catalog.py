@@ -1,0 +1,81 @@
+"""Finding runs: under a runs folder, and anywhere the per-user index (engine/run/index.py)
+knows of; naming one on a command line by its path, its folder name or its label's name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.run.index import indexed
+from engine.run.rundir import EVENTS
+from engine.run.summary import RunSummary, list_runs, safe_summary
+
+DEFAULT_ROOT = Path("runs")
+
+
+def find_runs(roots: list[Path] | None = None, also: tuple[Path, ...] = ()) -> list[RunSummary]:
+    """Runs under ``roots`` only; or, by default, under ./runs and ``also`` and every run in the
+    index. Each once, oldest first. Archived runs are included: the caller decides whether to show them."""
+    found: dict[Path, RunSummary] = {}
+    for root in roots if roots is not None else [DEFAULT_ROOT, *also]:
+        for run in list_runs(root):
+            found.setdefault(Path(run.path).resolve(), run)
+    for path in indexed() if roots is None else []:
+        key = path.resolve()
+        if key not in found and (path / EVENTS).is_file():
+            summary = safe_summary(path)
+            if summary is not None:
+                found[key] = summary
+    return sorted(found.values(), key=lambda r: (r.started or 0.0, r.name))
+
+
+class NoSuchRun(ValueError):
+    """A RUN argument that names no run, or more than one (the message says which)."""
+
+
+def resolve_run(text: str, roots: list[Path] | None = None) -> Path:
+    """The run directory ``text`` names: a path to one, or a folder name or label name of a known
+    run (exact, else a unique part of it). NoSuchRun with a one-line reason otherwise."""
+    path = Path(text)
+    if (path / EVENTS).is_file():
+        return path
+    runs = find_runs(roots)
+    for exact in ([r for r in runs if text in (r.name, r.title)],
+                  [r for r in runs if text.lower() in r.name.lower() or text.lower() in r.title.lower()]):  # fmt: skip
+        if len(exact) == 1:
+            return Path(exact[0].path)
+        if len(exact) > 1:
+            names = ", ".join(r.name for r in exact[:5]) + (" ..." if len(exact) > 5 else "")
+            raise NoSuchRun(f"{text!r} names {len(exact)} runs ({names}); give more of the name or the path")
+    if path.exists():
+        raise NoSuchRun(f"{text} holds no run (no {EVENTS})")
+    raise NoSuchRun(f"no run called {text!r} (cifar-tui runs lists them)")
+
+
+def live_runs(roots: list[Path] | None = None) -> list[RunSummary]:
+    return [r for r in find_runs(roots) if r.state in ("running", "paused")]
+
+
+def choose_run(text: str | None, roots: list[Path] | None = None, *, live_only: bool = False,
+               ask: Callable[[list[RunSummary]], RunSummary | None] | None = None) -> Path:  # fmt: skip
+    """The run a command is about: the one ``text`` names; without a name, the one live run (or
+    ``ask`` which, when several are live), else the newest run (unless ``live_only``).
+    NoSuchRun with a one-line reason when there is none to take."""
+    if text:
+        return resolve_run(text, roots)
+    runs = find_runs(roots)
+    live = [r for r in runs if r.state in ("running", "paused")]
+    if len(live) == 1:
+        return Path(live[0].path)
+    if len(live) > 1:
+        chosen = ask(live) if ask is not None else None
+        if chosen is None:
+            names = ", ".join(r.title for r in live[:5]) + (" ..." if len(live) > 5 else "")
+            raise NoSuchRun(f"{len(live)} runs are live ({names}); name one")
+        return Path(chosen.path)
+    if live_only:
+        raise NoSuchRun("no live run (cifar-tui runs lists them all)")
+    if not runs:
+        where = f"under {roots[0]}/" if roots else "in ./runs or in the index of runs you started"
+        raise NoSuchRun(f"no runs {where} (start one, or give a run directory)")
+    return Path(runs[-1].path)

@@ -1,0 +1,63 @@
+"""The per-user index of run directories, so that runs are found from any folder.
+
+After an SSH reconnect a user lands in ``~``, not in the folder they started the run from.
+Every run directory a trainer opens is recorded here (its absolute path, one JSON line each)
+in ``$XDG_STATE_HOME/cifar-tui/runs.jsonl`` (default ``~/.local/state/cifar-tui/runs.jsonl``).
+``attach``, ``runs``, ``serve``, the runs screen and the run commands read it together with
+``./runs``. Folders that are gone or no longer hold a run are skipped on reading, and
+dropped the next time the index is rewritten (a delete rewrites it).
+
+The index is a convenience: failing to write it never fails a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from engine.run.fileio import atomic_write_text
+
+INDEX_NAME = "runs.jsonl"
+
+
+def index_path() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "cifar-tui" / INDEX_NAME
+
+
+def remember(run_dir: Path) -> None:
+    """Record ``run_dir`` (one appended line: concurrent trainers never tear each other's)."""
+    with contextlib.suppress(OSError, RuntimeError):  # RuntimeError: no home folder to put it in
+        path = index_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = (json.dumps({"path": str(run_dir.resolve())}) + "\n").encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+def indexed() -> list[Path]:
+    """The recorded run directories, each once, in the order they were first recorded."""
+    try:
+        lines = index_path().read_bytes().splitlines()
+    except (OSError, RuntimeError):
+        return []
+    seen: dict[str, None] = {}
+    for line in lines:
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            path = json.loads(line).get("path")
+            if isinstance(path, str) and path:
+                seen.setdefault(path, None)
+    return [Path(p) for p in seen]
+
+
+def forget(run_dir: Path) -> None:
+    """Drop ``run_dir`` from the index (after a delete), and every entry whose folder is gone."""
+    with contextlib.suppress(OSError, RuntimeError):
+        gone = run_dir.resolve()
+        keep = [p for p in indexed() if p != gone and p.is_dir()]
+        atomic_write_text(index_path(), "".join(json.dumps({"path": str(p)}) + "\n" for p in keep))

@@ -1,0 +1,81 @@
+"""What a person calls a run: its name, tags and notes, and whether it is archived.
+
+Kept in the run directory's ``label.json``, apart from config.json (what the run trains with,
+never edited) so a label can change at any time, while the run trains or long after:
+``--name``/``--tag``/``--notes`` at the start, ``cifar-tui label RUN`` later.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from engine.run.fileio import atomic_write_json
+
+LABEL = "label.json"
+MAX_NAME, MAX_TAG, MAX_NOTES = 80, 40, 2000
+_TAG = re.compile(r"^[^\s,]+$")
+
+
+@dataclass
+class Label:
+    name: str = ""
+    tags: list[str] = field(default_factory=list)
+    notes: str = ""
+    archived: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def matches(self, text: str) -> bool:
+        """Whether ``text`` (case-insensitive) is in the name, a tag or the notes."""
+        t = text.lower()
+        return t in self.name.lower() or any(t in tag.lower() for tag in self.tags) or t in self.notes.lower()
+
+
+def check_name(name: str) -> str:
+    """A run name as given, stripped; ValueError (one line) when unusable."""
+    name = name.strip()
+    if len(name) > MAX_NAME or any(not c.isprintable() for c in name):
+        raise ValueError(f"a run name is at most {MAX_NAME} printable characters")
+    return name
+
+
+def check_tags(text: str) -> list[str]:
+    """Tags from ``a,b c`` (commas or spaces), each once; ValueError when one is unusable."""
+    tags: list[str] = []
+    for tag in re.split(r"[,\s]+", text.strip()):
+        if not tag:
+            continue
+        if len(tag) > MAX_TAG or not _TAG.match(tag) or not tag.isprintable():
+            raise ValueError(f"tag {tag[:MAX_TAG]!r}: at most {MAX_TAG} printable characters, no spaces or commas")
+        if tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def check_notes(notes: str) -> str:
+    if len(notes) > MAX_NOTES:
+        raise ValueError(f"notes are at most {MAX_NOTES} characters")
+    return notes.strip()
+
+
+def read_label(run_dir: Path) -> Label:
+    """The run's label; an empty one when it has none or it cannot be read (a label never hides a run)."""
+    try:
+        data = json.loads((run_dir / LABEL).read_bytes())
+        return Label(
+            name=str(data.get("name", "")),
+            tags=[str(t) for t in data.get("tags", []) if isinstance(t, str)],
+            notes=str(data.get("notes", "")),
+            archived=bool(data.get("archived", False)),
+        )
+    except (OSError, ValueError, AttributeError, TypeError):
+        return Label()
+
+
+def write_label(run_dir: Path, label: Label) -> None:
+    """Replace the label atomically (OSError when the folder refuses)."""
+    atomic_write_json(run_dir / LABEL, label.to_dict())

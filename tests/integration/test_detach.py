@@ -234,11 +234,21 @@ async def test_runs_screen_lists_runs_and_overlays_accuracy(tmp_path: Path) -> N
         assert table.cursor_row == 1  # type: ignore[attr-defined]  # the cursor starts on the run on screen
         await pilot.press("up", "space")
         await app_until(pilot, lambda: {Path(p).name for p in screen.selected} == {"first", "second"})
-        await app_until(pilot, lambda: all(w in screen_text(app) for w in ("test accuracy %", "first", "second")))
+        await app_until(pilot, lambda: all(w in screen_text(app) for w in ("accuracy %", "first", "second")))
+        accuracy_plot = str(screen.query_one("#overlay").render())
+        await pilot.press("v", "x")  # the loss, against steps
+        await app_until(pilot, lambda: "loss: test" in screen_text(app) and "x: step" in screen_text(app))
+        assert str(screen.query_one("#overlay").render()) != accuracy_plot
+        await pilot.press("x")
+        await app_until(pilot, lambda: "training time (min)" in screen_text(app))
+        await pilot.press("slash", *"first", "enter")  # filter: only the runs that match
+        await app_until(pilot, lambda: [r.name for r in screen.runs] == ["first"])
+        await pilot.press("slash", "escape")  # esc in the filter clears it, not the screen
+        await app_until(pilot, lambda: len(screen.runs) == 2 and app.screen is screen)
         await pilot.press("t")  # configs side by side: what differs first, highlighted
         await app_until(pilot, lambda: "≠ lr" in screen_text(app) and "final acc" in screen_text(app))
         text = screen_text(app)
-        assert text.index("≠ lr") < text.index("batch_size") and "test accuracy %" not in text
+        assert text.index("≠ lr") < text.index("batch_size") and "accuracy %" not in text
         await pilot.press("r")
         await pilot.press("q")
 

@@ -1,8 +1,9 @@
-"""The runs screen: every run under the runs folder; the selected ones compared as overlaid
-test-accuracy curves or as a side-by-side table of their configs and results.
+"""The runs screen: your runs (./runs, the run's own folder, the index); the selected ones
+compared as overlaid curves (accuracy or loss, against epoch, step or training time) or as a
+side-by-side table of their configs and results. ``/`` filters, ``o`` changes the order.
 
-Runs are read in a worker thread from each run's small summary.json, so no key waits on the
-disk, however many and however long the runs are.
+Runs are read in a worker thread from each run's small summary.json, and the curves of the
+selected runs from their events in another, so no key waits on the disk.
 """
 
 from __future__ import annotations
@@ -14,21 +15,23 @@ from typing import Any
 import plotext as plt
 from rich.table import Table
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Input, Label, Static
 
 from engine.run.catalog import find_runs
 from engine.run.config import NOT_COMPARED
+from engine.run.curves import AXES, METRICS, RunCurves, axis_label, read_curves
 from engine.run.summary import RunSummary
-from engine.run.wording import duration
+from engine.run.wording import distinct, duration
 from tui.format import pct
+from tui.series import smoothed
 from tui.widgets.plots import percent_range
 
-COLORS = ["green", "cyan", "orange", "magenta", "blue", "red", "yellow", "white"]
+COLORS = ["green", "cyan", "orange", "magenta", "blue", "red", "gray"]  # each has a lighter "+" shade
 
 
 def compare_table(runs: list[RunSummary]) -> Table:
@@ -61,18 +64,28 @@ def _option(value: Any) -> str:
 
 
 class RunsScreen(ModalScreen[None]):
-    """space: select a run; t: curves or configs; r / esc: close."""
+    """space: select a run; t: curves or configs; v: accuracy or loss; x: epoch, step or time;
+    /: filter; o: order; r / esc: close."""
 
     BINDINGS = [
         Binding("space", "toggle_run", "Select"),
         Binding("t", "toggle_view", "Curves/configs"),
-        Binding("r,escape", "dismiss", "Close"),
+        Binding("v", "toggle_metric", "Acc/loss"),
+        Binding("x", "cycle_axis", "X axis"),
+        Binding("slash", "filter", "Filter"),
+        Binding("o", "cycle_order", "Order"),
+        Binding("r,escape", "close", "Close"),
     ]
+    ORDERS = ("started", "best", "name", "state")
+    AUTO_FOCUS = "DataTable"
     DEFAULT_CSS = """
     RunsScreen { align: center middle; }
     RunsScreen > Vertical { width: 95%; height: 90%; border: thick $primary; background: $surface; padding: 0 1; }
     RunsScreen DataTable { height: auto; max-height: 40%; }
     RunsScreen #overlay { height: 1fr; }
+    RunsScreen #legend { height: auto; }
+    RunsScreen #filter { display: none; }
+    RunsScreen.-filtering #filter { display: block; }
     RunsScreen #compare { height: 1fr; display: none; }
     RunsScreen.-configs #overlay { display: none; }
     RunsScreen.-configs #compare { display: block; }
@@ -83,17 +96,23 @@ class RunsScreen(ModalScreen[None]):
         self.root = root
         self.current = current
         self.runs: list[RunSummary] = []
+        self.all_runs: list[RunSummary] = []
         self.selected: set[str] = set()
         self.loaded = False  # the worker has read the runs (tests wait on it)
+        self.metric, self.axis, self.order, self.filter_text = "accuracy", "epoch", "started", ""
+        self.curves: dict[str, tuple[int, RunCurves]] = {}  # path -> (events size, curves)
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(
-                "your runs (./runs, this run's folder, the index) · space: select · t: curves/configs · r/esc: close",
+                "your runs · space: select · t: curves/configs · v: acc/loss · x: epoch/step/time · /: filter · "
+                "o: order · r/esc: close",
                 classes="hint",
             )
+            yield Input(placeholder="filter: name, tag, notes, recipe, data (enter: apply, esc: clear)", id="filter")
             yield DataTable(cursor_type="row", zebra_stripes=True)
             yield Static(Text("reading runs…", style="dim"), id="overlay")
+            yield Static(id="legend")
             with VerticalScroll(id="compare"):
                 yield Static(id="compare-table")
 
@@ -110,23 +129,33 @@ class RunsScreen(ModalScreen[None]):
         self.app.call_from_thread(self._show_runs, runs)
 
     def _show_runs(self, runs: list[RunSummary]) -> None:
-        self.runs = runs
+        self.all_runs = runs
         current = Path(self.current).resolve() if self.current else None
         self.selected = {r.path for r in runs if current is not None and Path(r.path).resolve() == current}
+        self.loaded = True
+        self._fill_table()
+
+    def _fill_table(self) -> None:
+        key = {"started": lambda r: r.started or 0.0, "best": lambda r: -(r.best_accuracy or -1.0),
+               "name": lambda r: r.title.lower(), "state": lambda r: r.state}[self.order]  # fmt: skip
+        self.runs = sorted((r for r in self.all_runs if not self.filter_text or r.matches(self.filter_text)),
+                           key=key)  # type: ignore[arg-type]  # fmt: skip
         table = self.query_one(DataTable)
-        for r in runs:
+        table.clear()
+        names = distinct([r.title + "".join(f" #{t}" for t in r.tags) for r in self.runs], 36)
+        for r, name in zip(self.runs, names, strict=True):
             started = time.strftime("%m-%d %H:%M", time.localtime(r.started)) if r.started else "?"
             table.add_row(self._mark(r), r.state, pct(r.best_accuracy, 2), pct(r.final_accuracy, 2),
-                          f"{r.epochs_done}/{r.epochs}", duration(r.duration), r.name, r.recipe,
+                          f"{r.epochs_done}/{r.epochs}", duration(r.duration), name, r.recipe,
                           Path(r.data).name or r.data, started, key=r.path)  # fmt: skip
-        current_rows = [i for i, r in enumerate(runs) if r.path in self.selected]
-        if current_rows:  # the run on screen: newest runs come last, maybe below the fold
+        current_rows = [i for i, r in enumerate(self.runs) if r.path in self.selected]
+        if current_rows:  # the run on screen may be below the fold
             table.move_cursor(row=current_rows[0])
-        self.loaded = True
-        if not runs:
-            self.query_one("#overlay", Static).update(Text("no runs yet", style="dim"))
+        if not self.runs:
+            what = f"no runs match {self.filter_text!r}" if self.filter_text else "no runs yet"
+            self.query_one("#overlay", Static).update(Text(what, style="dim"))
             return
-        self.call_after_refresh(self.draw)
+        self._read_curves()
 
     def _mark(self, run: RunSummary) -> str:
         return "●" if run.path in self.selected else " "
@@ -138,11 +167,62 @@ class RunsScreen(ModalScreen[None]):
         run = self.runs[table.cursor_row]
         self.selected ^= {run.path}
         table.update_cell(run.path, table.ordered_columns[0].key, self._mark(run))
-        self.draw()
+        self._read_curves()
 
     def action_toggle_view(self) -> None:
         self.toggle_class("-configs")
         self.call_after_refresh(self.draw)
+
+    def action_toggle_metric(self) -> None:
+        self.metric = METRICS[(METRICS.index(self.metric) + 1) % len(METRICS)]
+        self.draw()
+
+    def action_cycle_axis(self) -> None:
+        self.axis = AXES[(AXES.index(self.axis) + 1) % len(AXES)]
+        self.draw()
+
+    def action_cycle_order(self) -> None:
+        self.order = self.ORDERS[(self.ORDERS.index(self.order) + 1) % len(self.ORDERS)]
+        self.notify(f"order: {self.order}", timeout=1.5)
+        self._fill_table()
+
+    def action_filter(self) -> None:
+        self.add_class("-filtering")
+        self.query_one("#filter", Input).focus()
+
+    def action_close(self) -> None:
+        if self.has_class("-filtering"):  # esc leaves the filter first, then the screen
+            self._end_filter(clear=True)
+            return
+        self.dismiss()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self.filter_text = event.value.strip()
+        self._end_filter(clear=False)
+        self._fill_table()
+
+    def _end_filter(self, *, clear: bool) -> None:
+        if clear:
+            self.query_one("#filter", Input).value = ""
+            if self.filter_text:
+                self.filter_text = ""
+                self._fill_table()
+        self.remove_class("-filtering")
+        self.query_one(DataTable).focus()
+
+    @work(thread=True, exclusive=True, group="curves")
+    def _read_curves(self) -> None:
+        """The selected runs' curves from their events (read again only when a run's log grew)."""
+        for run in self.chosen():
+            events = Path(run.path) / "events.jsonl"
+            try:
+                size = events.stat().st_size
+            except OSError:
+                continue
+            if self.curves.get(run.path, (-1,))[0] != size:
+                self.curves[run.path] = (size, read_curves(Path(run.path)))
+        self.app.call_from_thread(self.draw)
 
     def chosen(self) -> list[RunSummary]:
         return [r for r in self.runs if r.path in self.selected]
@@ -152,21 +232,46 @@ class RunsScreen(ModalScreen[None]):
         hint = Text("select runs with space to compare them", style="dim")
         self.query_one("#compare-table", Static).update(compare_table(chosen) if chosen else hint)
         overlay = self.query_one("#overlay", Static)
+        legend = self.query_one("#legend", Static)
         width, height = overlay.content_size.width, overlay.content_size.height
         if not chosen or width < 20 or height < 5:
             overlay.update(hint)
+            legend.update("")
             return
+        overlay.update(Text.from_ansi(self._plot(chosen, width, height), no_wrap=True))
+        legend.update(self._legend(chosen))
+
+    def _plot(self, chosen: list[RunSummary], width: int, height: int) -> str:
+        """The selected runs' curves: test as a line with a dot per epoch, train fainter (the train
+        loss smoothed as the main plot smooths it). No plotext legend: it would cover the data."""
         plt.clear_figure()
         plt.plotsize(width, height)
         plt.theme("clear")
-        low, high = 100.0, 0.0
+        values: list[float] = []
         for i, run in enumerate(chosen):
-            if run.curve:
-                xs, ys = [x for x, _ in run.curve], [y for _, y in run.curve]
-                plt.plot(xs, ys, marker="braille", color=COLORS[i % len(COLORS)], label=run.name[-30:])
-                low, high = min(low, *ys), max(high, *ys)
-        if low <= high:
-            plt.ylim(*percent_range([low, high]))
-        plt.xlabel("epoch")
-        plt.ylabel("test accuracy %")
-        overlay.update(Text.from_ansi(plt.build(), no_wrap=True))
+            color = COLORS[i % len(COLORS)]
+            curves = self.curves.get(run.path, (0, RunCurves()))[1]
+            for part, points in curves.series(self.metric).items():
+                if not points:
+                    continue
+                xs, ys = [p.x(self.axis) for p, _ in points], [y for _, y in points]
+                if part == "train" and self.metric == "loss":
+                    ys = smoothed(ys, 0.1)  # the dashboard's default smoothing, 0.9
+                marker = "braille" if part == "train" else "dot" if len(xs) > 1 else "●"
+                plt.plot(xs, ys, marker=marker, color=color if part == "test" else f"{color}+")
+                values += ys
+        if values and self.metric == "accuracy":
+            plt.ylim(*percent_range(values))
+        plt.xlabel(axis_label(self.axis))
+        plt.ylabel("accuracy %" if self.metric == "accuracy" else "loss")
+        return str(plt.build())
+
+    def _legend(self, chosen: list[RunSummary]) -> Text:
+        legend = Text()
+        names = distinct([r.title for r in chosen], 40)
+        for i, name in enumerate(names):
+            legend.append("━━ ", style=COLORS[i % len(COLORS)])
+            legend.append(name + "   ")
+        legend.append(f"\n{self.metric}: test (a dot per epoch) and train (lighter shade) · x: {axis_label(self.axis)}",
+                      style="dim")  # fmt: skip
+        return legend

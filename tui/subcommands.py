@@ -9,7 +9,7 @@ from pathlib import Path
 
 from engine.options import OneLineParser, path_arg, usage_error
 from engine.run.config import TrainConfig
-from engine.run.rundir import CONFIG, EVENTS
+from engine.run.rundir import CONFIG
 from engine.run.summary import RunSummary
 from tui.launcher import run_app, served
 
@@ -133,30 +133,40 @@ def _wanted(r: RunSummary, args: argparse.Namespace) -> bool:
 
 
 def export_main(argv: list[str]) -> int:
-    p = OneLineParser(prog="cifar-tui export", description="Write a run's metrics for other tools: CSV, TensorBoard.")
-    p.add_argument("run_dir", type=path_arg("RUN_DIR"))
-    p.add_argument("--csv", action="store_true", help="steps.csv and epochs.csv (in --out, default: the run directory)")
-    p.add_argument("--out", type=path_arg("--out"), help="folder for the CSV files (default: the run directory)")
+    p = OneLineParser(prog="cifar-tui export", description="Write runs' metrics for other tools: CSV, TensorBoard "
+                      "(scalars, the config as HParams, the last confusion matrix).")  # fmt: skip
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories or run names")
+    p.add_argument(
+        "--csv", action="store_true", help="steps.csv and epochs.csv (in --out, default: each run directory)"
+    )
+    p.add_argument("--out", type=path_arg("--out"), help="folder for the CSV files (several runs: OUT/<run name>/)")
     p.add_argument("--tensorboard", type=path_arg("--tensorboard"), metavar="LOGDIR", help="TensorBoard event files in LOGDIR/<run name>/ "
                    "(needs: pip install tensorboard); then: tensorboard --logdir LOGDIR")  # fmt: skip
     args: argparse.Namespace = p.parse_args(argv)
     if not (args.csv or args.tensorboard):
         return usage_error("say what to write: --csv, --tensorboard LOGDIR, or both")
+    from engine.run.catalog import NoSuchRun, resolve_run
     from engine.run.export import ExportError, export_csv, export_tensorboard
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / EVENTS).is_file():
-        return usage_error(f"{run_dir} holds no run (no events.jsonl)")
     try:
-        written = export_csv(run_dir, Path(args.out) if args.out else run_dir) if args.csv else []
-        if args.tensorboard:
-            written.append(export_tensorboard(run_dir, Path(args.tensorboard)))
-    except ExportError as exc:
+        run_dirs = [resolve_run(text) for text in args.runs]
+    except NoSuchRun as exc:
         return usage_error(str(exc))
-    except OSError as exc:
-        return usage_error(f"cannot write the export: {exc.strerror or exc}")
-    except Exception as exc:  # a damaged run: say so, never a traceback
-        return usage_error(f"cannot export {run_dir}: its files are damaged ({type(exc).__name__})")
+    written: list[Path] = []
+    for run_dir in run_dirs:
+        out = run_dir if not args.out else Path(args.out) / run_dir.name if len(run_dirs) > 1 else Path(args.out)
+        try:
+            written += export_csv(run_dir, out) if args.csv else []
+            if args.tensorboard:
+                written.append(export_tensorboard(run_dir, Path(args.tensorboard)))
+        except ExportError as exc:
+            return usage_error(str(exc))
+        except OSError as exc:
+            return usage_error(f"cannot write the export of {run_dir}: {exc.strerror or exc}")
+        except Exception as exc:  # a damaged run: say so, never a traceback
+            return usage_error(f"cannot export {run_dir}: its files are damaged ({type(exc).__name__})")
     for path in written:
         print(path)
+    if args.tensorboard:
+        print(f"compare them: tensorboard --logdir {args.tensorboard}", file=sys.stderr)
     return 0

@@ -78,6 +78,8 @@ def export_tensorboard(run_dir: Path, logdir: Path) -> Path:
     try:
         writer = SummaryWriter(log_dir=str(building))
         _write_scalars(writer, events)
+        _write_confusion(writer, events)
+        _write_hparams(writer, events)
         writer.close()
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -117,3 +119,39 @@ def _write_scalars(writer: object, events: list[ev.Event]) -> None:
                 add(f"eval_{e.reason}/loss", e.loss, e.global_step, walltime=e.t)
             for name, accuracy in zip(e.class_names, e.per_class):
                 add(f"class_accuracy/{name}", 100 * accuracy, e.global_step, walltime=e.t)
+
+
+def _write_confusion(writer: object, events: list[ev.Event]) -> None:
+    """The last evaluation's confusion matrix as a table (TensorBoard's Text tab): rows are the
+    true class, columns the predicted one."""
+    last = next((e for e in reversed(events) if isinstance(e, ev.Evaluation) and e.confusion), None)
+    if last is None:
+        return
+    head = "| true \\ predicted | " + " | ".join(last.class_names) + " |"
+    rule = "|" + "---|" * (len(last.class_names) + 1)
+    rows = [
+        f"| **{name}** | " + " | ".join(str(n) for n in row) + " |"
+        for name, row in zip(last.class_names, last.confusion)
+    ]
+    writer.add_text("confusion_matrix", "\n".join([head, rule, *rows]), last.global_step)  # type: ignore[attr-defined]
+
+
+def _write_hparams(writer: object, events: list[ev.Event]) -> None:
+    """What the run trained with and how well it did, for TensorBoard's HParams tab (the options
+    that make a different experiment, as the runs screen compares them)."""
+    from engine.run.config import FIELD_KINDS, TRAINS
+
+    started = [e for e in events if isinstance(e, ev.RunStarted)]
+    if not started:
+        return
+    config = started[-1].config
+    hparams = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in config.items()
+               if FIELD_KINDS.get(k, ("", False))[0] == TRAINS}  # fmt: skip
+    tested = [e.test_accuracy for e in events if isinstance(e, ev.EpochEnd)]
+    finished = [e for e in events if isinstance(e, ev.Finished)]
+    metrics = {
+        "hparam/best_test_accuracy": 100 * max(tested) if tested else float("nan"),
+        "hparam/final_test_accuracy": 100 * tested[-1] if tested else float("nan"),
+        "hparam/epochs_done": float(finished[-1].epochs_done if finished else len(tested)),
+    }
+    writer.add_hparams(hparams, metrics, run_name=".")  # type: ignore[attr-defined]

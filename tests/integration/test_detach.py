@@ -200,6 +200,18 @@ def test_export_tensorboard_reads_back_and_replaces_an_earlier_export(
     assert [s.step for s in test_acc] == [8, 16]  # epoch ends at their global steps (8 batches an epoch)
     assert [round(s.value, 3) for s in test_acc] == [round(100 * e.test_accuracy, 3) for e in epochs]
     assert [s.step for s in tb.Scalars("train/loss")][-1] == 16 and "class_accuracy/disc" in tb.Tags()["scalars"]
+    assert "confusion_matrix/text_summary" in tb.Tags()["tensors"]
+    # Several runs in one command, each with its hyperparameters for the HParams tab.
+    other = tiny_config(tmp_path, epochs=1, lr=0.05, run_dir=str(tmp_path / "other"))
+    Trainer(other, Recorder()).run()
+    capsys.readouterr()
+    assert main(["export", cfg.run_dir, other.run_dir, "--tensorboard", str(logdir)]) == 0
+    assert sorted(p.name for p in logdir.iterdir()) == ["other", "run"]
+    hp = EventAccumulator(str(logdir / "other"))
+    hp.Reload()
+    described = b"".join(hp.PluginTagToContent("hparams").values())
+    assert b"momentum" in described and b"best_test_accuracy" in described
+    assert hp.Scalars("hparam/best_test_accuracy")[0].value > 0
     # Without the package: one clear line, exit 2, nothing written.
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     assert main(["export", cfg.run_dir, "--tensorboard", str(tmp_path / "tb2")]) == 2

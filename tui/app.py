@@ -29,7 +29,7 @@ from engine.run.config import TrainConfig
 from engine.run.controls import Command
 from engine.session.base import Session
 from tui.controller import Lifecycle, RunController, SessionFactory
-from tui.keys import KEYS, bindings
+from tui.keys import ACTS_ON_TRAINING, KEYS, bindings
 from tui.leaving import LeavingApp
 from tui.notify import end_notice, notification_escapes, offline_config
 from tui.screens.confusion import ConfusionScreen
@@ -75,6 +75,7 @@ class CifarTui(LeavingApp):
         self._remote_lock = threading.Lock()
         self._ui_loop: asyncio.AbstractEventLoop | None = None
         self._nvml = NvmlReader()  # initialised at the first GPU reading, once
+        self._footer_running: bool | None = None  # what the footer's keys were last checked against
 
     @property
     def session(self) -> Session | None:
@@ -92,7 +93,10 @@ class CifarTui(LeavingApp):
         """The command palette (Ctrl+P) offers the dashboard's keys too; its Quit is ``q``'s."""
         yield from super().get_system_commands(screen)
         for key in KEYS:
-            yield SystemCommand(key.footer, f"{key.brief} (key: {key.label})", getattr(self, f"action_{key.action}"))
+            if "(" not in key.action:  # scrolling the log by pages means nothing from the palette
+                yield SystemCommand(
+                    key.footer, f"{key.brief} (key: {key.label})", getattr(self, f"action_{key.action}")
+                )
 
     def on_mount(self) -> None:
         self.set_interval(1.0 / self.text_hz, self.refresh_text)
@@ -166,6 +170,19 @@ class CifarTui(LeavingApp):
         self.dashboard.attached = not self.controller.owns_training
         with contextlib.suppress(NoMatches):  # tearing down: the panes are already gone
             self.dashboard.refresh_text()
+        running = self.controller.training_running()
+        if running != self._footer_running:  # the footer shows the keys that act now
+            self._footer_running = running
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ACTS_ON_TRAINING:
+            return self.controller.can_detach() if action == "detach" else self.controller.training_running()
+        return True
+
+    def action_not_now(self, action: str) -> None:
+        """A key that acts on training, pressed while none runs: say so rather than do nothing."""
+        self.notify("nothing to detach" if action == "detach" else "no training is running", severity="warning")
 
     def is_settled(self) -> bool:
         """Every buffered event folded in and every pane showing it (tests and screenshots wait on this)."""
@@ -226,6 +243,9 @@ class CifarTui(LeavingApp):
 
     def action_evaluate(self) -> None:
         self._send(Command.EVALUATE, "evaluating on the test split…")
+
+    def action_scroll_log(self, pages: int) -> None:
+        self.dashboard.scroll_log(pages)
 
     def action_confusion(self) -> None:
         self.push_screen(ConfusionScreen(self.run_state.last_eval))

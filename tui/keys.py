@@ -30,7 +30,7 @@ class Key:
     @property
     def label(self) -> str:
         """The key as a user types it."""
-        return {"question_mark": "?"}.get(self.key, self.key)
+        return {"question_mark": "?", "pageup": "PgUp", "pagedown": "PgDn"}.get(self.key, self.key)
 
 
 KEYS: tuple[Key, ...] = (
@@ -43,8 +43,9 @@ KEYS: tuple[Key, ...] = (
         "training continues", id="evaluate"),
     Key("c", "confusion", "Confusion", "confusion matrix", "show / hide the confusion matrix",
         "show / hide the confusion matrix", id="confusion"),
-    Key("v", "cycle_plots", "Plots", "plots", "plots: both, loss only, accuracy only",
-        "plots: both, loss only, accuracy only (a bigger plot at 80x24)", in_footer=False, id="plots"),
+    Key("v", "cycle_plots", "Plots", "plots", "plots: all, loss, accuracy, learning rate",
+        "plots: all, then loss, accuracy or learning rate alone (a bigger plot at 80x24)", in_footer=False,
+        id="plots"),
     Key("l", "log_scale", "Log loss", "log-scale loss", "loss axis: linear / log scale",
         "loss axis: linear / log scale (the late, flat part of a loss curve reads better on a log axis)",
         in_footer=False, id="log_scale"),
@@ -68,8 +69,17 @@ KEYS: tuple[Key, ...] = (
         "      background run: closes the dashboard, training goes on)",
         "quit; while training it asks: save and quit / quit without saving / cancel (attached: just closes)",
         id="quit"),
+    Key("pageup", "scroll_log(-1)", "Log up", "log: page up", "scroll the log up a page (the mouse wheel too)",
+        "scroll the log pane up a page (the mouse wheel scrolls it too; long lines wrap)", in_footer=False,
+        id="log_up"),
+    Key("pagedown", "scroll_log(1)", "Log down", "log: page down", "scroll the log down a page (to the end: follow)",
+        "scroll the log pane down a page; at the end it follows new lines again", in_footer=False, id="log_down"),
     Key("question_mark", "help", "Help", "help", "this help", "help", id="help"),
 )  # fmt: skip
+
+
+ACTS_ON_TRAINING = frozenset({"pause", "save", "evaluate", "stop_training", "detach"})
+"""Actions that only mean something while a trainer runs."""
 
 
 def bindings() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
@@ -77,6 +87,9 @@ def bindings() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
     out: list[Binding | tuple[str, str] | tuple[str, str, str]] = [
         Binding(k.key, k.action, k.footer, show=k.in_footer, id=k.id, key_display=k.label) for k in KEYS
     ]
+    # A key that acts on training is left out of the footer while nothing trains (the app's
+    # check_action); pressed anyway, it falls through to this one, which says why nothing happened.
+    out += [Binding(k.key, f"not_now('{k.action}')", show=False) for k in KEYS if k.action in ACTS_ON_TRAINING]
     out.append(Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True))
     return out
 

@@ -71,6 +71,7 @@ class RunState:
     train_accuracy: Series = field(init=False)
     requested_accuracy: Series = field(init=False)
     """Results of evaluate-now (key e), at the fractional epoch they were taken."""
+    requested_loss: Series = field(init=False)
     log: list[tuple[str, str]] = field(default_factory=list)
     """New (level, line) log entries not yet shown; the log pane drains them."""
 
@@ -82,6 +83,7 @@ class RunState:
         self.test_accuracy = Series(self.point_budget)
         self.train_accuracy = Series(self.point_budget)
         self.requested_accuracy = Series(self.point_budget)
+        self.requested_loss = Series(self.point_budget)
 
     @property
     def ended(self) -> bool:
@@ -113,7 +115,9 @@ class RunState:
             self.last_eval = e
             self.eval_seconds = e.seconds
             if e.reason == "request":
-                self.requested_accuracy.add(e.epoch + e.step / max(1, self.steps_per_epoch), 100 * e.accuracy)
+                at = e.epoch + e.step / max(1, self.steps_per_epoch)
+                self.requested_accuracy.add(at, 100 * e.accuracy)
+                self.requested_loss.add(at, e.loss)
         elif isinstance(e, ev.EpochEnd):
             self.epochs_done.append(e)
             self.epoch = e.epoch

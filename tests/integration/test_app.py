@@ -61,7 +61,8 @@ async def test_save_and_evaluate_keys(live_app: CifarTui) -> None:
         await app_until(
             pilot, lambda: all(w in screen_text(app) for w in ("per-class accuracy", "triangle", "checker"))
         )
-        await app_until(pilot, lambda: "now %" in screen_text(app))  # evaluate-now results are plotted
+        # Evaluate-now results are plotted on both plots, named in their legends.
+        await app_until(pilot, lambda: screen_text(app).count("● now") == 2)
         await pilot.press("s")
         await app_until(pilot, lambda: "checkpoint saved (request)" in screen_text(app))
         ckpt = load_checkpoint(Path(app.run_state.last_checkpoint))
@@ -282,3 +283,47 @@ async def test_accuracy_axis_stays_within_0_and_100_with_one_evaluate_now_point(
         text = app.query_one(AccuracyPlot).render().plain
         left_labels = [float(m) for m in re.findall(r"^\s*(\d+(?:\.\d+)?)\s*┤", text, re.M)]
         assert left_labels and all(0 <= v <= 100 for v in left_labels), left_labels
+
+
+def footer_of(app: CifarTui) -> str:
+    return next(line for line in screen_text(app).splitlines() if "palette" in line)
+
+
+async def test_the_footer_shows_the_keys_that_act_now_and_a_dead_key_says_why() -> None:
+    from tests.helpers.waiting import settle
+
+    cfg = tutorial_config()
+    training = CifarTui(cfg, lambda c: ScriptedSession(script(c, 3)))
+    async with training.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, events=len(training.session.script))  # type: ignore[attr-defined]
+        footer = footer_of(training)
+        assert "Pause/resume" in footer and "Save ckpt" in footer and "Evaluate now" in footer
+    ended = CifarTui(cfg, lambda c: ScriptedSession(script(c, 10, end="finished")))
+    async with ended.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, events=len(ended.session.script))  # type: ignore[attr-defined]
+        await app_until(pilot, lambda: "Pause/resume" not in footer_of(ended))
+        footer = footer_of(ended)
+        assert "Save ckpt" not in footer and "Confusion" in footer and "Quit" in footer
+        await pilot.press("p")  # not in the footer, still answered
+        await app_until(pilot, lambda: "no training is running" in [n.message for n in ended._notifications])
+        await pilot.press("q")
+
+
+async def test_small_terminal_keeps_a_device_line_and_marks_hidden_class_rows() -> None:
+    from tests.helpers.waiting import settle
+    from tui.widgets.plots import LrPlot
+
+    app = CifarTui(tutorial_config(), lambda c: ScriptedSession(script(c, 3)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, events=len(app.session.script))  # type: ignore[attr-defined]
+        await app_until(pilot, lambda: "more rows (scroll)" in screen_text(app))
+        assert "cpu · CPU" in screen_text(app)  # the device pane, one line
+        assert not app.query_one(LrPlot).display or app.query_one(LrPlot).size.height == 0
+        await pilot.press("v", "v", "v")  # the learning rate alone
+        await app_until(pilot, lambda: "learning rate · now" in screen_text(app))
+    big = CifarTui(tutorial_config(), lambda c: ScriptedSession(script(c, 3)))
+    async with big.run_test(size=(160, 50)) as pilot:
+        await settle(pilot, events=len(big.session.script))  # type: ignore[attr-defined]
+        text = screen_text(big)
+        assert "learning rate · now" in text and "━ test" in text and "torch threads" in text
+        assert "⅃" not in text  # plotext's side markers: the legends are words in the titles now

@@ -31,6 +31,10 @@ def _checkpoint(folder: Path, **changes: object) -> str:
     return str(path)
 
 
+RUN_COMMANDS = ("stop", "pause", "resume", "save", "evaluate", "label", "archive", "delete")
+
+RUN_COMMANDS = ("stop", "pause", "resume", "save", "evaluate", "label", "archive", "delete")
+
 # (arguments, a piece of the one-line error); "{tmp}" is a fresh folder, "{ckpt:...}" a checkpoint.
 CASES: list[tuple[list[str], str]] = [
     # training options at and past their edges
@@ -83,6 +87,19 @@ CASES: list[tuple[list[str], str]] = [
     (["attach", "{tmp}"], "holds no run"),
     (["export", "{tmp}", "--csv"], "holds no run"),
     (["serve", "{tmp}", "--port", "0"], "--port"),
+    # the run commands: no run, a folder that holds none, a path refused, a bad label
+    *[([cmd, "{tmp}"], "holds no run") for cmd in RUN_COMMANDS],
+    (["stop", "{tmp}/" + LONG], "File name too long"),
+    (["pause"], "no live run"),
+    (["evaluate", "--timeout", "-1"], "--timeout"),
+    (["label"], "name the run"),
+    (["archive"], "name the run"),
+    (["delete"], "name the run"),
+    (["label", "no-such-run", "--tags", "a b"], "no run called"),
+    ([*TRAIN, "--name", "x" * 81], "--name"),
+    ([*TRAIN, "--name", "tab\there"], "--name"),
+    ([*TRAIN, "--tags", "a,b/" + "c" * 50], "--tags"),
+    ([*TRAIN, "--notes", "n" * 2001], "--notes"),
     # subcommands and options that do not exist
     (["atach"], "did you mean"),
     (["runs", "--bogus"], "unrecognized arguments"),

@@ -21,12 +21,12 @@ from tui.telemetry import DeviceSample
 from tui.widgets.classes import ClassesPane
 from tui.widgets.device import DevicePane
 from tui.widgets.log import LogPane
-from tui.widgets.plots import AccuracyPlot, LossPlot, PlotPane
+from tui.widgets.plots import AccuracyPlot, LossPlot, LrPlot, PlotPane
 from tui.widgets.progress import ProgressPane, RunHeader
 
 _NEVER = object()
-PLOT_VIEWS = (("loss", "accuracy"), ("loss",), ("accuracy",))
-"""Both plots, loss only, accuracy only: one big plot reads better in a small terminal."""
+PLOT_VIEWS = (("loss", "accuracy", "lr"), ("loss",), ("accuracy",), ("lr",))
+"""All plots, then each alone: one big plot reads better in a small terminal."""
 
 
 class DashboardScreen(Screen[None]):
@@ -47,11 +47,12 @@ class DashboardScreen(Screen[None]):
             with Vertical(id="plots"):
                 yield LossPlot(self.state, max_fps=self.refresh_hz, id="loss")
                 yield AccuracyPlot(self.state, max_fps=self.refresh_hz, id="accuracy")
+                yield LrPlot(self.state, max_fps=self.refresh_hz, id="lr")
             with Vertical(id="side"):
                 yield ProgressPane(id="progress")
                 yield DevicePane(id="device")
                 yield ClassesPane(id="classes")
-        yield LogPane(id="log", max_lines=2000, wrap=False, markup=False, highlight=False)
+        yield LogPane(id="log", max_lines=2000, wrap=True, markup=False, highlight=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -61,9 +62,11 @@ class DashboardScreen(Screen[None]):
         self.app.begin_capture_print(self.query_one(LogPane), stdout=True, stderr=True)
 
     def fit(self, width: int, height: int) -> None:
-        """Small terminals: a narrower side column, a shorter log, no device pane."""
+        """Small terminals: a narrower side column, a shorter log, a one-line device pane, no LR plot."""
         self.set_class(width < 100, "-narrow")
-        self.set_class(height < 30, "-short")
+        if self.has_class("-short") != (height < 30):
+            self.set_class(height < 30, "-short")
+            self.show_device()
 
     def follow(self, state: RunState) -> None:
         """Show another run state (a new run started from this dashboard)."""
@@ -87,6 +90,7 @@ class DashboardScreen(Screen[None]):
             log.write(f"[{level}] {line}" if level not in ("info", "output") else line)
         if not log.is_current():  # a layout change after the last write left the newest line out of view
             log.scroll_end(animate=False, immediate=False, x_axis=False)
+        self._mark_more_classes()
         if state.version == self._shown_version:
             return
         self._shown_version = state.version
@@ -108,6 +112,16 @@ class DashboardScreen(Screen[None]):
             self._shown_started = state.started
             self.show_device()
 
+    def _mark_more_classes(self) -> None:
+        """A per-class table taller than its pane says so (a short terminal shows a few rows)."""
+        pane = self.query_one(ClassesPane)
+        evaluation = self.state.last_eval
+        lines = 2 + len(evaluation.class_names) if evaluation is not None else 0  # title, header, a row each
+        below = lines - pane.scrollable_content_region.height - round(pane.scroll_offset.y)
+        subtitle = f"↓ {below} more rows (scroll)" if below > 0 else ""
+        if pane.border_subtitle != subtitle:
+            pane.border_subtitle = subtitle
+
     def refresh_plots(self) -> None:
         for plot in self.query(PlotPane):
             plot.maybe_redraw()
@@ -118,7 +132,9 @@ class DashboardScreen(Screen[None]):
             self.sample = sample  # type: ignore[assignment]
         s = self.state.started
         with contextlib.suppress(NoMatches):  # not composed yet, or tearing down: shown at the next refresh
-            self.query_one(DevicePane).show(
+            pane = self.query_one(DevicePane)
+            pane.compact = self.has_class("-short")
+            pane.show(
                 s.device if s else "", s.device_name if s else "", s.torch_version if s else "",
                 s.cuda_version if s else "", s.num_threads if s else 0, self.sample,
             )  # fmt: skip
@@ -138,8 +154,18 @@ class DashboardScreen(Screen[None]):
     # -- views -------------------------------------------------------------------------------
     def cycle_plots(self) -> None:
         self._plot_view = (self._plot_view + 1) % len(PLOT_VIEWS)
+        alone = len(PLOT_VIEWS[self._plot_view]) == 1
         for plot in self.query(PlotPane):
+            if not alone:  # all of them: the stylesheet decides (a short terminal leaves the LR plot out)
+                plot.styles.clear_rule("display")
+                plot.styles.clear_rule("height")
+                continue
             plot.display = plot.id in PLOT_VIEWS[self._plot_view]
+            plot.styles.height = "1fr"
+
+    def scroll_log(self, pages: int) -> None:
+        log = self.query_one(LogPane)
+        log.scroll_to(y=log.scroll_offset.y + pages * max(1, log.scrollable_content_region.height - 1), animate=False)
 
     def change_loss_plot(self, change: Callable[[LossPlot], None]) -> None:
         plot = self.query_one(LossPlot)

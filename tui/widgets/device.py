@@ -12,10 +12,16 @@ from tui.telemetry import DeviceSample
 
 
 class DevicePane(Static):
+    compact = False
+    """One line only (a short terminal): the figures that move, without names and versions."""
+
     def show(self, device: str, device_name: str, torch_version: str, cuda_version: str, threads: int,
              sample: DeviceSample | None) -> None:  # fmt: skip
         if not device:
             self.update(Text("device: waiting for the training process…", style="dim"))
+            return
+        if self.compact:
+            self.update(self._line(device, sample))
             return
         t = Text()
         t.append(f"{device_name or device}", style="bold")
@@ -46,3 +52,16 @@ class DevicePane(Static):
                 t.append(f"GPU telemetry: {sample.nvml_error}\n", style="dim")
         t.append(versions, style="dim")
         self.update(t)
+
+    @staticmethod
+    def _line(device: str, sample: DeviceSample | None) -> Text:
+        if sample and sample.gpus and device.startswith("cuda"):
+            g = sample.gpus[0]
+            util = "--" if g.util is None else f"{g.util}%"
+            more = f" (+{len(sample.gpus) - 1} GPUs)" if len(sample.gpus) > 1 else ""
+            return Text(
+                f"{device} util {util} · mem {mib(g.used)}/{mib(g.total)}{more}", no_wrap=True, overflow="ellipsis"
+            )
+        cpu = "--" if not sample or sample.process_cpu is None else f"{sample.process_cpu:.0f}%"
+        rss = "--" if not sample or sample.process_rss is None else mib(sample.process_rss)
+        return Text(f"{device} · CPU {cpu} · RAM {rss}", no_wrap=True, overflow="ellipsis")

@@ -109,7 +109,8 @@ class LossPlot(PlotPane):
         self.smoothing = SMOOTHING[(SMOOTHING.index(self.smoothing) + 1) % len(SMOOTHING)]
 
     def data_key(self) -> tuple[Any, ...]:
-        return (self.state.train_loss.version, self.state.test_loss.version, self.log_scale, self.smoothing)
+        s = self.state
+        return (s.train_loss.version, s.test_loss.version, s.requested_loss.version, self.log_scale, self.smoothing)
 
     def has_data(self) -> bool:
         return len(self.state.train_loss.points()[0]) > 1
@@ -120,29 +121,65 @@ class LossPlot(PlotPane):
         spe = max(1, s.steps_per_epoch)
         ex = [x / spe for x in xs]  # x in epochs: comparable with the per-epoch test loss
         tx, ty = s.test_loss.points()
+        rx, ry = s.requested_loss.points()
         # A log axis needs positive values; a loss of exactly 0 (or a diverged one) keeps it linear.
-        log = self.log_scale and min(ys + ty) > 0
+        log = self.log_scale and min(ys + ty + ry) > 0
         if self.smoothing:
             plt.plot(ex, ys, marker="braille", color=_SUBTLE)
             # One stored point stands for `weight` raw steps: keep the smoothing's reach in steps.
             alpha = 1 - self.smoothing**s.train_loss.weight
-            plt.plot(ex, smoothed(ys, alpha), marker="braille", color="cyan", label="train")
+            plt.plot(ex, smoothed(ys, alpha), marker="braille", color="cyan")
         else:
-            plt.plot(ex, ys, marker="braille", color="cyan", label="train")
+            plt.plot(ex, ys, marker="braille", color="cyan")
         if tx:
-            plt.plot(tx, ty, marker="braille", color="orange", label="test")
+            plt.plot(tx, ty, marker="braille", color="orange")
+        if rx:  # evaluate-now results (key e), where they were taken
+            plt.scatter(rx, ry, marker="●", color="magenta")
         if log:
             plt.yscale("log")
         view = ("log" if log else "linear") + (f", smoothing {self.smoothing:g}" if self.smoothing else ", raw")
-        self.border_title = f"loss · {view}"
+        # The legend is in the title, in words: plotext's own would cover the curves.
+        now = " [magenta]● now[/]" if rx else ""
+        self.border_title = f"loss · [cyan]━ train[/] [#d7875f]━ test[/]{now} · {view}"
 
 
 class AccuracyPlot(PlotPane):
-    """Test and train accuracy per epoch, learning rate on the right axis."""
+    """Test and train accuracy per epoch, and evaluate-now results where they were taken."""
 
     def data_key(self) -> tuple[Any, ...]:
         s = self.state
-        return (s.test_accuracy.version, s.learning_rate.version, s.requested_accuracy.version)
+        return (s.test_accuracy.version, s.requested_accuracy.version)
+
+    def has_data(self) -> bool:
+        return len(self.state.test_accuracy.points()[0]) + len(self.state.requested_accuracy.points()[0]) > 0
+
+    def draw(self, width: int, height: int) -> None:
+        s = self.state
+        ax, ay = s.test_accuracy.points()
+        tx, ty = s.train_accuracy.points()
+        if ax:
+            plt.plot(ax, ay, marker="braille" if len(ax) > 1 else "●", color="green")
+            plt.plot(tx, ty, marker="braille" if len(tx) > 1 else "●", color="blue")
+        rx, ry = s.requested_accuracy.points()
+        if rx:
+            plt.scatter(rx, ry, marker="●", color="magenta")
+        shown = [*ay, *ty, *ry]
+        if shown:
+            plt.ylim(*percent_range(shown))
+        now = " [magenta]● now[/]" if rx else ""
+        self.border_title = f"accuracy % per epoch · [green]━ test[/] [blue]━ train[/]{now}"
+
+
+class LrPlot(PlotPane):
+    """The learning rate the optimiser used, per step: a small plot of its own, so its scale is
+    never read as the accuracy's or the loss's."""
+
+    DEFAULT_CSS = """
+    LrPlot { height: 8; min-height: 5; }
+    """
+
+    def data_key(self) -> tuple[Any, ...]:
+        return (self.state.learning_rate.version,)
 
     def has_data(self) -> bool:
         return len(self.state.learning_rate.points()[0]) > 1
@@ -151,16 +188,8 @@ class AccuracyPlot(PlotPane):
         s = self.state
         spe = max(1, s.steps_per_epoch)
         lx, ly = s.learning_rate.points()
-        plt.plot([x / spe for x in lx], ly, marker="braille", color=_SUBTLE, yside="right", label="lr")
-        ax, ay = s.test_accuracy.points()
-        if ax:
-            plt.plot(ax, ay, marker="braille", color="green", label="test %")
-            tx, ty = s.train_accuracy.points()
-            plt.plot(tx, ty, marker="braille", color="blue", label="train %")
-        rx, ry = s.requested_accuracy.points()
-        if rx:  # evaluate-now results (key e), where they were taken
-            plt.scatter(rx, ry, marker="●", color="magenta", label="now %")
-        shown = [*ay, *(s.train_accuracy.points()[1] if ax else []), *ry]
-        if shown:
-            plt.ylim(*percent_range(shown))
-        self.border_title = "accuracy % per epoch · learning rate (right axis)"
+        plt.plot([x / spe for x in lx], ly, marker="braille", color="yellow")
+        low, high = min(ly), max(ly)
+        if high - low < 1e-12 * max(1.0, high):  # a constant LR: a flat line in the middle, not at an edge
+            plt.ylim(low * 0.5, high * 1.5 if high else 1.0)
+        self.border_title = f"learning rate · now {ly[-1]:.3g}"

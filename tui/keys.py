@@ -61,12 +61,10 @@ KEYS: tuple[Key, ...] = (
     Key("x", "stop_training", "Stop training", "stop training", "stop training (asks: save and stop, stop, cancel)",
         "stop training (asks: save and stop / stop without saving / cancel); the results stay on screen",
         in_footer=False, id="stop"),
-    Key("d", "detach", "Detach", "detach", "detach: training goes on in the background;\n"
-        "      [b]cifar-tui attach[/b] brings it back",
+    Key("d", "detach", "Detach", "detach", "detach: training goes on; [b]cifar-tui attach[/b] brings it back",
         "detach: training goes on in the background, `cifar-tui attach` brings the dashboard back",
         in_footer=False, id="detach"),
-    Key("q", "quit_app", "Quit", "quit (asks while training)", "quit (training: asks to save first; attached to a\n"
-        "      background run: closes the dashboard, training goes on)",
+    Key("q", "quit_app", "Quit", "quit (asks while training)", "quit (training: asks to save first; attached: just closes)",
         "quit; while training it asks: save and quit / quit without saving / cancel (attached: just closes)",
         id="quit"),
     Key("pageup", "scroll_log(-1)", "Log up", "log: page up", "scroll the log up a page (the mouse wheel too)",
@@ -97,12 +95,7 @@ def bindings() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
 def help_text() -> str:
     """The help screen's body."""
     lines = [f"  [b]{k.label}[/b]  {k.help}" for k in KEYS]
-    return (
-        "[b]keys[/b] (training acts on them at the next batch boundary)\n\n"
-        + "\n".join(lines)
-        + "\n\nPlots redraw at most once a second (--refresh) and keep a fixed\n"
-        "number of points, so long runs stay cheap to draw.\n"
-    )
+    return "[b]keys[/b] (training acts on them at the next batch boundary)\n" + "\n".join(lines)
 
 
 def epilog_lines(width: int = 88) -> list[str]:

@@ -316,7 +316,7 @@ async def test_small_terminal_keeps_a_device_line_and_marks_hidden_class_rows() 
     app = CifarTui(tutorial_config(), lambda c: ScriptedSession(script(c, 3)))
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, events=len(app.session.script))  # type: ignore[attr-defined]
-        await app_until(pilot, lambda: "more rows (scroll)" in screen_text(app))
+        await app_until(pilot, lambda: "scroll for all 10 classes" in screen_text(app))
         assert "cpu · CPU" in screen_text(app)  # the device pane, one line
         assert not app.query_one(LrPlot).display or app.query_one(LrPlot).size.height == 0
         await pilot.press("v", "v", "v")  # the learning rate alone

@@ -118,7 +118,8 @@ class DashboardScreen(Screen[None]):
         evaluation = self.state.last_eval
         lines = 2 + len(evaluation.class_names) if evaluation is not None else 0  # title, header, a row each
         below = lines - pane.scrollable_content_region.height - round(pane.scroll_offset.y)
-        subtitle = f"↓ {below} more rows (scroll)" if below > 0 else ""
+        # A count of rows would be wrong when the title wraps: say what the whole table holds.
+        subtitle = f"↓ scroll for all {len(evaluation.class_names)} classes" if evaluation and below > 0 else ""
         if pane.border_subtitle != subtitle:
             pane.border_subtitle = subtitle
 

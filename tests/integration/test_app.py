@@ -327,3 +327,22 @@ async def test_small_terminal_keeps_a_device_line_and_marks_hidden_class_rows() 
         text = screen_text(big)
         assert "learning rate · now" in text and "━ test" in text and "torch threads" in text
         assert "⅃" not in text  # plotext's side markers: the legends are words in the titles now
+
+
+async def test_view_settings_are_kept_for_the_next_session() -> None:
+    from tests.helpers.waiting import settle
+    from tui.widgets.plots import AccuracyPlot, LossPlot
+
+    first = CifarTui(tutorial_config(), lambda c: ScriptedSession(script(c, 3)))
+    async with first.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, events=len(first.session.script))  # type: ignore[attr-defined]
+        await pilot.press("l", "m", "v")  # log axis, smoothing 0.99, loss plot alone
+        await pilot.press("q")
+    again = CifarTui(tutorial_config(), lambda c: ScriptedSession(script(c, 3)))
+    async with again.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, events=len(again.session.script))  # type: ignore[attr-defined]
+        assert "log, smoothing 0.99" in str(again.query_one(LossPlot).border_title)
+        assert not again.query_one(AccuracyPlot).display
+        await pilot.press("v", "v", "v")  # back to all plots
+        assert again.query_one(AccuracyPlot).display
+        await pilot.press("q")

@@ -18,6 +18,7 @@ from textual.widgets import Footer
 
 from tui.state import RunState
 from tui.telemetry import DeviceSample
+from tui.view_settings import ViewSettings, load_view, save_view
 from tui.widgets.classes import ClassesPane
 from tui.widgets.device import DevicePane
 from tui.widgets.log import LogPane
@@ -60,6 +61,10 @@ class DashboardScreen(Screen[None]):
                             ("#classes", "per-class accuracy"), ("#log", "log")):  # fmt: skip
             self.query_one(pane).border_title = title
         self.app.begin_capture_print(self.query_one(LogPane), stdout=True, stderr=True)
+        view = self.view = load_view()  # as the user left it, in any earlier session
+        loss = self.query_one(LossPlot)
+        loss.log_scale, loss.smoothing = view.log_scale, view.smoothing
+        self._show_plot_view(view.plot_view % len(PLOT_VIEWS))
 
     def fit(self, width: int, height: int) -> None:
         """Small terminals: a narrower side column, a shorter log, a one-line device pane, no LR plot."""
@@ -154,15 +159,24 @@ class DashboardScreen(Screen[None]):
 
     # -- views -------------------------------------------------------------------------------
     def cycle_plots(self) -> None:
-        self._plot_view = (self._plot_view + 1) % len(PLOT_VIEWS)
-        alone = len(PLOT_VIEWS[self._plot_view]) == 1
+        self._show_plot_view((self._plot_view + 1) % len(PLOT_VIEWS))
+        self._keep_view()
+
+    def _show_plot_view(self, index: int) -> None:
+        self._plot_view = index
+        alone = len(PLOT_VIEWS[index]) == 1
         for plot in self.query(PlotPane):
             if not alone:  # all of them: the stylesheet decides (a short terminal leaves the LR plot out)
                 plot.styles.clear_rule("display")
                 plot.styles.clear_rule("height")
                 continue
-            plot.display = plot.id in PLOT_VIEWS[self._plot_view]
+            plot.display = plot.id in PLOT_VIEWS[index]
             plot.styles.height = "1fr"
+
+    def _keep_view(self) -> None:
+        loss = self.query_one(LossPlot)
+        self.view = ViewSettings(loss.log_scale, loss.smoothing, self._plot_view)
+        save_view(self.view)
 
     def scroll_log(self, pages: int) -> None:
         log = self.query_one(LogPane)
@@ -172,3 +186,4 @@ class DashboardScreen(Screen[None]):
         plot = self.query_one(LossPlot)
         change(plot)
         plot.maybe_redraw(now=float("inf"))  # a key's effect shows at once, not at the next tick
+        self._keep_view()

@@ -17,6 +17,7 @@ from textual.widget import Widget
 
 from tui.series import smoothed
 from tui.state import RunState
+from tui.view_settings import SMOOTHING
 
 _SUBTLE = "gray"
 
@@ -88,10 +89,6 @@ class PlotPane(Widget):
 
     def render(self) -> Text:
         return self._text
-
-
-SMOOTHING = (0.0, 0.6, 0.9, 0.99)
-"""Smoothing weights the ``m`` key cycles through (TensorBoard's meaning: weight per training step)."""
 
 
 class LossPlot(PlotPane):

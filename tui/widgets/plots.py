@@ -143,6 +143,10 @@ class LossPlot(PlotPane):
 class AccuracyPlot(PlotPane):
     """Test and train accuracy per epoch, and evaluate-now results where they were taken."""
 
+    def __init__(self, state: RunState, *, max_fps: float = 1.0, id: str | None = None) -> None:
+        super().__init__(state, max_fps=max_fps, id=id)
+        self._text = Text("accuracy appears after the first epoch (e: evaluate now)", style="dim")
+
     def data_key(self) -> tuple[Any, ...]:
         s = self.state
         return (s.test_accuracy.version, s.requested_accuracy.version)

@@ -144,6 +144,8 @@ def build_parser(
     g.add_argument("--drop-last", type=on_off, metavar="on|off", help="drop each epoch's ragged last batch")
     g.add_argument("--ema", type=float, metavar="DECAY", help="evaluate an EMA of the weights (e.g. 0.999); 0 = off")
     g.add_argument("--eval-batch-size", type=int)
+    g.add_argument("--eval-every", type=int, metavar="STEPS",
+                   help="also evaluate every STEPS steps, for long epochs (default 0: at epoch ends only)")  # fmt: skip
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     g = p.add_argument_group("run")

@@ -114,10 +114,13 @@ class RunState:
         elif isinstance(e, ev.Evaluation):
             self.last_eval = e
             self.eval_seconds = e.seconds
+            at = e.epoch + e.step / max(1, self.steps_per_epoch)
             if e.reason == "request":
-                at = e.epoch + e.step / max(1, self.steps_per_epoch)
                 self.requested_accuracy.add(at, 100 * e.accuracy)
                 self.requested_loss.add(at, e.loss)
+            elif e.reason == "interval":  # --eval-every: points of the test curves between epoch ends
+                self.test_accuracy.add(at, 100 * e.accuracy)
+                self.test_loss.add(at, e.loss)
         elif isinstance(e, ev.EpochEnd):
             self.epochs_done.append(e)
             self.epoch = e.epoch

@@ -124,6 +124,8 @@ class TrainConfig:
     workers: int = 2
     """DataLoader worker processes (dataloader path only)."""
     eval_batch_size: int = 500
+    eval_every: int = 0
+    """Also evaluate on the test split every this many steps (long epochs); 0: at epoch ends only."""
     seed: int = 0
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
@@ -191,6 +193,7 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {
     "pad_mode": (TRAINS, False), "flip": (TRAINS, False), "cutout": (TRAINS, False), "drop_last": (TRAINS, False),
     "ema": (TRAINS, False), "seed": (TRAINS, False),
     "compile": (RUNS, True), "loader": (RUNS, True), "workers": (RUNS, True), "eval_batch_size": (RUNS, True),
+    "eval_every": (RUNS, True),
     "device": (RUNS, True), "log_every": (RUNS, True), "data_dir": (RUNS, True), "resume": (RUNS, True),
     "keep": (RUNS, True), "rank_timeout": (RUNS, True),
     "progress_hz": (WRITTEN, True), "run_dir": (WRITTEN, True), "runs_root": (WRITTEN, True),
@@ -263,6 +266,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.batch_size < 2:
         raise ConfigError("--batch-size must be at least 2: BatchNorm cannot train on one image per batch")
     _check_range("eval_batch_size", cfg.eval_batch_size, 1, 65_536)
+    _check_range("eval_every", cfg.eval_every, 0, 10**9)
     _check_range("lr", cfg.lr, 0.0, 100.0, lo_open=True)
     _check_range("momentum", cfg.momentum, 0.0, 0.999)
     _check_range("weight_decay", cfg.weight_decay, 0.0, 1.0)

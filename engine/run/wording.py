@@ -80,7 +80,7 @@ def event_lines(e: ev.Event) -> list[tuple[str, str]]:
         return [("info", f"epoch {e.epoch}/{e.epochs}: train loss {e.train_loss:.4f} acc {percent(e.train_accuracy)} | "
                  f"test loss {e.test_loss:.4f} acc {percent(e.test_accuracy)} | {e.images_per_sec:,.0f} img/s | "
                  f"{e.seconds:.1f}s + eval {e.eval_seconds:.1f}s")]  # fmt: skip
-    if isinstance(e, ev.Evaluation) and e.reason == "request":
+    if isinstance(e, ev.Evaluation) and e.reason in ("request", "interval"):
         return [("info", f"evaluation at epoch {e.epoch + 1} step {e.step}: "
                  f"test loss {e.loss:.4f} acc {percent(e.accuracy)}")]  # fmt: skip
     if isinstance(e, ev.CheckpointSaved) and e.reason not in ("epoch", "best"):

@@ -333,3 +333,6 @@ class TrainLoop:
             stats.seconds = time.perf_counter() - epoch_began
             if s.step < steps:
                 self.handle_controls(stats)
+                if cfg.eval_every and s.global_step % cfg.eval_every == 0:  # the same step on every rank
+                    with contextlib.suppress(EvaluationInterrupted):  # a stop: taken at the next boundary
+                        self.run_evaluation("interval")

@@ -194,3 +194,14 @@ def test_fast_recipe_parts_with_ema_run_and_resume(tmp_path: Path) -> None:
     ).run()
     assert resumed.epochs_done == 2
     assert load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt")["ema"]["updates"] == 4
+
+
+def test_eval_every_evaluates_between_epoch_ends_and_leaves_training_as_it_was(tmp_path: Path) -> None:
+    rec = Recorder()
+    Trainer(tiny_config(tmp_path, run_dir=str(tmp_path / "every"), epochs=2, eval_every=3), rec).run()
+    interval = [e for e in rec.of(ev.Evaluation) if e.reason == "interval"]
+    assert [e.global_step for e in interval] == [3, 6, 9, 12, 15]  # 8 steps an epoch: epoch ends evaluate anyway
+    plain, _ = final_state(tmp_path, "plain", epochs=2)
+    every = torch.load(tmp_path / "every" / "checkpoints" / "last.pt", weights_only=True)
+    for name, tensor in plain["model"].items():  # evaluating never changes what is trained
+        assert torch.equal(tensor, every["model"][name]), name

@@ -53,6 +53,7 @@ CASES: list[tuple[list[str], str]] = [
     ([*TRAIN, "--image-size", "4"], "--image-size"),
     ([*TRAIN, "--workers", "-1"], "--workers"),
     ([*TRAIN, "--keep", "0"], "--keep"),
+    ([*TRAIN, "--eval-every", "-1"], "--eval-every"),
     ([*TRAIN, "--save-wait", "-1"], "--save-wait"),
     ([*TRAIN, "--progress-hz", "0"], "--progress-hz"),
     ([*TRAIN, "--optimizer", "lion"], "optimizer"),

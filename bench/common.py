@@ -14,23 +14,55 @@ MINI = ROOT.parent / "shared" / "data" / "cifar10-mini"
 TARBALL_CANDIDATES = [ROOT / "carry" / "cifar10-jpeg.tar.gz", ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"]
 
 
-def find_tarball() -> Path:
-    for path in TARBALL_CANDIDATES:
-        if path.is_file():
-            return path
-    raise SystemExit(f"cifar10-jpeg.tar.gz not found in {', '.join(map(str, TARBALL_CANDIDATES))}")
+def find_tarball() -> Path | None:
+    return next((path for path in TARBALL_CANDIDATES if path.is_file()), None)
 
 
 def unpack_cifar_jpeg(dest: Path | None = None) -> Path:
-    """Unpack the JPEG CIFAR-10 copy (ImageFolder layout) into a temporary folder; returns its root."""
+    """CIFAR-10 as JPEG files in ImageFolder form (train/ and test/, a folder per class) in a
+    temporary folder; returns its root. From the shared JPEG copy where the checkout has one,
+    else made from torchvision's CIFAR-10 download; else one line saying what is missing."""
     dest = dest or Path(tempfile.mkdtemp(prefix="cifar10-jpeg-"))
-    with tarfile.open(find_tarball()) as tar:
+    tarball = find_tarball()
+    if tarball is None:
+        return _jpeg_from_torchvision(dest)
+    with tarfile.open(tarball) as tar:
         tar.extractall(dest, filter="data")
     # The archive may hold a top folder: find the one with train/ and test/.
     for candidate in [dest, *sorted(p for p in dest.iterdir() if p.is_dir())]:
         if (candidate / "train").is_dir() and (candidate / "test").is_dir():
             return candidate
-    raise SystemExit(f"no train/ and test/ inside {dest}")
+    raise SystemExit(f"bench: {tarball} holds no train/ and test/ folders")
+
+
+def _jpeg_from_torchvision(dest: Path) -> Path:
+    """Write torchvision's CIFAR-10 (downloaded once into the cache) as JPEG files."""
+    from engine.run.config import default_cache_dir
+
+    print(f"# no cifar10-jpeg.tar.gz in {' or '.join(str(p.parent) for p in TARBALL_CANDIDATES)}: making the JPEG "
+          "copy from torchvision's CIFAR-10 (downloads 170 MB once)", flush=True)  # fmt: skip
+    try:
+        from torchvision.datasets import CIFAR10
+
+        root = default_cache_dir() / "data"  # where cifar-tui keeps its own download
+        splits = {"train": CIFAR10(root, train=True, download=True), "test": CIFAR10(root, train=False, download=True)}
+    except Exception as exc:  # no network here: say what to do in one line
+        raise SystemExit(f"bench: needs CIFAR-10 as JPEG files: put cifar10-jpeg.tar.gz in carry/ or ../shared/data/, "
+                         f"or run where torchvision can download CIFAR-10 ({type(exc).__name__})") from None  # fmt: skip
+    for split, data in splits.items():
+        for i, (image, label) in enumerate(data):  # type: ignore[misc]
+            folder = dest / split / data.classes[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            image.save(folder / f"{i:05d}.jpg", quality=95)
+    return dest
+
+
+def need_mini() -> bool:
+    """Whether the 1,300-image CIFAR-10 sample is here; says once what is skipped when it is not."""
+    if MINI.is_dir():
+        return True
+    print(f"# {MINI} is not here (a checkout without the shared data): its rows are skipped", flush=True)
+    return False
 
 
 def machine() -> str:

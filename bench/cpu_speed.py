@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from bench.common import MINI, machine
+from bench.common import MINI, machine, need_mini
 from engine.run import events as ev
 from engine.run.config import from_recipe
 from engine.train.trainer import Trainer
@@ -43,6 +43,8 @@ def main() -> None:
         ("demo (5,000 images)", "imagenet", "tensor", {"data": "demo", "loader": "tensor"}),
         ("demo, 1,000 images", "cifar", "tensor", {"data": "demo", "loader": "tensor", "train_limit": 1000}),
     ]  # fmt: skip
+    if not need_mini():
+        plan = [row for row in plan if not row[0].startswith("cifar10-mini")]
     print("\n| data | stem | loader | images/s (median epoch) |\n|---|---|---|---|")
     for i, (data, stem, loader, options) in enumerate(plan):
         rate = images_per_sec(tmp / f"run{i}", args.epochs, stem=stem, test_limit=100, **options)

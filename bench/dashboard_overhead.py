@@ -100,6 +100,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cifar-tui-overhead-"))
     heads, apps, shares = [], [], []
     for r in range(args.rounds):
+        print(
+            f"round {r + 1}/{args.rounds}: {args.epochs} epochs headless, then the same in the dashboard…", flush=True
+        )
         heads.append(headless(from_recipe("tutorial", epochs=args.epochs, run_dir=str(tmp / f"h{r}"), **OPTIONS)))
         rate, share = asyncio.run(
             with_app(from_recipe("tutorial", epochs=args.epochs, run_dir=str(tmp / f"a{r}"), **OPTIONS))
@@ -109,6 +112,7 @@ def main() -> None:
         print(
             f"round {r + 1}: headless {heads[-1]:,.0f} img/s | app {apps[-1]:,.0f} img/s | UI CPU {100 * share:.1f}% of a core"
         )
+    print("pause latency: pressing p during a 50-epoch run…", flush=True)
     cfg = from_recipe("tutorial", epochs=50, run_dir=str(tmp / "pause"), **OPTIONS)
     delays = asyncio.run(pause_latency(cfg))
     print()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.common import ROOT
 
 
@@ -22,3 +24,24 @@ def test_gpu_script_smoke_runs_on_cpu(tmp_path: Path, project_env: dict[str, str
     assert runs["tutorial x1, tensor"][1] == "tensor" and runs["fast95"][1] == "tensor"
     assert "fast: 2 seeds, test accuracy mean" in out.stdout
     assert "dashboard cost: fast images/s under the dashboard / headless (seed 0) = " in out.stdout
+
+
+def test_benchmarks_say_in_one_line_what_data_a_fresh_clone_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torchvision.datasets
+
+    from bench import common
+
+    monkeypatch.setattr(common, "TARBALL_CANDIDATES", [tmp_path / "carry" / "cifar10-jpeg.tar.gz"])
+    monkeypatch.setattr(common, "MINI", tmp_path / "shared" / "cifar10-mini")
+
+    def offline(*_args: object, **_kw: object) -> None:
+        raise OSError("no network")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(SystemExit) as exited:
+        common.unpack_cifar_jpeg(tmp_path / "out")
+    message = str(exited.value.code)
+    assert "cifar10-jpeg.tar.gz" in message and "download" in message and "\n" not in message
+    assert common.need_mini() is False and "skipped" in capsys.readouterr().out

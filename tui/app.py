@@ -76,6 +76,7 @@ class CifarTui(LeavingApp):
         self._ui_loop: asyncio.AbstractEventLoop | None = None
         self._nvml = NvmlReader()  # initialised at the first GPU reading, once
         self._footer_running: bool | None = None  # what the footer's keys were last checked against
+        self._held: list[tuple[Command, str]] = []  # keys pressed before the trainer could be reached
 
     @property
     def session(self) -> Session | None:
@@ -123,6 +124,8 @@ class CifarTui(LeavingApp):
         session = controller.open(cfg)
         try:
             session.start()
+            controller.session_ready = True
+            self.call_from_thread(self._send_held)
             for event in session.events():
                 if worker.is_cancelled:
                     break
@@ -171,7 +174,8 @@ class CifarTui(LeavingApp):
         with contextlib.suppress(NoMatches):  # tearing down: the panes are already gone
             self.dashboard.refresh_text()
         running = self.controller.training_running()
-        if running != self._footer_running:  # the footer shows the keys that act now
+        # The footer shows the keys that act now (once the dashboard is up: a refresh before that is lost).
+        if running != self._footer_running and self.dashboard.is_mounted:
             self._footer_running = running
             self.refresh_bindings()
 
@@ -217,6 +221,12 @@ class CifarTui(LeavingApp):
     # -- keys -----------------------------------------------------------------------------------
     def _send(self, command: Command, note: str) -> None:
         session = self.controller.session
+        if not self.controller.session_ready and not self.run_state.ended:
+            # The dashboard is up before its trainer is reached (a browser tab's first keys, a fast
+            # typist): the key is kept and sent once the session has started, never dropped.
+            self._held.append((command, note))
+            self.notify(f"{note} (as soon as the trainer is reached)", timeout=3)
+            return
         if session is None or self.run_state.ended:
             self.notify("no training is running", severity="warning")
         elif not session.remote:  # our own child: a local pipe, never slow
@@ -225,6 +235,11 @@ class CifarTui(LeavingApp):
         else:
             self.notify(note, timeout=2)
             self._send_remote(session, command)
+
+    def _send_held(self) -> None:
+        held, self._held = self._held, []
+        for command, note in held:
+            self._send(command, note)
 
     @work(thread=True, group="control", exclusive=False)
     def _send_remote(self, session: Session, command: Command) -> None:

@@ -45,6 +45,8 @@ class RunController:
     def __init__(self, factory: SessionFactory, point_budget: int = 400) -> None:
         self.factory = factory
         self.session: Session | None = None
+        self.session_ready = False
+        """Set once the session has started: commands can reach the trainer (or be refused by it)."""
         self.run_state = RunState(point_budget=point_budget)
         self.lifecycle = Lifecycle.RUNNING
         self.signal_code = 0
@@ -58,6 +60,7 @@ class RunController:
     # -- the session ---------------------------------------------------------------------------
     def open(self, cfg: TrainConfig) -> Session:
         """A new session for ``cfg`` (called from the worker thread that follows it)."""
+        self.session_ready = False
         self.session = self.factory(cfg)
         return self.session
 

@@ -128,6 +128,9 @@ async def test_download_failure_offers_demo_data(tmp_path: Path) -> None:
     app = CifarTui(tutorial_config(), factory)
     async with app.run_test(size=(100, 30)) as pilot:
         await app_until(pilot, lambda: isinstance(app.screen, Choice) and bool(app.screen.query("#offline")))
+        # The dialog laid out: a click lands on its button.
+        await app_until(pilot, lambda: app.screen.query_one("#offline").region.width > 0)
+        await pilot.pause()
         await pilot.click("#offline")
         await app_until(pilot, lambda: app.run_state.started is not None)
     assert started == ["cifar10", "demo"]
@@ -347,4 +350,28 @@ async def test_view_settings_are_kept_for_the_next_session() -> None:
         assert not again.query_one(AccuracyPlot).display
         await pilot.press("v", "v", "v")  # back to all plots
         assert again.query_one(AccuracyPlot).display
+        await pilot.press("q")
+
+
+async def test_a_key_pressed_before_the_trainer_is_reached_is_kept_and_sent() -> None:
+    """A browser tab's first keys can arrive before the session has started: said, then sent."""
+    from engine.run.controls import Command
+    from tests.helpers.waiting import settle
+
+    release = threading.Event()
+
+    class SlowStart(ScriptedSession):
+        def start(self) -> None:
+            release.wait(30)  # connecting to the trainer takes a while
+            super().start()
+
+    app = CifarTui(tutorial_config(), lambda c: SlowStart(script(c, 3)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("p")
+        await app_until(
+            pilot, lambda: any("as soon as the trainer is reached" in n.message for n in app._notifications)
+        )
+        release.set()
+        await settle(pilot, events=len(script(tutorial_config(), 3)))
+        await app_until(pilot, lambda: Command.TOGGLE_PAUSE in app.session.commands)  # type: ignore[union-attr, attr-defined]
         await pilot.press("q")

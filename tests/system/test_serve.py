@@ -218,3 +218,20 @@ def test_every_served_dashboard_ends_with_its_tab_its_server_or_a_signal(
             process.kill()
         _end_training(run_dir)
     assert "progress" in kinds(run_dir)[-20:] or "finished" in kinds(run_dir)  # training went on throughout
+
+
+def test_a_key_pressed_as_soon_as_the_page_shows_acts(served: tuple[str, Path, subprocess.Popen[str]]) -> None:
+    """`p` at once after clicking into a fresh page, before the dashboard has drawn: the trainer
+    pauses (the key is kept until the dashboard reaches the trainer), never a lost key."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency")
+    url, run_dir, _server = served
+    wait_until(what="training to start", cond=lambda: "progress" in kinds(run_dir))
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(url)
+        page.wait_for_selector(".xterm-screen")
+        page.click(".xterm-screen")
+        page.keyboard.press("p")
+        wait_until(what="the early key's pause in events.jsonl", cond=lambda: "paused" in kinds(run_dir), timeout=120)
+        browser.close()

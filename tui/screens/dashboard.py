@@ -120,13 +120,16 @@ class DashboardScreen(Screen[None]):
     def _mark_more_classes(self) -> None:
         """A per-class table taller than its pane says so (a short terminal shows a few rows)."""
         pane = self.query_one(ClassesPane)
+        if pane.border_subtitle != (subtitle := self._classes_subtitle()):
+            pane.border_subtitle = subtitle
+
+    def _classes_subtitle(self) -> str:
+        pane = self.query_one(ClassesPane)
         evaluation = self.state.last_eval
         lines = 2 + len(evaluation.class_names) if evaluation is not None else 0  # title, header, a row each
         below = lines - pane.scrollable_content_region.height - round(pane.scroll_offset.y)
         # A count of rows would be wrong when the title wraps: say what the whole table holds.
-        subtitle = f"↓ scroll for all {len(evaluation.class_names)} classes" if evaluation and below > 0 else ""
-        if pane.border_subtitle != subtitle:
-            pane.border_subtitle = subtitle
+        return f"↓ scroll for all {len(evaluation.class_names)} classes" if evaluation and below > 0 else ""
 
     def refresh_plots(self) -> None:
         for plot in self.query(PlotPane):
@@ -155,6 +158,8 @@ class DashboardScreen(Screen[None]):
             pending.append(f"log at line {log.scroll_offset.y} of {log.max_scroll_y}")
         if self._shown_version != self.state.version:
             pending.append(f"text panes at version {self._shown_version} of {self.state.version}")
+        if self.query_one(ClassesPane).border_subtitle != self._classes_subtitle():
+            pending.append("the per-class pane's note of hidden rows")
         return pending + [f"plot {p.id} not redrawn" for p in self.query(PlotPane) if not p.is_current()]
 
     # -- views -------------------------------------------------------------------------------

@@ -15,10 +15,12 @@ DASHBOARD_OPTIONS = ("--headless", "--refresh", "--detach", "--notify", "--on-ha
 EPILOG = """\
 commands:
   cifar-tui [OPTIONS]              train with the live dashboard (--headless: plain lines)
-  cifar-tui attach [RUN_DIR]       the dashboard on a live or finished run (default: the latest)
-  cifar-tui runs [--json]          list the runs under --runs-root
-  cifar-tui export RUN_DIR --csv   write steps.csv and epochs.csv (--tensorboard LOGDIR: event files)
-  cifar-tui serve [RUN_DIR]        the dashboard in a browser, private (token), http://127.0.0.1:8000
+  cifar-tui attach [RUN]           the dashboard on a run: the live one, or by name or folder
+  cifar-tui runs [--json]          your runs, from any folder (filter: --state --match; --sort)
+  cifar-tui pause|resume|save|evaluate|stop [RUN]   act on a run without a dashboard
+  cifar-tui label|archive|delete RUN                name, tag, hide or remove a run
+  cifar-tui export RUN... --csv    steps.csv and epochs.csv (--tensorboard LOGDIR: event files)
+  cifar-tui serve [RUN]            the dashboard in a browser, private (token), http://127.0.0.1:8000
 
 dashboard keys:
 {keys}

@@ -85,7 +85,8 @@ def runs_main(argv: list[str]) -> int:
     p.add_argument("--runs-root", type=path_arg("--runs-root"), help="list only this runs folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--all", action="store_true", help="archived runs too")
-    p.add_argument("--state", help="only runs in this state: running, paused, finished, stopped, failed")
+    p.add_argument("--state", choices=("running", "paused", "finished", "stopped", "failed", "damaged"),
+                   help="only runs in this state")  # fmt: skip
     p.add_argument("--recipe", help="only runs of this recipe")
     p.add_argument("--data", help="only runs whose data contains this text")
     p.add_argument("--match", metavar="TEXT", help="only runs with TEXT in their name, tags or notes")

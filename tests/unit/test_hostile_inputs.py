@@ -104,6 +104,7 @@ CASES: list[tuple[list[str], str]] = [
     # subcommands and options that do not exist
     (["atach"], "did you mean"),
     (["runs", "--bogus"], "unrecognized arguments"),
+    (["runs", "--state", "sleeping"], "invalid choice"),
     (["export", "{tmp}"], "say what to write"),
     # checkpoints with fields of the wrong type, out of range, or not finite
     ([*TRAIN, "--resume", "{ckpt:config=list}"], "config is a list"),

@@ -250,6 +250,7 @@ async def test_runs_screen_lists_runs_and_overlays_accuracy(tmp_path: Path) -> N
         accuracy_plot = str(screen.query_one("#overlay").render())
         await pilot.press("v", "x")  # the loss, against steps
         await app_until(pilot, lambda: "loss: test" in screen_text(app) and "x: step" in screen_text(app))
+        assert "train (lighter shade, smoothing 0.9)" in screen_text(app)  # the main plot's, as kept
         assert str(screen.query_one("#overlay").render()) != accuracy_plot
         await pilot.press("x")
         await app_until(pilot, lambda: "training time (min)" in screen_text(app))

@@ -29,6 +29,7 @@ from engine.run.summary import RunSummary
 from engine.run.wording import distinct, duration
 from tui.format import pct
 from tui.series import smoothed
+from tui.view_settings import load_view
 from tui.widgets.plots import percent_range
 
 COLORS = ["green", "cyan", "orange", "magenta", "blue", "red", "gray"]  # each has a lighter "+" shade
@@ -101,6 +102,7 @@ class RunsScreen(ModalScreen[None]):
         self.loaded = False  # the worker has read the runs (tests wait on it)
         self.metric, self.axis, self.order, self.filter_text = "accuracy", "epoch", "started", ""
         self.curves: dict[str, tuple[int, RunCurves]] = {}  # path -> (events size, curves)
+        self.smoothing = load_view().smoothing
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -256,7 +258,9 @@ class RunsScreen(ModalScreen[None]):
                     continue
                 xs, ys = [p.x(self.axis) for p, _ in points], [y for _, y in points]
                 if part == "train" and self.metric == "loss":
-                    ys = smoothed(ys, 0.1)  # the dashboard's default smoothing, 0.9
+                    # The main plot's smoothing, as the user left it (per report here: reports are coarser
+                    # than steps, so the same weight reaches a little further).
+                    ys = smoothed(ys, 1 - self.smoothing) if self.smoothing else ys
                 marker = "braille" if part == "train" else "dot" if len(xs) > 1 else "●"
                 plt.plot(xs, ys, marker=marker, color=color if part == "test" else f"{color}+")
                 values += ys
@@ -272,6 +276,7 @@ class RunsScreen(ModalScreen[None]):
         for i, name in enumerate(names):
             legend.append("━━ ", style=COLORS[i % len(COLORS)])
             legend.append(name + "   ")
-        legend.append(f"\n{self.metric}: test (a dot per epoch) and train (lighter shade) · x: {axis_label(self.axis)}",
+        train = f"train (lighter shade{f', smoothing {self.smoothing:g}' if self.metric == 'loss' else ''})"
+        legend.append(f"\n{self.metric}: test (a dot per epoch) and {train} · x: {axis_label(self.axis)}",
                       style="dim")  # fmt: skip
         return legend

@@ -82,7 +82,7 @@ async def test_finished_run_stays_on_screen_and_quits_without_asking(tmp_path: P
     app = make_app(tiny_config(tmp_path, epochs=1), refresh_hz=4.0)
     async with app.run_test(size=(120, 40)) as pilot:
         await app_until(pilot, lambda: app.run_state.finished is not None)
-        words = ("finished", "press q to quit", "dots")
+        words = ("finished", "press q to quit", "disc")  # the first class: always in view
         await app_until(pilot, lambda: all(w in screen_text(app) for w in words),
                         why=lambda: (app.unsettled(), screen_text(app).split("cifar-tui tutorial")[-1]))  # fmt: skip
         await pilot.press("q")

@@ -29,9 +29,7 @@ class DevicePane(Static):
         # A CUDA build on a machine without a GPU says what it could use, not what it is using.
         on_gpu = device.startswith("cuda")
         cuda = (
-            (f" · CUDA {cuda_version}" if on_gpu else f" · built for CUDA {cuda_version}, no GPU in use")
-            if cuda_version
-            else ""
+            (f" · CUDA {cuda_version}" if on_gpu else f" · CUDA {cuda_version} build, no GPU") if cuda_version else ""
         )
         versions = f"torch {torch_version}{cuda}"
         if sample and sample.gpus and device.startswith("cuda"):

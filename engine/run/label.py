@@ -29,11 +29,6 @@ class Label:
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
-    def matches(self, text: str) -> bool:
-        """Whether ``text`` (case-insensitive) is in the name, a tag or the notes."""
-        t = text.lower()
-        return t in self.name.lower() or any(t in tag.lower() for tag in self.tags) or t in self.notes.lower()
-
 
 def check_name(name: str) -> str:
     """A run name as given, stripped; ValueError (one line) when unusable."""

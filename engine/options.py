@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from engine.run.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe, path_kind
 from engine.run.errors import EXIT_USAGE, ConfigError
+from engine.run.steering import parse_early_stop_rule, parse_target_value
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -29,6 +30,23 @@ def on_off(value: str) -> bool:
     if value.lower() in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected on/off, got {value!r}")
+
+
+def target_arg(value: str) -> float:
+    """``--target-accuracy``: 93, 93% or 0.93; off."""
+    try:
+        return parse_target_value(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def early_stop_arg(value: str) -> str:
+    """``--early-stop patience=N[,min-delta=D]`` (or off), checked here, kept as its text."""
+    try:
+        rule = parse_early_stop_rule(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return str(rule) if rule else ""
 
 
 def path_arg(option: str) -> Callable[[str], str]:
@@ -146,6 +164,15 @@ def build_parser(
     g.add_argument("--eval-batch-size", type=int)
     g.add_argument("--eval-every", type=int, metavar="STEPS",
                    help="also evaluate every STEPS steps, for long epochs (default 0: at epoch ends only)")  # fmt: skip
+    g.add_argument("--early-stop", type=early_stop_arg, metavar="patience=N[,min-delta=D]",
+                   help="end the run (completed) after N epochs without a test-accuracy gain of more than D points; "
+                        "changeable while it trains (default: off)")  # fmt: skip
+    g.add_argument(
+        "--target-accuracy",
+        type=target_arg,
+        metavar="PERCENT",
+        help="end the run (completed) once test accuracy reaches this, e.g. 93 (default: off)",
+    )
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     g = p.add_argument_group("run")

@@ -17,6 +17,7 @@ from typing import Any
 from engine.run.errors import ConfigError
 from engine.run.label import check_name, check_notes, check_tags
 from engine.run.recipes import RECIPES
+from engine.run.steering import parse_early_stop_rule
 
 #: torchvision classification models known to work with head replacement at small sizes.
 SUPPORTED_ARCHS: tuple[str, ...] = (
@@ -126,6 +127,11 @@ class TrainConfig:
     eval_batch_size: int = 500
     eval_every: int = 0
     """Also evaluate on the test split every this many steps (long epochs); 0: at epoch ends only."""
+    early_stop: str = ""
+    """``patience=N[,min-delta=D]``: end the run (completed) once test accuracy has not gained more
+    than D points for N epochs; empty: off. Changeable while training (engine/run/steering.py)."""
+    target_accuracy: float = 0.0
+    """End the run (completed) once test accuracy reaches this fraction; 0: off."""
     seed: int = 0
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
@@ -193,7 +199,7 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {
     "pad_mode": (TRAINS, False), "flip": (TRAINS, False), "cutout": (TRAINS, False), "drop_last": (TRAINS, False),
     "ema": (TRAINS, False), "seed": (TRAINS, False),
     "compile": (RUNS, True), "loader": (RUNS, True), "workers": (RUNS, True), "eval_batch_size": (RUNS, True),
-    "eval_every": (RUNS, True),
+    "eval_every": (RUNS, True), "early_stop": (TRAINS, True), "target_accuracy": (TRAINS, True),
     "device": (RUNS, True), "log_every": (RUNS, True), "data_dir": (RUNS, True), "resume": (RUNS, True),
     "keep": (RUNS, True), "rank_timeout": (RUNS, True),
     "progress_hz": (WRITTEN, True), "run_dir": (WRITTEN, True), "runs_root": (WRITTEN, True),
@@ -267,6 +273,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("--batch-size must be at least 2: BatchNorm cannot train on one image per batch")
     _check_range("eval_batch_size", cfg.eval_batch_size, 1, 65_536)
     _check_range("eval_every", cfg.eval_every, 0, 10**9)
+    _check_range("target_accuracy", cfg.target_accuracy, 0.0, 1.0)
+    try:
+        parse_early_stop_rule(cfg.early_stop)
+    except ValueError as exc:
+        raise ConfigError(f"--early-stop: {exc}") from None
     _check_range("lr", cfg.lr, 0.0, 100.0, lo_open=True)
     _check_range("momentum", cfg.momentum, 0.0, 0.999)
     _check_range("weight_decay", cfg.weight_decay, 0.0, 1.0)

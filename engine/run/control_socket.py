@@ -27,6 +27,7 @@ from typing import Any
 
 from engine.run.controls import STOPPED_FROM_A_DASHBOARD, Controls, cause_in, command_in, message
 from engine.run.fileio import atomic_write_json
+from engine.run.steering import SteerAct
 
 TRAINER_FILE = "trainer.json"
 
@@ -170,10 +171,14 @@ class ControlServer:
     def apply(self, raw: bytes) -> dict[str, Any]:
         try:
             sent = json.loads(raw)
-            self.controls.apply(command_in(sent) or "", cause_in(sent) or STOPPED_FROM_A_DASHBOARD)
         except (ValueError, RecursionError):
             self.warn(f"ignored malformed control command {raw[:80]!r}")
             return {"ok": False, "error": "malformed command"}
+        try:
+            self.controls.apply(command_in(sent) or "", cause_in(sent) or STOPPED_FROM_A_DASHBOARD, sent)
+        except ValueError as exc:
+            self.warn(f"ignored a control command: {exc}")
+            return {"ok": False, "error": str(exc)}
         return {"ok": True}
 
     def close(self) -> None:
@@ -207,7 +212,7 @@ class ControlClient:
             raise
         self.stream = self.sock.makefile("rwb")
 
-    def send(self, command: str, cause: str = "") -> dict[str, Any]:
+    def send(self, command: str, cause: str = "", steer: SteerAct | None = None) -> dict[str, Any]:
         """Send one command and read the reply; reconnects once if the trainer hung up an idle link.
         A reply that does not come within ``timeout`` fails this command (it may still be applied:
         never re-sent, a toggle would toggle twice) and the next one starts on a fresh connection:
@@ -217,7 +222,7 @@ class ControlClient:
             self._connect()
         for attempt in (1, 2):
             try:
-                self.stream.write((json.dumps(message(command, cause)) + "\n").encode())
+                self.stream.write((json.dumps(message(command, cause, steer)) + "\n").encode())
                 self.stream.flush()
                 line = self.stream.readline(ControlServer.MAX_LINE)
             except (BrokenPipeError, ConnectionResetError):

@@ -7,9 +7,12 @@ control channel). The trainer calls :meth:`Controls.take` between batches.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from engine.run.events import WireName
+from engine.run.steering import SteerAct
 
 
 class Command(WireName):
@@ -23,6 +26,8 @@ class Command(WireName):
     EVALUATE = "evaluate"
     STOP = "stop"
     STOP_SAVE = "stop_save"
+    STEER = "steer"
+    """Change the LR multiplier, the length or a stop rule (``"steer"`` holds a SteerAct's wire form)."""
 
 
 COMMANDS = tuple(c.value for c in Command)
@@ -31,10 +36,21 @@ STOPPED_FROM_A_DASHBOARD = "stopped from a dashboard"
 """The stop cause of a stop command, whichever channel brought it."""
 
 
-def message(command: str, cause: str = "") -> dict[str, str]:
+def message(command: str, cause: str = "", steer: SteerAct | None = None) -> dict[str, Any]:
     """A command as it travels: ``{"command": NAME}`` (a JSON line, or a pickled dict on a pipe),
-    with ``"cause"`` when a stop says why (a lost terminal, a signal to the dashboard)."""
-    return {"command": Command(command).value, **({"cause": cause[:200]} if cause else {})}
+    with ``"cause"`` when a stop says why (a lost terminal, a signal to the dashboard) and
+    ``"steer"`` for a steering act."""
+    wire: dict[str, Any] = {"command": Command(command).value}
+    if cause:
+        wire["cause"] = cause[:200]
+    if steer is not None:
+        wire["steer"] = steer.to_wire()
+    return wire
+
+
+def steer_in(raw: object) -> SteerAct:
+    """The steering act a message carries; ValueError (one line) for a malformed one."""
+    return SteerAct.from_wire(raw.get("steer") if isinstance(raw, dict) else None)
 
 
 def cause_in(raw: object) -> str:
@@ -57,6 +73,7 @@ class Requests:
     evaluate: bool = False
     stop: bool = False
     save_on_stop: bool = False
+    steer: SteerAct | None = None
 
 
 class Controls:
@@ -66,6 +83,7 @@ class Controls:
         self._cond = threading.Condition()
         self._paused = False
         self._pending = Requests()
+        self._steers: deque[SteerAct] = deque(maxlen=100)
         self._stops = 0
         self.stop_cause = ""
         self.waiting_for_room = False
@@ -101,6 +119,12 @@ class Controls:
             self._pending.evaluate = True
             self._cond.notify_all()
 
+    def steer(self, act: SteerAct) -> None:
+        """Queue a steering act (one is applied per batch boundary, in the order they came)."""
+        with self._cond:
+            self._steers.append(act)
+            self._cond.notify_all()
+
     def stop(self, save: bool = False, cause: str = "stop requested") -> None:
         """Stop at the next batch boundary, optionally saving a checkpoint first."""
         with self._cond:
@@ -111,13 +135,16 @@ class Controls:
             self._stops += 1
             self._cond.notify_all()
 
-    def apply(self, command: str, cause: str = STOPPED_FROM_A_DASHBOARD) -> None:
-        """Apply a command (a :class:`Command` or its name); ValueError for an unknown one."""
+    def apply(self, command: str, cause: str = STOPPED_FROM_A_DASHBOARD, raw: object = None) -> None:
+        """Apply a command (a :class:`Command` or its name; a steer takes its act from the whole
+        message ``raw``); ValueError for an unknown or malformed one."""
         try:
             which = Command(command)
         except ValueError:
             raise ValueError(f"unknown control command {command!r}") from None
-        if which in (Command.STOP, Command.STOP_SAVE):
+        if which is Command.STEER:
+            self.steer(steer_in(raw))
+        elif which in (Command.STOP, Command.STOP_SAVE):
             self.stop(save=which is Command.STOP_SAVE, cause=cause)
         else:
             getattr(self, which.value)()
@@ -143,12 +170,14 @@ class Controls:
         with self._cond:
             taken = self._pending
             self._pending = Requests(stop=taken.stop, save_on_stop=taken.save_on_stop)
+            if self._steers:
+                taken.steer = self._steers.popleft()
             return taken
 
     def wait_while_paused(self, timeout: float) -> bool:
         """Block up to ``timeout`` s while paused and nothing is pending; True if still paused."""
         with self._cond:
             p = self._pending
-            if self._paused and not (p.save or p.evaluate or p.stop):
+            if self._paused and not (p.save or p.evaluate or p.stop or self._steers):
                 self._cond.wait(timeout)
             return self._paused

@@ -191,6 +191,28 @@ class Resumed(Event):
 
 
 @dataclass(frozen=True)
+class Steered(Event):
+    """A steering act at a batch boundary (engine/run/steering.py): what changed from what to
+    what, at which step, asked from where; ``refused`` says why it was not applied."""
+
+    kind: ClassVar[str] = "steered"
+    global_step: int
+    epoch: int
+    what: str
+    old: str
+    new: str
+    source: str
+    refused: str = ""
+
+    @property
+    def message(self) -> str:
+        name = {"lr_scale": "LR multiplier"}.get(self.what, self.what.replace("_", " "))
+        if self.refused:
+            return f"{name} not changed: {self.refused} (asked from the {self.source}; still {self.old})"
+        return f"{name} {self.old} -> {self.new} at step {self.global_step} (from the {self.source})"
+
+
+@dataclass(frozen=True)
 class Finished(Event):
     """The run ended normally. ``reason``: completed or stopped."""
 
@@ -246,6 +268,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CheckpointSaved,
         Paused,
         Resumed,
+        Steered,
         Finished,
         Failed,
         Detached,

@@ -95,6 +95,8 @@ class SummaryFold:
             self._measured(e.accuracy)
             if e.reason == "final":
                 self.final = e.accuracy
+        elif isinstance(e, ev.Steered) and not e.refused and e.what == "epochs":
+            self.config["epochs"] = int(e.new)  # lists show the length the run has now
         elif isinstance(e, ev.Paused | ev.Resumed):
             self.status = "paused" if isinstance(e, ev.Paused) else "running"
         elif isinstance(e, ev.Finished):

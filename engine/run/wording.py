@@ -85,6 +85,8 @@ def event_lines(e: ev.Event) -> list[tuple[str, str]]:
                  f"test loss {e.loss:.4f} acc {percent(e.accuracy)}")]  # fmt: skip
     if isinstance(e, ev.CheckpointSaved) and e.reason not in ("epoch", "best"):
         return [("info", f"checkpoint saved ({e.reason}): {e.path}")]
+    if isinstance(e, ev.Steered):
+        return [("warning" if e.refused else "info", e.message)]
     if isinstance(e, ev.Paused | ev.Resumed):
         return [("info", f"{'paused' if isinstance(e, ev.Paused) else 'resumed'} at step {e.global_step}")]
     if isinstance(e, ev.Finished):

@@ -17,6 +17,7 @@ from engine.run import events as ev
 from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
 from engine.run.events import Phase
 from engine.run.rundir import EVENTS
+from engine.run.steering import SteerAct
 from engine.session.base import Session
 
 
@@ -50,11 +51,11 @@ class AttachedSession(Session):
     def alive(self) -> bool:
         return not self._closed and trainer_alive(self.run_dir)
 
-    def send(self, command: str, cause: str = "") -> bool:
+    def send(self, command: str, cause: str = "", steer: SteerAct | None = None) -> bool:
         if self.client is None:
             return False
         try:
-            return bool(self.client.send(command, cause).get("ok"))
+            return bool(self.client.send(command, cause, steer).get("ok"))
         except (OSError, ValueError):
             return False
 

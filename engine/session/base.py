@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
 from engine.run import events as ev
+from engine.run.steering import SteerAct
 
 
 class Session(ABC):
@@ -28,9 +29,9 @@ class Session(ABC):
         """The run's events until it ends; None every ``poll`` s of silence (a chance to stop)."""
 
     @abstractmethod
-    def send(self, command: str, cause: str = "") -> bool:
+    def send(self, command: str, cause: str = "", steer: SteerAct | None = None) -> bool:
         """Send a control command (engine.run.controls.Command), a stop with its ``cause`` when
-        it is not a dashboard's key; False if the trainer did not take it."""
+        it is not a dashboard's key, a steer with its act; False if the trainer did not take it."""
 
     @abstractmethod
     def alive(self) -> bool:

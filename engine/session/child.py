@@ -28,6 +28,7 @@ from pathlib import Path
 from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import message
+from engine.run.steering import SteerAct
 from engine.session.base import Session
 
 #: Kernel buffer per socket direction (Linux doubles it). The trainer's in-memory queue, not the
@@ -102,9 +103,9 @@ class ChildSession(Session):
         self.detached = True
         return True
 
-    def send(self, command: str, cause: str = "") -> bool:
+    def send(self, command: str, cause: str = "", steer: SteerAct | None = None) -> bool:
         """Send a control command; False if the trainer is gone."""
-        wire = message(command, cause)  # ValueError for an unknown command
+        wire = message(command, cause, steer)  # ValueError for an unknown command
         if self._conn is None:
             return False
         try:

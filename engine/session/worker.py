@@ -172,7 +172,10 @@ def train_for_dashboard(conn: Connection) -> int:
                 told_to_stop.set()
                 stop(save=name == Command.STOP_SAVE, cause=cause_in(message) or STOPPED_FROM_A_DASHBOARD)
             elif name in COMMANDS:
-                controls.apply(name)
+                try:
+                    controls.apply(name, raw=message)
+                except ValueError as exc:
+                    send(ev.Log(f"ignored a control command: {exc}", level="warning"))
             else:
                 send(ev.Log(f"ignored malformed control command {message!r}", level="warning"))
 

@@ -29,6 +29,7 @@ from engine.run.errors import CheckpointError
 from engine.run.events import Phase
 from engine.run.fileio import atomic_torch_save, free_bytes
 from engine.run.rundir import BEST, LAST
+from engine.run.steering import SteerState
 from engine.run.wording import duration, plural
 from engine.train.ema import WeightEma
 from engine.train.state import TrainState
@@ -195,6 +196,7 @@ def build_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer, schedul
         "best_accuracy": state.best_accuracy,
         "epoch_stats": dict(epoch_stats),
         "ema": ema.state_dict() if ema is not None else None,
+        "steering": state.steer.to_dict(),
     }
 
 
@@ -214,6 +216,7 @@ def restore_checkpoint(ckpt: dict[str, Any], source: str, model: nn.Module, opti
         raise CheckpointError(f"checkpoint {source} is at step {state.step} of an epoch that has "
                               f"{steps_per_epoch} steps with this data and batch size")  # fmt: skip
     state.best_accuracy = ckpt.get("best_accuracy")
+    state.steer = SteerState.from_dict(ckpt.get("steering"), int(ckpt["config"].get("epochs", 0)))
     # The run's last good checkpoint, until this process writes one (a failure or a lost final
     # save names it; a restarted launch said "none").
     state.last_checkpoint, state.saved_step = source, state.global_step

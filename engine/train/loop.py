@@ -17,6 +17,7 @@ from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import Requests
 from engine.run.events import Phase
+from engine.run.steering import NO_ACT, SteerAct
 from engine.run.wording import CountProgress
 from engine.train.checkpoint import CheckpointStore, build_checkpoint, save_final
 from engine.train.evaluate import EvalResult, EvaluationInterrupted, evaluate
@@ -44,6 +45,8 @@ class TrainLoop:
         self.data = data = parts.data
         self.device = device = parts.device
         self.ema = parts.ema
+        self.steering = parts.steering
+        self.stop_rule = ""  # why a stop rule ended the run (early stop, target accuracy)
         self.num_classes = len(data.class_names)
         self.min_interval = 1.0 / cfg.progress_hz
         self.started = time.perf_counter()
@@ -86,12 +89,14 @@ class TrainLoop:
         req, paused = controls.take(), controls.paused
         if not self.world.is_distributed:
             return req, paused
-        save, evaluate, stop, save_on_stop, paused_i = self.world.agree(
-            [req.save, req.evaluate, req.stop, req.save_on_stop, paused]
+        steer = req.steer.packed() if req.steer is not None else NO_ACT
+        save, evaluate, stop, save_on_stop, paused_i, *steer = self.world.agree(
+            [req.save, req.evaluate, req.stop, req.save_on_stop, paused, *steer]
         )
         if stop and not controls.stop_requested:
             controls.stop(save=bool(save_on_stop), cause="stopped by rank 0")
-        return Requests(bool(save), bool(evaluate), bool(stop), bool(save_on_stop)), bool(paused_i)
+        act = req.steer if self.world.is_main else SteerAct.unpacked(steer, source="")
+        return Requests(bool(save), bool(evaluate), bool(stop), bool(save_on_stop), act), bool(paused_i)
 
     def handle_controls(self, stats: EpochStats) -> None:
         """Apply pending requests; block here while paused. Raises StopTraining."""
@@ -115,6 +120,9 @@ class TrainLoop:
     def _apply(self, stats: EpochStats, req: Requests | None = None) -> None:
         controls = self.host.controls
         req = req or controls.take()
+        if req.steer is not None:
+            self.cfg, event = self.steering.act(req.steer, self.cfg, self.state, self.scheduler)
+            self.host.emit(event)
         if req.evaluate and not req.stop:
             try:
                 self.run_evaluation("request")
@@ -221,10 +229,10 @@ class TrainLoop:
 
     # -- the loop ------------------------------------------------------------------------------
     def train(self, stats: EpochStats) -> None:
-        s, cfg = self.state, self.cfg
-        self.host.status(Phase.TRAINING, f"training for {cfg.epochs} epochs")
+        s = self.state
+        self.host.status(Phase.TRAINING, f"training for {self.cfg.epochs} epochs")
         self.model.train()
-        while s.epoch < cfg.epochs:
+        while s.epoch < self.cfg.epochs:  # steering may change the length at any boundary
             epoch_began = time.perf_counter() - stats.seconds
             excluded_before = self.excluded
             self.train_epoch(stats)
@@ -244,7 +252,7 @@ class TrainLoop:
             seen = max(seen_total, 1)
             self.host.emit(
                 ev.EpochEnd(
-                    epoch=s.epoch + 1, epochs=cfg.epochs, train_loss=loss_total / seen,
+                    epoch=s.epoch + 1, epochs=self.cfg.epochs, train_loss=loss_total / seen,
                     train_accuracy=correct_total / seen, test_loss=result.loss, test_accuracy=result.accuracy,
                     images_per_sec=seen_total / max(train_seconds, 1e-9), seconds=train_seconds,
                     eval_seconds=self.last_eval_seconds,
@@ -254,7 +262,10 @@ class TrainLoop:
             self.compile_seconds_in_epoch = 0.0
             s.epoch, s.step = s.epoch + 1, 0
             stats = EpochStats.zeros(self.device)
-            self.save("epoch", stats, best=is_best, final=s.epoch >= cfg.epochs)
+            self.stop_rule = self.steering.stop_rule(self.cfg, result.accuracy, s.epoch)
+            self.save("epoch", stats, best=is_best, final=s.epoch >= self.cfg.epochs or bool(self.stop_rule))
+            if self.stop_rule:
+                return  # a stop rule fired: the run is complete (the trainer reports the rule)
             self.handle_controls(stats)
 
     def _timed_batches(self, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
@@ -319,7 +330,7 @@ class TrainLoop:
                 span = max(now - last_emit, 1e-9)
                 self.host.emit(
                     ev.Progress(
-                        epoch=s.epoch, epochs=cfg.epochs, step=s.step, steps_per_epoch=steps,
+                        epoch=s.epoch, epochs=self.cfg.epochs, step=s.step, steps_per_epoch=steps,
                         global_step=s.global_step, loss=loss_value, lr=self.optimizer.param_groups[0]["lr"],
                         images_per_sec=emitted_images * self.world.size / span, data_wait=min(1.0, wait / span),
                         elapsed=now - self.started - self.excluded,

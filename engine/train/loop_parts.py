@@ -16,6 +16,7 @@ from engine.run import events as ev
 from engine.run.controls import Controls
 from engine.train.ema import WeightEma
 from engine.train.state import TrainState
+from engine.train.steering import Steering
 
 
 class LoopHost(Protocol):
@@ -44,6 +45,7 @@ class LoopParts:
     test_src: TensorBatches
     data: DataBundle
     device: torch.device
+    steering: Steering
     ema: WeightEma | None = None
 
 

@@ -3,8 +3,9 @@ moves it on) and the checkpoint (which saves and restores it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from engine.run.steering import SteerState
 from engine.train.evaluate import EvalResult
 
 
@@ -21,3 +22,4 @@ class TrainState:
     last_checkpoint: str = ""
     unsaved: str = ""  # why the final save failed: the run's end is in no checkpoint
     saved_step: int = 0  # the global step of the last checkpoint written (or resumed from)
+    steer: SteerState = field(default_factory=SteerState)  # the steered plan (checkpointed with the rest)

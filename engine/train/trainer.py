@@ -28,6 +28,7 @@ from engine.run.controls import Controls
 from engine.run.errors import ConfigError, UserError
 from engine.run.events import Phase
 from engine.run.rundir import CHECKPOINTS, RunDirSink, check_target, default_run_dir
+from engine.run.steering import EPOCHS, RESUME, SteerAct
 from engine.run.summary import SummaryKeeper
 from engine.train.checkpoint import CheckpointStore, load_checkpoint, restore_checkpoint
 from engine.train.device import can_compile, gpu_uuids, resolve_device
@@ -35,7 +36,7 @@ from engine.train.ema import WeightEma
 from engine.train.loop import TrainLoop
 from engine.train.loop_parts import EpochStats, LoopParts, StopTraining
 from engine.train.models import build_model
-from engine.train.optim import lr_factor, make_optimizer
+from engine.train.optim import make_optimizer
 from engine.train.setup import (
     batch_sources,
     check_classes,
@@ -45,6 +46,7 @@ from engine.train.setup import (
     step_and_eval_models,
 )
 from engine.train.state import TrainState
+from engine.train.steering import Steering
 
 Sink = Callable[[ev.Event], None]
 
@@ -217,11 +219,15 @@ class Trainer:
         if train_src.steps_per_epoch == 0:
             raise ConfigError(f"{len(data.train)} training image(s) make no batch of at least 2 "
                               f"(BatchNorm cannot train on one); use more images or a smaller --batch-size")  # fmt: skip
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, train_src.steps_per_epoch))
+        steering = Steering(cfg, train_src.steps_per_epoch, self.state.steer)
+        # A plain function, not the object: LambdaLR would try to keep an object's state in its own.
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: steering.lr_lambda(step))
         stats = EpochStats.zeros(device)
         ema = WeightEma(model, cfg.ema) if cfg.ema > 0 else None
         if ckpt is not None:
             self._restore(ckpt, model, optimizer, scheduler, ema, stats, train_src.steps_per_epoch)
+            steering.load(cfg, train_src.steps_per_epoch, self.state.steer)  # the checkpoint's plan
+            self.cfg = cfg = self._replan_on_resume(cfg, steering, scheduler)
 
         if not self._enter_run():
             assert self._unstarted is not None
@@ -232,7 +238,7 @@ class Trainer:
         pids = [pid for _uuids, host, pid in ranks if host == ranks[0][1]]  # pids mean nothing elsewhere
         if not world.is_main:
             return self._run_loop(
-                cfg, model, optimizer, scheduler, train_src, test_src, data, device, ema, stats, started
+                cfg, model, optimizer, scheduler, train_src, test_src, data, device, ema, stats, started, steering
             )
         self.run_sink = RunDirSink(
             run_dir, overwrite=cfg.overwrite, resuming_here=resuming_here, unique=not cfg.run_dir,
@@ -247,25 +253,29 @@ class Trainer:
         self.summary = SummaryKeeper(run_dir)
         self._open_control(run_dir)
         self.emit(run_started(run_dir, cfg, device, data, train_src, self.state, model, uuids, world.size, pids))
-        return self._run_loop(cfg, model, optimizer, scheduler, train_src, test_src, data, device, ema, stats, started)
+        return self._run_loop(
+            cfg, model, optimizer, scheduler, train_src, test_src, data, device, ema, stats, started, steering
+        )
 
     def _run_loop(self, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
                   scheduler: torch.optim.lr_scheduler.LambdaLR, train_src: BatchSource, test_src: TensorBatches,
                   data: DataBundle, device: torch.device, ema: WeightEma | None, stats: EpochStats,
-                  started: float) -> ev.Finished:  # fmt: skip
+                  started: float, steering: Steering) -> ev.Finished:  # fmt: skip
         world = self.world
         if cfg.compile and not self.compiles:
             self.emit(ev.Log(f"--compile is for CUDA; training uncompiled on {device.type}", level="warning"))
         if cfg.sync_bn and not world.is_distributed:
             self.emit(ev.Log("--sync-bn: one process already normalises over the whole batch"))
         model, step_model, eval_model = step_and_eval_models(cfg, model, device, world, self.compiles)
-        parts = LoopParts(model, step_model, eval_model, optimizer, scheduler, train_src, test_src, data, device, ema)
+        parts = LoopParts(model, step_model, eval_model, optimizer, scheduler, train_src, test_src, data, device,
+                          steering, ema)  # fmt: skip
         store = CheckpointStore(self.run_dir / CHECKPOINTS, cfg.keep) if world.is_main else None
         loop = TrainLoop(self, cfg, parts, store)
         loop.compiling = loop.eval_compiling = self.compiles
         reason, cause = "completed", ""
         try:
             loop.train(stats)
+            cause = loop.stop_rule
         except StopTraining:
             reason, cause = "stopped", self.controls.stop_cause
         if world.is_distributed:
@@ -286,6 +296,18 @@ class Trainer:
         )
         self.emit(finished)
         return finished
+
+    def _replan_on_resume(self, cfg: TrainConfig, steering: Steering,
+                          scheduler: torch.optim.lr_scheduler.LambdaLR) -> TrainConfig:  # fmt: skip
+        """``--epochs`` given on resume re-plans the rest of the schedule as a steering act would
+        (fewer epochs than the checkpoint has done were refused before: check_resumable)."""
+        planned = steering.schedule.epochs
+        if cfg.epochs == planned:
+            return cfg
+        act = SteerAct(EPOCHS, float(cfg.epochs), source=RESUME)
+        cfg, event = steering.act(act, cfg.with_overrides(epochs=planned), self.state, scheduler)
+        self.emit(event)
+        return cfg
 
     def _open_control(self, run_dir: Path) -> None:
         """Let dashboards attach later: a control socket, and trainer.json saying how to reach it."""

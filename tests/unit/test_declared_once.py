@@ -29,13 +29,14 @@ def test_every_option_has_a_kind_and_the_lists_derive_from_it() -> None:
     assert set(FIELD_KINDS) == names
     assert {kind for kind, _ in FIELD_KINDS.values()} == {TRAINS, RUNS, WRITTEN}
     # How it runs and where it is written may change on a resume; of what it trains, only the
-    # length and SyncBatchNorm. The list as the trainer kept it by hand before it was derived, and
+    # length, its stop rules and SyncBatchNorm. The list as the trainer kept it by hand before it was derived, and
     # the label given at the start (name, tags, notes: a resume may rename the run):
     assert {
         "epochs", "device", "run_dir", "runs_root", "log_every", "progress_hz", "workers", "eval_batch_size",
         "data_dir", "resume", "overwrite", "compile", "loader", "explicit", "keep", "save_wait", "rank_timeout",
-        "sync_bn", "name", "tags", "notes", "eval_every",
+        "sync_bn", "name", "tags", "notes", "eval_every", "early_stop", "target_accuracy",
     } == RESUME_MAY_CHANGE  # fmt: skip
-    assert {n for n, (kind, _) in FIELD_KINDS.items() if kind != TRAINS} == RESUME_MAY_CHANGE - {"epochs", "sync_bn"}
+    assert {n for n, (kind, _) in FIELD_KINDS.items() if kind != TRAINS} == RESUME_MAY_CHANGE - {
+        "epochs", "sync_bn", "early_stop", "target_accuracy"}  # fmt: skip
     assert set(NOT_COMPARED) == {"run_dir", "runs_root", "overwrite", "explicit", "progress_hz", "save_wait",
                                  "name", "tags", "notes"}  # fmt: skip

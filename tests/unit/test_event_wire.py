@@ -36,6 +36,7 @@ SAMPLES: list[ev.Event] = [
     ev.CheckpointSaved("runs/x/checkpoints/last.pt", 1, 0, 4, "epoch", t=7.0),
     ev.Paused(3, t=8.0),
     ev.Resumed(3, t=9.0),
+    ev.Steered(5, 1, "lr_scale", "x1", "x0.5", "command line", t=9.5),
     ev.Finished("completed", 2, 8, 0.5, 0.6, 12.0, "last.pt", t=10.0),
     ev.Failed("crash", "boom", "Traceback", "data", t=11.0),
     ev.Detached(123, "runs/x/output.log", t=12.0),

@@ -1,0 +1,126 @@
+"""Steering a running training: LR multiplier, length and stop rules, applied at batch
+boundaries, written as events, kept in checkpoints, and resumed exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.run import events as ev
+from engine.run import steering as st
+from engine.run.controls import Controls
+from engine.run.errors import ConfigError
+from engine.train.checkpoint import load_checkpoint
+from engine.train.trainer import Trainer
+from tests.helpers.common import Recorder, tiny_config
+
+COSINE = {"schedule": "cosine", "warmup_epochs": 0.5}
+
+
+def steered_at(controls: Controls, plan: dict[int, st.SteerAct], rec: Recorder,
+               stop_at: int | None = None) -> Callable[[ev.Event], None]:  # fmt: skip
+    """A sink that asks for ``plan``'s acts (and a saving stop) as given steps are reported:
+    each is applied at the boundary right after that step."""
+
+    def sink(event: ev.Event) -> None:
+        rec(event)
+        if isinstance(event, ev.Progress):
+            if event.global_step in plan:
+                controls.steer(plan[event.global_step])
+            if event.global_step == stop_at:
+                controls.stop(save=True)
+
+    return sink
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+
+
+def test_steering_then_stopping_and_resuming_gives_the_weights_of_the_same_steering_without_the_stop(
+    tmp_path: Path,
+) -> None:
+    acts = {3: st.parse_lr_scale("0.5"), 6: st.parse_epochs("+1"), 14: st.parse_lr_scale("*3")}
+    # Straight through: 2 epochs of 8 steps, extended to 3 at step 6.
+    controls, rec = Controls(), Recorder()
+    straight = Trainer(tiny_config(tmp_path, run_dir=str(tmp_path / "a"), epochs=2, **COSINE),
+                       steered_at(controls, acts, rec), controls).run()  # fmt: skip
+    assert straight.reason == "completed" and straight.epochs_done == 3 and straight.global_step == 24
+    steered = rec.of(ev.Steered)
+    assert [(e.global_step, e.what, e.old, e.new) for e in steered] == [
+        (3, "lr_scale", "x1", "x0.5"), (6, "epochs", "2", "3"), (14, "lr_scale", "x0.5", "x1.5")]  # fmt: skip
+    assert rec.of(ev.EpochEnd)[-1].epochs == 3
+    # The same acts, with a stop at step 10 in between and a resume from its checkpoint.
+    controls, rec = Controls(), Recorder()
+    cut = tmp_path / "b"
+    stopped = Trainer(tiny_config(tmp_path, run_dir=str(cut), epochs=2, **COSINE),
+                      steered_at(controls, acts, rec, stop_at=10), controls).run()  # fmt: skip
+    assert stopped.reason == "stopped" and stopped.global_step == 10
+    saved = load_checkpoint(cut / "checkpoints" / "last.pt")
+    assert saved["config"]["epochs"] == 3 and saved["steering"]["lr_scale"] == 0.5
+    assert [a["what"] for a in saved["steering"]["acts"]] == ["lr_scale", "epochs"]
+    controls, rec = Controls(), Recorder()
+    resumed = Trainer(tiny_config(tmp_path, run_dir="", resume=str(cut / "checkpoints" / "last.pt"), epochs=3),
+                      steered_at(controls, acts, rec), controls).run()  # fmt: skip
+    assert resumed.reason == "completed" and resumed.global_step == 24
+    assert resumed.test_accuracy == straight.test_accuracy
+    a, b = weights(tmp_path / "a"), weights(cut)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+
+
+def test_the_multiplier_changes_the_lr_at_the_next_step_and_the_schedule_goes_on(tmp_path: Path) -> None:
+    controls, rec = Controls(), Recorder()
+    Trainer(tiny_config(tmp_path, epochs=1, schedule="linear"),
+            steered_at(controls, {4: st.parse_lr_scale("0.25")}, rec), controls).run()  # fmt: skip
+    lr = {p.global_step: p.lr for p in rec.of(ev.Progress)}
+    plain, prec = Controls(), Recorder()
+    Trainer(tiny_config(tmp_path, run_dir=str(tmp_path / "plain"), epochs=1, schedule="linear"), prec, plain).run()
+    base = {p.global_step: p.lr for p in prec.of(ev.Progress)}
+    assert [lr[s] for s in range(1, 5)] == [base[s] for s in range(1, 5)]
+    assert all(lr[s] == pytest.approx(base[s] * 0.25) for s in range(5, 8))  # still decaying, a quarter as high
+
+
+def test_shortening_below_the_epoch_under_way_is_refused_and_said(tmp_path: Path) -> None:
+    controls, rec = Controls(), Recorder()
+    done = Trainer(tiny_config(tmp_path, epochs=3),
+                   steered_at(controls, {10: st.SteerAct(st.EPOCHS, 1.0, source=st.COMMAND_LINE)}, rec),
+                   controls).run()  # fmt: skip
+    refused = rec.of(ev.Steered)[0]
+    assert refused.refused == "cannot end before epoch 2, which is under way" and refused.old == "3"
+    assert "not changed" in refused.message and "command line" in refused.message
+    assert done.epochs_done == 3
+
+
+def test_early_stop_ends_the_run_completed_and_says_which_rule(tmp_path: Path) -> None:
+    # No epoch gains 99 points on the first one's accuracy: patience 1 ends a 5-epoch run after epoch 2.
+    rec = Recorder()
+    done = Trainer(tiny_config(tmp_path, epochs=5, early_stop="patience=1,min-delta=99"), rec).run()
+    assert done.reason == "completed" and done.epochs_done == 2
+    assert done.cause.startswith("early stop: 1 epoch without a gain over 99 points (best ")
+    assert isinstance(rec.events[-1], ev.Finished) and rec.events[-1].cause == done.cause
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 2  # saved as it ended
+
+
+def test_a_target_accuracy_set_while_training_ends_the_run_at_the_next_epoch_end(tmp_path: Path) -> None:
+    controls, rec = Controls(), Recorder()
+    done = Trainer(tiny_config(tmp_path, epochs=5), steered_at(controls, {3: st.parse_target("1%")}, rec),
+                   controls).run()  # fmt: skip
+    assert done.reason == "completed" and done.epochs_done == 1
+    assert done.cause.startswith("target accuracy 1% reached at epoch 1")
+    assert rec.of(ev.Steered)[0].new == "1%"
+
+
+def test_epochs_on_resume_re_plan_the_schedule_and_fewer_than_done_are_refused(tmp_path: Path) -> None:
+    Trainer(tiny_config(tmp_path, epochs=2, **COSINE), Recorder()).run()
+    last = str(tmp_path / "run" / "checkpoints" / "last.pt")
+    rec = Recorder()
+    Trainer(tiny_config(tmp_path, run_dir="", resume=last, epochs=3), rec).run()
+    replan = rec.of(ev.Steered)[0]
+    assert (replan.what, replan.old, replan.new, replan.source) == ("epochs", "2", "3", st.RESUME)
+    lrs = [p.lr for p in rec.of(ev.Progress)]
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] < 0.01 * 0.02  # goes on from the end of the decay
+    with pytest.raises(ConfigError, match="already trained 3 epochs; pass --epochs N with N > 3"):
+        Trainer(tiny_config(tmp_path, run_dir="", resume=last, epochs=1), Recorder()).run()

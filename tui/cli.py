@@ -1,6 +1,6 @@
 """The ``cifar-tui`` command: the dashboard by default, ``--headless`` for plain log lines,
 ``--detach`` to train in the background; the ``attach``, ``runs``, ``export`` and ``serve``
-subcommands; ``stop|pause|resume|save|evaluate RUN`` and ``label|archive|delete RUN``."""
+subcommands; ``stop|pause|resume|save|evaluate RUN``, ``steer RUN`` and ``label|archive|delete RUN``."""
 
 from __future__ import annotations
 
@@ -18,14 +18,16 @@ from tui.options import dashboard_parser
 from tui.run_commands import (
     CONTROL_COMMANDS,
     MANAGE_COMMANDS,
+    STEER_COMMAND,
     archive_main,
     control_main,
     delete_main,
     label_main,
+    steer_main,
 )
 from tui.subcommands import attach_main, export_main, os_error_line, runs_main
 
-SUBCOMMANDS = ("attach", "runs", "export", "serve", *CONTROL_COMMANDS, *MANAGE_COMMANDS)
+SUBCOMMANDS = ("attach", "runs", "export", "serve", *CONTROL_COMMANDS, STEER_COMMAND, *MANAGE_COMMANDS)
 
 
 def _subcommand(name: str) -> Callable[[list[str]], int]:
@@ -36,7 +38,7 @@ def _subcommand(name: str) -> Callable[[list[str]], int]:
     if name in CONTROL_COMMANDS:
         return lambda argv: control_main(name, argv)
     return {"attach": attach_main, "runs": runs_main, "export": export_main, "label": label_main,
-            "archive": archive_main, "delete": delete_main}[name]  # fmt: skip
+            "archive": archive_main, "delete": delete_main, "steer": steer_main}[name]  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

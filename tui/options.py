@@ -18,6 +18,9 @@ commands:
   cifar-tui attach [RUN]           the dashboard on a run: the live one, or by name or folder
   cifar-tui runs [--json]          your runs, from any folder (filter: --state --match; --sort)
   cifar-tui pause|resume|save|evaluate|stop [RUN]   act on a run without a dashboard
+  cifar-tui steer [RUN] --lr-scale X --epochs N --early-stop R --target-accuracy P
+                                   change a running training at its next batch
+  cifar-tui lr-find [OPTIONS]      learning-rate range test: loss per LR, a suggested --lr
   cifar-tui label|archive|delete RUN                name, tag, hide or remove a run
   cifar-tui export RUN... --csv    steps.csv and epochs.csv (--tensorboard LOGDIR: event files)
   cifar-tui serve [RUN]            the dashboard in a browser, private (token), http://127.0.0.1:8000

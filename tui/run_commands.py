@@ -1,5 +1,6 @@
-"""Commands on one run without opening a dashboard: ``stop|pause|resume|save|evaluate`` (through
-the run's control socket, answered by what the trainer did), ``label``, ``archive``, ``delete``."""
+"""Commands on one run without opening a dashboard: ``stop|pause|resume|save|evaluate`` and
+``steer`` (through the run's control socket, answered by what the trainer did), ``label``,
+``archive``, ``delete``."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.options import OneLineParser, usage_error
 from engine.run import events as ev
+from engine.run import steering as st
 from engine.run.catalog import NoSuchRun, choose_run
 from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
 from engine.run.controls import Command
@@ -30,6 +33,7 @@ CONTROL_COMMANDS: dict[str, tuple[Command, type[ev.Event], str]] = {
     "save": (Command.SAVE, ev.CheckpointSaved, "save a checkpoint at the next batch"),
     "evaluate": (Command.EVALUATE, ev.Evaluation, "evaluate on the test set at the next batch"),
 }
+STEER_COMMAND = "steer"
 MANAGE_COMMANDS = ("label", "archive", "delete")
 
 
@@ -49,62 +53,134 @@ def _run_parser(command: str, description: str) -> OneLineParser:
 def control_main(command: str, argv: list[str]) -> int:
     sent, confirming, what = CONTROL_COMMANDS[command]
     p = _run_parser(command, what[0].upper() + what[1:] + ", and say what happened.")
+    _timeout_option(p)
+    args = p.parse_args(argv)
+    run_dir = _live_run(args, command)
+    if isinstance(run_dir, int):
+        return run_dir
+    state = summary.state if (summary := safe_summary(run_dir)) else "unknown"
+    if (command, state) in (("pause", "paused"), ("resume", "running")):
+        print(f"{run_dir}: already {state}")
+        return 0
+    offset = _send(run_dir, [(sent, FROM_THE_COMMAND_LINE if command == "stop" else "", None)])
+    if isinstance(offset, str):
+        return usage_error(offset)
+
+    def confirms(e: ev.Event) -> bool:  # a request's event, not a scheduled one
+        return isinstance(e, confirming) and getattr(e, "reason", "request") in ("request", "stopped")
+
+    events = _await(run_dir, offset, confirms, 1, args.timeout)
+    if not events:
+        return _no_answer(command, run_dir, args.timeout)
+    lines = event_lines(events[0]) or [("info", f"{command}: done")]
+    for _level, text in lines:
+        print(f"{run_dir.name}: {text}")
+    return 0
+
+
+def steer_main(argv: list[str]) -> int:
+    p = _run_parser("steer", "Change a running training at its next batch: the LR multiplier, its length, "
+                    "its stop rules; say what the trainer did.")  # fmt: skip
+    p.add_argument("--lr-scale", metavar="X", help="set the multiplier on the scheduled LR (0.5, x2) or change it "
+                   "(*2, /2); the schedule goes on under it")  # fmt: skip
+    p.add_argument("--epochs", metavar="N|+N|-N", help="train N epochs in all (or N more/fewer); the rest of the "
+                   "schedule is re-planned from here")  # fmt: skip
+    p.add_argument("--early-stop", metavar="patience=N[,min-delta=D]|off", help="end the run after N epochs "
+                   "without a test-accuracy gain of more than D points")  # fmt: skip
+    p.add_argument("--target-accuracy", metavar="PERCENT|off", help="end the run once test accuracy reaches this")
+    _timeout_option(p)
+    args = p.parse_args(argv)
+    asked = {st.LR_SCALE: args.lr_scale, st.EPOCHS: args.epochs, st.EARLY_STOP: args.early_stop,
+             st.TARGET: args.target_accuracy}  # fmt: skip
+    try:
+        acts = [st.PARSERS[what](text, st.COMMAND_LINE) for what, text in asked.items() if text is not None]
+    except ValueError as exc:
+        return usage_error(str(exc))
+    if not acts:
+        return usage_error("say what to change: --lr-scale, --epochs, --early-stop or --target-accuracy")
+    run_dir = _live_run(args, "steer")
+    if isinstance(run_dir, int):
+        return run_dir
+    offset = _send(run_dir, [(Command.STEER, "", act) for act in acts])
+    if isinstance(offset, str):
+        return usage_error(offset)
+    events = _await(run_dir, offset, lambda e: isinstance(e, ev.Steered), len(acts), args.timeout)
+    for event in events:
+        for _level, text in event_lines(event):
+            print(f"{run_dir.name}: {text}")
+    if len(events) < len(acts) or not all(isinstance(e, ev.Steered) for e in events):
+        return 1 if events else _no_answer("steer", run_dir, args.timeout)
+    return 1 if any(isinstance(e, ev.Steered) and e.refused for e in events) else 0
+
+
+def _timeout_option(p: OneLineParser) -> None:
     p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="how long to wait for the trainer to act (default 120)")  # fmt: skip
-    args = p.parse_args(argv)
+
+
+def _live_run(args: argparse.Namespace, command: str) -> Path | int:
+    """The live run the command acts on, or the exit code of a one-line refusal."""
     if not args.timeout > 0:
         return usage_error("--timeout must be > 0")
     try:
         run_dir = choose_run(args.run, _roots(args), live_only=True)
     except NoSuchRun as exc:
         return usage_error(str(exc))
-    summary = safe_summary(run_dir)
-    state = summary.state if summary else "unknown"
     if not trainer_alive(run_dir):
+        state = summary.state if (summary := safe_summary(run_dir)) else "unknown"
         return usage_error(f"{run_dir} is not running ({state}); nothing to {command}")
-    if (command, state) in (("pause", "paused"), ("resume", "running")):
-        print(f"{run_dir}: already {state}")
-        return 0
+    return run_dir
+
+
+def _send(run_dir: Path, messages: list[tuple[Command, str, st.SteerAct | None]]) -> int | str:
+    """Send commands over the run's control socket: where its events.jsonl stood before them
+    (what follows is the trainer's answer), or a one-line reason they were not taken."""
     try:
         socket_file = Path(json.loads((run_dir / TRAINER_FILE).read_text())["socket"])
         offset = (run_dir / EVENTS).stat().st_size
         client = ControlClient(socket_file)
-        reply = client.send(sent, FROM_THE_COMMAND_LINE if command == "stop" else "")
-        client.close()
+        try:
+            replies = [client.send(command, cause, act) for command, cause, act in messages]
+        finally:
+            client.close()
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return usage_error(f"cannot reach the trainer of {run_dir}: {getattr(exc, 'strerror', None) or exc}")
-    if not reply.get("ok"):
-        return usage_error(f"the trainer of {run_dir} refused: {reply.get('error', 'no reason given')}")
-    event = _await(run_dir, offset, confirming, args.timeout)
-    if event is None:
-        print(f"cifar-tui: {command} was sent to {run_dir}, but the trainer has not acted on it within "
-              f"{args.timeout:g} s (a long batch?); watch it with: cifar-tui attach {run_dir}", file=sys.stderr)  # fmt: skip
-        return 1
-    lines = event_lines(event) or [("info", f"{command}: done")]
-    for _level, text in lines:
-        print(f"{run_dir.name}: {text}")
-    return 0
+        return f"cannot reach the trainer of {run_dir}: {getattr(exc, 'strerror', None) or exc}"
+    for reply in replies:
+        if not reply.get("ok"):
+            return f"the trainer of {run_dir} refused: {reply.get('error', 'no reason given')}"
+    return offset
 
 
-def _await(run_dir: Path, offset: int, kind: type[ev.Event], timeout: float) -> ev.Event | None:
-    """The first ``kind`` event written after ``offset`` (a request's, not a scheduled one), or
-    None after ``timeout`` seconds or once the trainer is gone without one."""
+def _no_answer(command: str, run_dir: Path, timeout: float) -> int:
+    print(f"cifar-tui: {command} was sent to {run_dir}, but the trainer has not acted on it within "
+          f"{timeout:g} s (a long batch?); watch it with: cifar-tui attach {run_dir}", file=sys.stderr)  # fmt: skip
+    return 1
+
+
+def _await(run_dir: Path, offset: int, wanted: Callable[[ev.Event], bool], count: int,
+           timeout: float) -> list[ev.Event]:  # fmt: skip
+    """The first ``count`` wanted events written after ``offset``; fewer after ``timeout`` seconds,
+    and the run's end instead (its Finished or Failed is what happened) if it ends first."""
     import time
 
     from engine.session.attached import EventTail
 
+    found: list[ev.Event] = []
     deadline = time.monotonic() + timeout
     with EventTail(run_dir, offset) as tail:
         while time.monotonic() < deadline:
+            alive = trainer_alive(run_dir)
             for event in tail.read():
-                if isinstance(event, kind) and getattr(event, "reason", "request") in ("request", "stopped"):
-                    return event
-                if isinstance(event, ev.Finished | ev.Failed):
-                    return event  # the run ended first: that is what happened
-            if not trainer_alive(run_dir):
-                return next((e for e in tail.read() if isinstance(e, kind | ev.Finished | ev.Failed)), None)
+                if wanted(event):
+                    found.append(event)
+                    if len(found) == count:
+                        return found
+                elif isinstance(event, ev.Finished | ev.Failed):
+                    return [*found, event]
+            if not alive:
+                return found
             time.sleep(0.1)
-    return None
+    return found
 
 
 def label_main(argv: list[str]) -> int:

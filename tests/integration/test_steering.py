@@ -3,6 +3,9 @@ boundaries, written as events, kept in checkpoints, and resumed exactly."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,11 +14,17 @@ import torch
 
 from engine.run import events as ev
 from engine.run import steering as st
+from engine.run.control_socket import TRAINER_FILE, trainer_alive
 from engine.run.controls import Controls
 from engine.run.errors import ConfigError
+from engine.run.rundir import read_events
+from engine.run.summary import safe_summary
 from engine.train.checkpoint import load_checkpoint
 from engine.train.trainer import Trainer
 from tests.helpers.common import Recorder, tiny_config
+from tests.helpers.waiting import wait_until
+from tui.cli import main
+from tui.launcher import detach_training
 
 COSINE = {"schedule": "cosine", "warmup_epochs": 0.5}
 
@@ -124,3 +133,29 @@ def test_epochs_on_resume_re_plan_the_schedule_and_fewer_than_done_are_refused(t
     assert lrs == sorted(lrs, reverse=True) and lrs[0] < 0.01 * 0.02  # goes on from the end of the decay
     with pytest.raises(ConfigError, match="already trained 3 epochs; pass --epochs N with N > 3"):
         Trainer(tiny_config(tmp_path, run_dir="", resume=last, epochs=1), Recorder()).run()
+
+
+def test_a_detached_run_is_steered_from_the_command_line_and_its_target_ends_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "long"
+    assert detach_training(tiny_config(tmp_path, epochs=500, progress_hz=20.0, run_dir=str(run), name="long")) == 0
+    pid = json.loads((run / TRAINER_FILE).read_text())["pid"]
+    capsys.readouterr()
+    try:
+        wait_until(lambda: any(isinstance(e, ev.Progress) for e in read_events(run)), 60, "training to start")
+        assert main(["steer", "long", "--lr-scale", "0.5", "--epochs", "+2"]) == 0
+        out = capsys.readouterr().out
+        assert "long: LR multiplier x1 -> x0.5 at step" in out and "epochs 500 -> 502 at step" in out
+        assert "(from the command line)" in out
+        assert main(["steer", "--lr-scale", "half"]) == 2 and "not a number" in capsys.readouterr().err
+        assert main(["steer", "long"]) == 2 and "say what to change" in capsys.readouterr().err
+        assert main(["steer", "--target-accuracy", "0.01%"]) == 0  # any accuracy reaches it
+        wait_until(lambda: any(isinstance(e, ev.Finished) for e in read_events(run)), 120, "the run to end")
+        finished = next(e for e in read_events(run) if isinstance(e, ev.Finished))
+        assert finished.reason == "completed" and finished.cause.startswith("target accuracy 0.01% reached at epoch 1")
+        assert safe_summary(run) is not None and safe_summary(run).epochs == 502  # type: ignore[union-attr]
+    finally:
+        if trainer_alive(run):
+            os.kill(pid, signal.SIGKILL)

@@ -25,8 +25,10 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from engine.run import events as ev
+from engine.run import steering
 from engine.run.config import TrainConfig
 from engine.run.controls import Command
+from engine.run.steering import SteerAct
 from engine.session.base import Session
 from tui.controller import Lifecycle, RunController, SessionFactory
 from tui.keys import ACTS_ON_TRAINING, KEYS, bindings
@@ -37,6 +39,7 @@ from tui.screens.dashboard import DashboardScreen
 from tui.screens.dialogs import Choice, offline_dialog, stop_dialog
 from tui.screens.help import HelpScreen
 from tui.screens.runs import RunsScreen
+from tui.screens.steer import SteerDialog
 from tui.telemetry import DeviceSample, NvmlReader, sample_device
 from tui.terminal import TerminalGuard
 from tui.widgets.plots import LossPlot
@@ -76,7 +79,7 @@ class CifarTui(LeavingApp):
         self._ui_loop: asyncio.AbstractEventLoop | None = None
         self._nvml = NvmlReader()  # initialised at the first GPU reading, once
         self._footer_running: bool | None = None  # what the footer's keys were last checked against
-        self._held: list[tuple[Command, str]] = []  # keys pressed before the trainer could be reached
+        self._held: list[tuple[Command, str, SteerAct | None]] = []  # keys pressed before the trainer was reached
 
     @property
     def session(self) -> Session | None:
@@ -219,34 +222,34 @@ class CifarTui(LeavingApp):
         self._nvml.close()
 
     # -- keys -----------------------------------------------------------------------------------
-    def _send(self, command: Command, note: str) -> None:
+    def _send(self, command: Command, note: str, steer: SteerAct | None = None) -> None:
         session = self.controller.session
         if not self.controller.session_ready and not self.run_state.ended:
             # The dashboard is up before its trainer is reached (a browser tab's first keys, a fast
             # typist): the key is kept and sent once the session has started, never dropped.
-            self._held.append((command, note))
+            self._held.append((command, note, steer))
             self.notify(f"{note} (as soon as the trainer is reached)", timeout=3)
             return
         if session is None or self.run_state.ended:
             self.notify("no training is running", severity="warning")
         elif not session.remote:  # our own child: a local pipe, never slow
-            ok = session.send(command)
+            ok = session.send(command, steer=steer)
             self.notify(note, timeout=2) if ok else self.notify("no training is running", severity="warning")
         else:
             self.notify(note, timeout=2)
-            self._send_remote(session, command)
+            self._send_remote(session, command, steer)
 
     def _send_held(self) -> None:
         held, self._held = self._held, []
-        for command, note in held:
-            self._send(command, note)
+        for command, note, steer in held:
+            self._send(command, note, steer)
 
     @work(thread=True, group="control", exclusive=False)
-    def _send_remote(self, session: Session, command: Command) -> None:
+    def _send_remote(self, session: Session, command: Command, steer: SteerAct | None = None) -> None:
         """A run in another process is steered over its control socket: a round trip that may take
         seconds on a busy machine, so it runs here, never on the UI loop (one lock keeps keys in order)."""
         with self._remote_lock:
-            ok = session.send(command)
+            ok = session.send(command, steer=steer)
         if not ok:
             self.call_from_thread(self.notify, f"{command}: the trainer did not take it (gone?)", severity="warning")
 
@@ -258,6 +261,24 @@ class CifarTui(LeavingApp):
 
     def action_evaluate(self) -> None:
         self._send(Command.EVALUATE, "evaluating on the test split…")
+
+    def steer_source(self) -> str:
+        """Who steers, as the run's events say it: this dashboard, an attached one, a browser."""
+        if self.is_web:
+            return steering.BROWSER
+        return steering.DASHBOARD if self.controller.owns_training else steering.ATTACHED
+
+    def action_steer_lr(self, factor: float) -> None:
+        act = SteerAct(steering.LR_SCALE, factor, 1.0, self.steer_source())
+        self._send(Command.STEER, f"LR multiplier x{self.run_state.lr_scale * factor:g} at the next batch…", act)
+
+    def action_steer(self) -> None:
+        def send(acts: list[SteerAct] | None) -> None:
+            for act in acts or []:
+                shown = steering.shown(act.what, act.value, act.extra)
+                self._send(Command.STEER, f"{steering.NAMES[act.what]} {shown} at the next batch…", act)
+
+        self.push_screen(SteerDialog(self.run_state.steer_values(), self.steer_source()), send)
 
     def action_scroll_log(self, pages: int) -> None:
         self.dashboard.scroll_log(pages)

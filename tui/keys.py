@@ -30,7 +30,14 @@ class Key:
     @property
     def label(self) -> str:
         """The key as a user types it."""
-        return {"question_mark": "?", "pageup": "PgUp", "pagedown": "PgDn"}.get(self.key, self.key)
+        return {"question_mark": "?", "pageup": "PgUp", "pagedown": "PgDn", "minus": "-", "plus": "+"}.get(
+            self.key, self.key
+        )
+
+    @property
+    def action_name(self) -> str:
+        """The action without its arguments."""
+        return self.action.split("(")[0]
 
 
 KEYS: tuple[Key, ...] = (
@@ -41,6 +48,14 @@ KEYS: tuple[Key, ...] = (
     Key("e", "evaluate", "Evaluate now", "evaluate now", "evaluate on the test split now; training goes on after",
         "evaluate on the test split now, refresh per-class accuracy, plot the result (magenta \"now %\"); "
         "training continues", id="evaluate"),
+    Key("t", "steer", "Steer", "steer the run", "steer: LR multiplier, epochs, early stop, target accuracy",
+        "steer the run (a dialog): the LR multiplier, the number of epochs (the schedule is re-planned), early "
+        "stopping and a target accuracy; applied at the next batch", in_footer=False, id="steer"),
+    Key("minus", "steer_lr(0.5)", "LR x0.5", "halve the LR", "halve the learning rate (multiplier x0.5)",
+        "halve the learning rate: the multiplier on the scheduled LR goes x0.5", in_footer=False, id="lr_down"),
+    Key("plus", "steer_lr(2.0)", "LR x2", "double the LR", "double the learning rate (multiplier x2; = too)",
+        "double the learning rate: the multiplier on the scheduled LR goes x2 (`=` does it too)", in_footer=False,
+        id="lr_up"),
     Key("c", "confusion", "Confusion", "confusion matrix", "show / hide the confusion matrix",
         "show / hide the confusion matrix", id="confusion"),
     Key("v", "cycle_plots", "Plots", "plots", "plots: all, loss, accuracy, learning rate",
@@ -76,7 +91,7 @@ KEYS: tuple[Key, ...] = (
 )  # fmt: skip
 
 
-ACTS_ON_TRAINING = frozenset({"pause", "save", "evaluate", "stop_training", "detach"})
+ACTS_ON_TRAINING = frozenset({"pause", "save", "evaluate", "stop_training", "detach", "steer", "steer_lr"})
 """Actions that only mean something while a trainer runs."""
 
 
@@ -87,7 +102,10 @@ def bindings() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
     ]
     # A key that acts on training is left out of the footer while nothing trains (the app's
     # check_action); pressed anyway, it falls through to this one, which says why nothing happened.
-    out += [Binding(k.key, f"not_now('{k.action}')", show=False) for k in KEYS if k.action in ACTS_ON_TRAINING]
+    out += [
+        Binding(k.key, f"not_now('{k.action_name}')", show=False) for k in KEYS if k.action_name in ACTS_ON_TRAINING
+    ]
+    out += [Binding("equals_sign", "steer_lr(2.0)", show=False)]  # + without shift
     out.append(Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True))
     return out
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.run import events as ev
+from engine.run import steering
 from engine.run.events import Phase
 from engine.run.wording import event_lines
 from tui.series import Series
@@ -59,6 +60,12 @@ class RunState:
     last_checkpoint: str = ""
     finished: ev.Finished | None = None
     failed: ev.Failed | None = None
+    lr_scale: float = 1.0
+    """The steered multiplier on the scheduled LR."""
+    early_stop: str = ""
+    target_accuracy: float = 0.0
+    steered: list[ev.Steered] = field(default_factory=list)
+    """Steering acts applied (refused ones are only in the log)."""
     paused_at: float | None = None
     """Wall-clock time the trainer actually paused (from its Paused event)."""
     version: int = 0
@@ -111,6 +118,11 @@ class RunState:
             self.epoch, self.step = e.start_epoch, e.start_step
             self.global_step = e.start_epoch * e.steps_per_epoch + e.start_step
             self.start_global_step = self.global_step
+            self.lr_scale = e.lr_scale
+            self.early_stop = str(e.config.get("early_stop") or "")
+            self.target_accuracy = float(e.config.get("target_accuracy") or 0.0)
+        elif isinstance(e, ev.Steered):
+            self._steered(e)
         elif isinstance(e, ev.Evaluation):
             self.last_eval = e
             self.eval_seconds = e.seconds
@@ -140,6 +152,28 @@ class RunState:
             self.failed = e
             self.state = Phase.FAILED
             self.message = e.message
+
+    def _steered(self, e: ev.Steered) -> None:
+        if e.refused:
+            return
+        self.steered.append(e)
+        if e.what == steering.LR_SCALE:
+            self.lr_scale = float(e.new.lstrip("x"))
+        elif e.what == steering.EPOCHS:
+            self.epochs = int(e.new)
+        elif e.what == steering.EARLY_STOP:
+            self.early_stop = "" if e.new == "off" else e.new
+        elif e.what == steering.TARGET:
+            self.target_accuracy = steering.parse_target_value(e.new)
+
+    def steer_values(self) -> dict[str, str]:
+        """What the steering dialog starts from: each steerable value as a person types it."""
+        return {
+            steering.LR_SCALE: steering.shown(steering.LR_SCALE, self.lr_scale),
+            steering.EPOCHS: str(self.epochs),
+            steering.EARLY_STOP: self.early_stop or "off",
+            steering.TARGET: steering.shown(steering.TARGET, self.target_accuracy),
+        }
 
     def _progress(self, e: ev.Progress) -> None:
         self.epoch, self.epochs, self.step = e.epoch, e.epochs, e.step

@@ -107,6 +107,8 @@ class RunStarted(Event):
     pids: list[int] = field(default_factory=list)
     """The training processes on rank 0's machine (all of them on one machine): the dashboard
     counts their GPU memory as this run's on each card."""
+    lr_scale: float = 1.0
+    """The steered LR multiplier the run (re)starts with (a resumed run keeps its own)."""
 
 
 @dataclass(frozen=True)

@@ -233,11 +233,12 @@ def target_cause(accuracy: float, target: float, epoch: int) -> str:
 
 
 def shown(what: str, value: float, extra: float = 0.0) -> str:
-    """A steered value as a person reads it: 'x0.5', '30', 'patience=3', '93%', 'off'."""
+    """A steered value as a person reads it: 'x0.5', '30', 'patience=3', '93%', 'off'; a change
+    ('*2', '+5') where ``extra`` makes it relative."""
     if what == LR_SCALE:
-        return f"x{value:g}"
+        return f"{'*' if extra else 'x'}{value:g}"
     if what == EPOCHS:
-        return f"{int(value)}"
+        return f"{int(value):+d}" if extra else f"{int(value)}"
     if what == EARLY_STOP:
         return str(EarlyStop(int(value), extra)) if value else "off"
     return f"{100 * value:g}%" if value else "off"

@@ -123,4 +123,5 @@ def run_started(run_dir: Path, cfg: TrainConfig, device: torch.device, data: Dat
         gpu_uuids=uuids,
         world_size=world_size,
         pids=pids,
+        lr_scale=state.steer.lr_scale,
     )

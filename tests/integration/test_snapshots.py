@@ -106,3 +106,23 @@ def test_runs_screen_compares_configs(snap_compare, tmp_path, monkeypatch) -> No
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def steered_app() -> CifarTui:
+    last = 3 * 782 + 400  # the script's last step: acts at the boundary after it
+    acts = [ev.Steered(last, 4, "lr_scale", "x1", "x0.5", "dashboard", t=T0),
+            ev.Steered(last, 4, "early_stop", "off", "patience=3", "command line", t=T0)]  # fmt: skip
+    return app_for("", extra=acts)
+
+
+def test_steering_dialog_fits_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def open_steer(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        await pilot.press("t")
+        await pilot.pause()
+
+    assert snap_compare(steered_app(), terminal_size=(80, 24), run_before=open_steer)
+
+
+def test_a_steered_run_shows_its_multiplier_rules_and_marks(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(steered_app(), terminal_size=(160, 50), run_before=settle)

@@ -33,8 +33,6 @@ def _checkpoint(folder: Path, **changes: object) -> str:
 
 RUN_COMMANDS = ("stop", "pause", "resume", "save", "evaluate", "label", "archive", "delete")
 
-RUN_COMMANDS = ("stop", "pause", "resume", "save", "evaluate", "label", "archive", "delete")
-
 # (arguments, a piece of the one-line error); "{tmp}" is a fresh folder, "{ckpt:...}" a checkpoint.
 CASES: list[tuple[list[str], str]] = [
     # training options at and past their edges
@@ -93,6 +91,14 @@ CASES: list[tuple[list[str], str]] = [
     (["stop", "{tmp}/" + LONG], "File name too long"),
     (["pause"], "no live run"),
     (["evaluate", "--timeout", "-1"], "--timeout"),
+    (["steer", "{tmp}", "--epochs", "5"], "holds no run"),
+    (["steer"], "say what to change"),
+    (["steer", "--lr-scale", "0"], "LR multiplier must be between"),
+    (["steer", "--epochs", "ten"], "must be a whole number"),
+    (["steer", "--early-stop", "wait=3"], "early stop"),
+    (["steer", "--target-accuracy", "150"], "between 0 and 100%"),
+    ([*TRAIN, "--early-stop", "patience=x"], "early stop"),
+    ([*TRAIN, "--target-accuracy", "1e9"], "target accuracy"),
     (["label"], "name the run"),
     (["archive"], "name the run"),
     (["delete"], "name the run"),

@@ -15,6 +15,7 @@ import plotext as plt
 from rich.text import Text
 from textual.widget import Widget
 
+from engine.run.steering import EPOCHS, LR_SCALE
 from tui.series import smoothed
 from tui.state import RunState
 from tui.view_settings import SMOOTHING
@@ -180,7 +181,7 @@ class LrPlot(PlotPane):
     """
 
     def data_key(self) -> tuple[Any, ...]:
-        return (self.state.learning_rate.version,)
+        return (self.state.learning_rate.version, len(self.state.steered))
 
     def has_data(self) -> bool:
         return len(self.state.learning_rate.points()[0]) > 1
@@ -193,4 +194,9 @@ class LrPlot(PlotPane):
         low, high = min(ly), max(ly)
         if high - low < 1e-12 * max(1.0, high):  # a constant LR: a flat line in the middle, not at an edge
             plt.ylim(low * 0.5, high * 1.5 if high else 1.0)
-        self.border_title = f"learning rate · now {ly[-1]:.3g}"
+        acts = [e for e in s.steered if e.what in (LR_SCALE, EPOCHS)]
+        for act in acts:  # where the run was steered: a multiplier or a re-planned length
+            plt.vline(act.global_step / spe, color="magenta")
+        scale = f" (x{s.lr_scale:g})" if s.lr_scale != 1.0 else ""
+        marks = " [magenta]│ steered[/]" if acts else ""
+        self.border_title = f"learning rate · now {ly[-1]:.3g}{scale}{marks}"

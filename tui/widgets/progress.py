@@ -58,7 +58,7 @@ class RunHeader(Static):
 class ProgressPane(Static):
     """State, epoch and step bars, speed, elapsed and ETA."""
 
-    _parts = 0
+    _parts: tuple[int, int] = (0, 0)
 
     def show(self, state: RunState) -> None:
         label = STATE_LABELS.get(state.state, state.state)
@@ -87,12 +87,18 @@ class ProgressPane(Static):
         elapsed = state.finished.seconds if state.finished is not None else state.elapsed
         loss = "--" if state.loss is None else f"{state.loss:.3f}"
         lr = "--" if state.lr is None else f"{state.lr:.2e}"
+        if state.lr_scale != 1.0:  # the effective LR, and the steered multiplier in it
+            lr += f" (x{state.lr_scale:g})"
+        stops = [f"early stop {state.early_stop}"] if state.early_stop else []
+        stops += [f"target {100 * state.target_accuracy:g}%"] if state.target_accuracy else []
         stats = Text(
             f"{state.images_per_sec:,.0f} img/s · data wait {pct(state.data_wait, 0)}\n"
             f"loss {loss} · lr {lr}\n"
             f"ETA {duration(eta) if eta is not None else '--'} · elapsed {duration(elapsed)}"
+            + (f"\nends on: {' · '.join(stops)}" if stops and not state.ended else "")
         )
         parts: list[object] = [head, grid, stats]
+        lines = len(stats.plain.splitlines())
         if state.failed is not None:
             parts.append(Text(f"{state.failed.error}: {state.failed.message}", style="bold red"))
         elif state.finished is not None:
@@ -100,5 +106,5 @@ class ProgressPane(Static):
             parts.append(Text(f"{f.reason} after {plural(f.epochs_done, 'epoch')} in {duration(f.seconds)} · "
                               f"test acc {pct(f.test_accuracy, 2)} · press q to quit", style="bold green"))  # fmt: skip
         # A layout pass costs more than the text itself: only when the number of lines changes.
-        self.update(Group(*parts), layout=len(parts) != self._parts)  # type: ignore[arg-type]
-        self._parts = len(parts)
+        self.update(Group(*parts), layout=(len(parts), lines) != self._parts)  # type: ignore[arg-type]
+        self._parts = (len(parts), lines)

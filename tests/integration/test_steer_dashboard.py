@@ -1,0 +1,49 @@
+"""Steering from the dashboard, on the real engine: the LR keys, the steering dialog (a value
+that does not read stays in the dialog, said under it), and what the panes show afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.run import events as ev
+from engine.run.rundir import read_events
+from tests.helpers.common import screen_text, tiny_config
+from tests.helpers.waiting import app_until
+from tui.app import make_app
+from tui.screens.steer import SteerDialog
+
+
+async def test_keys_and_the_dialog_steer_the_run_and_the_panes_say_so(tmp_path: Path) -> None:
+    app = make_app(tiny_config(tmp_path, epochs=200, progress_hz=20.0), refresh_hz=4.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app_until(pilot, lambda: app.run_state.global_step > 2)
+        await pilot.press("minus")
+        await app_until(pilot, lambda: app.run_state.lr_scale == 0.5)
+        await pilot.press("plus", "plus")
+        await app_until(pilot, lambda: app.run_state.lr_scale == 2.0)
+        await app_until(pilot, lambda: "(x2)" in screen_text(app) and "LR multiplier x0.5 -> x1" in screen_text(app))
+        await pilot.press("t")
+        await app_until(pilot, lambda: isinstance(app.screen, SteerDialog))
+        await pilot.press("a", "b", "enter")  # the first field, its value selected: typing replaces it
+        await app_until(pilot, lambda: "is not a number" in screen_text(app))
+        assert isinstance(app.screen, SteerDialog)  # still open: nothing was sent
+        await pilot.press("escape", "p")  # paused, a run is still steered: the acts wait for no batch
+        await app_until(pilot, lambda: app.run_state.state == "paused")
+        last = app.run_state.epoch + 1  # end with the epoch under way
+        await pilot.press("t")
+        await app_until(pilot, lambda: isinstance(app.screen, SteerDialog))
+        await pilot.press("tab", *str(last), "tab", "tab", "9", "9", "enter")
+        await app_until(pilot, lambda: app.run_state.epochs == last and app.run_state.target_accuracy == 0.99)
+        assert "ends on: target 99%" in screen_text(app)
+        await pilot.press("p")
+        await app_until(pilot, lambda: app.run_state.finished is not None, 120)
+        assert app.run_state.finished.reason == "completed" and app.run_state.finished.epochs_done == last
+        assert f"epoch {last}/{last}" in screen_text(app)
+        await pilot.press("t")
+        await app_until(pilot, lambda: any("no training is running" in n.message for n in app._notifications))
+        await pilot.press("q")
+        await app_until(pilot, lambda: not app.is_running, 30)
+    steered = [e for e in read_events(Path(app.run_state.started.run_dir)) if isinstance(e, ev.Steered)]
+    assert [(e.what, e.new, e.source) for e in steered] == [
+        ("lr_scale", "x0.5", "dashboard"), ("lr_scale", "x1", "dashboard"), ("lr_scale", "x2", "dashboard"),
+        ("epochs", str(last), "dashboard"), ("target_accuracy", "99%", "dashboard")]  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from engine.run import events as ev
 from engine.run.config import from_recipe
 from engine.run.control_socket import TRAINER_FILE, ControlClient
 from engine.run.rundir import read_events
+from engine.run.steering import COMMAND_LINE, parse_epochs, parse_lr_scale
 from engine.train.checkpoint import load_checkpoint
 from engine.train.evaluate import evaluate
 from engine.train.models import build_model
@@ -448,3 +450,38 @@ def test_serve_starts_the_ranks_and_serves_their_run(tmp_path: Path, project_env
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
     assert any(e.message == "2 ranks hold identical weights" for e in read_events(run) if isinstance(e, ev.Log))
+
+
+def test_steering_acts_at_the_same_step_on_both_ranks_and_resumes_exactly(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    straight, steered_ckpt = tmp_path / "straight", tmp_path / "steered.pt"
+    proc = subprocess.Popen(engine("--epochs", "2", "--schedule", "cosine", "--run-dir", str(straight)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
+    try:
+        client = paused_at_a_step(straight, proc)
+        for act in (parse_lr_scale("0.5", COMMAND_LINE), parse_epochs("3", COMMAND_LINE)):
+            assert client.send("steer", steer=act)["ok"]
+        wait_for(lambda: sum(isinstance(e, ev.Steered) for e in events_of(straight)) == 2, "the acts", proc)
+        assert client.send("save")["ok"]  # the steered run as it is now: where the copy resumes from
+        wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) and e.reason == "request"
+                             for e in events_of(straight)), "the checkpoint", proc)  # fmt: skip
+        saved = next(e for e in events_of(straight) if isinstance(e, ev.CheckpointSaved) and e.reason == "request")
+        shutil.copy(saved.path, steered_ckpt)
+        assert client.send("resume")["ok"]
+        assert proc.wait(timeout=300) == 0  # goes on, steered, to the end without a stop
+    finally:
+        end_tree(proc.pid)
+    acts = [e for e in read_events(straight) if isinstance(e, ev.Steered)]
+    assert [(e.what, e.new, e.refused) for e in acts] == [("lr_scale", "x0.5", ""), ("epochs", "3", "")]
+    resumed = tmp_path / "resumed"
+    done = subprocess.run(engine("--resume", str(steered_ckpt), "--run-dir", str(resumed)), capture_output=True,
+                          text=True, env=project_env, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    for run in (straight, resumed):
+        logs = [e.message for e in read_events(run) if isinstance(e, ev.Log)]
+        assert "2 ranks hold identical weights" in logs  # every rank took each act at the same step
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")
+    b = load_checkpoint(resumed / "checkpoints" / "last.pt")
+    assert a["global_step"] == b["global_step"] == 24 and b["steering"]["lr_scale"] == 0.5
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -22,7 +22,7 @@ commands:
                                    change a running training at its next batch
   cifar-tui lr-find [OPTIONS]      learning-rate range test: loss per LR, a suggested --lr
   cifar-tui label|archive|delete RUN                name, tag, hide or remove a run
-  cifar-tui export RUN... --csv    steps.csv and epochs.csv (--tensorboard LOGDIR: event files)
+  cifar-tui export RUN... --csv    steps, epochs, steering as CSV (--tensorboard LOGDIR: event files)
   cifar-tui serve [RUN]            the dashboard in a browser, private (token), http://127.0.0.1:8000
 
 dashboard keys:

@@ -138,7 +138,9 @@ def export_main(argv: list[str]) -> int:
                       "(scalars, the config as HParams, the last confusion matrix).")  # fmt: skip
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories or run names")
     p.add_argument(
-        "--csv", action="store_true", help="steps.csv and epochs.csv (in --out, default: each run directory)"
+        "--csv",
+        action="store_true",
+        help="steps.csv, epochs.csv and steering.csv (in --out, default: each run directory)",
     )
     p.add_argument("--out", type=path_arg("--out"), help="folder for the CSV files (several runs: OUT/<run name>/)")
     p.add_argument("--tensorboard", type=path_arg("--tensorboard"), metavar="LOGDIR", help="TensorBoard event files in LOGDIR/<run name>/ "

@@ -34,12 +34,15 @@ def _csv_bytes(header: list[str], rows: Sequence[Sequence[object]]) -> bytes:
 
 
 def export_csv(run_dir: Path, out_dir: Path) -> list[Path]:
-    """Write steps.csv and epochs.csv (atomically) for plotting elsewhere; returns their paths."""
+    """Write steps.csv, epochs.csv and steering.csv (every steering act, refused ones too),
+    atomically, for plotting elsewhere; returns their paths."""
     events = read_events(run_dir)
     steps = [[e.global_step, e.epoch + 1, e.step, e.loss, e.lr, e.images_per_sec, e.data_wait, e.elapsed]
              for e in events if isinstance(e, ev.Progress)]  # fmt: skip
     epochs = [[e.epoch, e.train_loss, e.train_accuracy, e.test_loss, e.test_accuracy, e.images_per_sec, e.seconds,
                e.eval_seconds, e.lr] for e in events if isinstance(e, ev.EpochEnd)]  # fmt: skip
+    acts = [[e.global_step, e.epoch, e.what, e.old, e.new, e.source, e.refused]
+            for e in events if isinstance(e, ev.Steered)]  # fmt: skip
     files = {
         out_dir / "steps.csv": _csv_bytes(
             ["global_step", "epoch", "step", "loss", "lr", "images_per_sec", "data_wait", "elapsed_s"], steps
@@ -58,6 +61,7 @@ def export_csv(run_dir: Path, out_dir: Path) -> list[Path]:
             ],
             epochs,
         ),
+        out_dir / "steering.csv": _csv_bytes(["global_step", "epoch", "what", "old", "new", "source", "refused"], acts),
     }
     for path, data in files.items():
         atomic_write(path, lambda f, data=data: f.write(data))  # type: ignore[misc]
@@ -113,6 +117,10 @@ def _write_scalars(writer: object, events: list[ev.Event]) -> None:
             add("epoch/train_accuracy", 100 * e.train_accuracy, step, walltime=e.t)
             add("epoch/test_loss", e.test_loss, step, walltime=e.t)
             add("epoch/test_accuracy", 100 * e.test_accuracy, step, walltime=e.t)
+        elif isinstance(e, ev.Steered):  # what was changed by hand, at the step it took effect
+            writer.add_text("steering", e.message, e.global_step, walltime=e.t)  # type: ignore[attr-defined]
+            if e.what == "lr_scale" and not e.refused:
+                add("train/lr_scale", float(e.new.lstrip("x")), e.global_step, walltime=e.t)
         elif isinstance(e, ev.Evaluation):
             if e.reason != "epoch":  # an epoch's evaluation is already under epoch/
                 add(f"eval_{e.reason}/accuracy", 100 * e.accuracy, e.global_step, walltime=e.t)

@@ -21,6 +21,8 @@ WHATS = (LR_SCALE, EPOCHS, EARLY_STOP, TARGET)
 """What may be steered, in the order its code travels between ranks (code = index + 1)."""
 
 NAMES = {LR_SCALE: "LR multiplier", EPOCHS: "epochs", EARLY_STOP: "early stop", TARGET: "target accuracy"}
+BRIEF = {LR_SCALE: "lr", EPOCHS: "epochs", EARLY_STOP: "early stop", TARGET: "target"}
+"""Shorter names, for a list of acts in a table cell."""
 
 # Where a steering act came from (kept in its event: who changed the run, and how).
 DASHBOARD = "dashboard"

@@ -19,6 +19,7 @@ from engine.run.control_socket import trainer_alive
 from engine.run.fileio import atomic_write_json
 from engine.run.label import read_label
 from engine.run.rundir import EVENTS, SUMMARY, read_events
+from engine.run.steering import BRIEF, EARLY_STOP, EPOCHS, TARGET, parse_target_value
 
 # Events after which the trainer rewrites summary.json (not progress: that is every few steps).
 SUMMARY_EVENTS = (ev.RunStarted, ev.EpochEnd, ev.Evaluation, ev.Paused, ev.Resumed, ev.Finished, ev.Failed)
@@ -46,6 +47,7 @@ class RunSummary:
     tags: list[str] = field(default_factory=list)
     notes: str = ""
     archived: bool = False
+    steered: list[str] = field(default_factory=list)  # each steering act, briefly: "lr x0.5 @ step 300"
 
     def __post_init__(self) -> None:
         self.title = self.title or self.name
@@ -74,6 +76,7 @@ class SummaryFold:
         self.best: float | None = None
         self.final: float | None = None
         self.curve: dict[int, float] = {}
+        self.steered: list[str] = []
 
     def _measured(self, accuracy: float | None) -> None:
         if accuracy is not None:
@@ -95,8 +98,13 @@ class SummaryFold:
             self._measured(e.accuracy)
             if e.reason == "final":
                 self.final = e.accuracy
-        elif isinstance(e, ev.Steered) and not e.refused and e.what == "epochs":
-            self.config["epochs"] = int(e.new)  # lists show the length the run has now
+        elif isinstance(e, ev.Steered) and not e.refused:
+            self.steered.append(f"{BRIEF.get(e.what, e.what)} {e.new} @ step {e.global_step}")
+            if e.what == EPOCHS:
+                self.config["epochs"] = int(e.new)  # lists show the length the run has now
+            elif e.what in (EARLY_STOP, TARGET):  # and the rules it ends on now
+                off = e.new == "off"
+                self.config[e.what] = ("" if off else e.new) if e.what == EARLY_STOP else parse_target_value(e.new)
         elif isinstance(e, ev.Paused | ev.Resumed):
             self.status = "paused" if isinstance(e, ev.Paused) else "running"
         elif isinstance(e, ev.Finished):
@@ -110,7 +118,7 @@ class SummaryFold:
     def to_dict(self) -> dict[str, Any]:
         return {"version": 1, "config": self.config, "status": self.status, "started": self.started,
                 "last_t": self.last_t, "epochs_done": self.epochs_done, "best_accuracy": self.best,
-                "final_accuracy": self.final, "curve": sorted(self.curve.items())}  # fmt: skip
+                "final_accuracy": self.final, "curve": sorted(self.curve.items()), "steered": self.steered}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SummaryFold:
@@ -125,6 +133,7 @@ class SummaryFold:
         fold.best = None if d["best_accuracy"] is None else float(d["best_accuracy"])
         fold.final = None if d["final_accuracy"] is None else float(d["final_accuracy"])
         fold.curve = {int(epoch): float(acc) for epoch, acc in d["curve"]}
+        fold.steered = [str(s) for s in d.get("steered", [])]  # summaries from before steering have none
         return fold
 
     def summary(self, run_dir: Path) -> RunSummary:
@@ -140,7 +149,7 @@ class SummaryFold:
             duration=None if self.started is None or self.last_t is None else
             (time.time() if state in ("running", "paused") else self.last_t) - self.started,  # a live run: until now
             final_accuracy=self.final, config=self.config, curve=sorted(self.curve.items()),
-            title=label.name, tags=label.tags, notes=label.notes, archived=label.archived,
+            title=label.name, tags=label.tags, notes=label.notes, archived=label.archived, steered=list(self.steered),
         )  # fmt: skip
 
 

@@ -244,13 +244,15 @@ class Trainer:
             run_dir, overwrite=cfg.overwrite, resuming_here=resuming_here, unique=not cfg.run_dir,
             on_error=lambda m: self._sink(ev.Log(m, level="error")),
         )  # fmt: skip
-        for event in self._setup_events:  # held by the sink until it opens, then written first
+        setup, self._setup_events = self._setup_events, []
+        for event in setup:  # held by the sink until it opens, then written first
             self.run_sink(event)
-        self._setup_events = []
         self.run_sink.open(cfg)
         run_dir = self.run_sink.path
         self.run_dir = run_dir
         self.summary = SummaryKeeper(run_dir)
+        for event in setup:  # a re-plan on resume is part of the run's story too
+            self.summary(event)
         self._open_control(run_dir)
         self.emit(run_started(run_dir, cfg, device, data, train_src, self.state, model, uuids, world.size, pids))
         return self._run_loop(

@@ -174,7 +174,7 @@ def test_runs_list_states_json_and_killed_process(tmp_path: Path, capsys: pytest
 def test_export_csv(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, epochs=2)
     Trainer(cfg, Recorder()).run()
-    steps_csv, epochs_csv = export_csv(Path(cfg.run_dir), tmp_path / "out")
+    steps_csv, epochs_csv, _acts = export_csv(Path(cfg.run_dir), tmp_path / "out")
     epochs = list(csv.DictReader(epochs_csv.open()))
     assert [row["epoch"] for row in epochs] == ["1", "2"] and 0 <= float(epochs[1]["test_accuracy"]) <= 1
     steps = list(csv.DictReader(steps_csv.open()))

@@ -159,3 +159,32 @@ def test_a_detached_run_is_steered_from_the_command_line_and_its_target_ends_it(
     finally:
         if trainer_alive(run):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_acts_are_in_the_export_and_the_runs_comparison(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from engine.run.export import export_csv, export_tensorboard
+    from tui.screens.runs import compare_table
+
+    controls, rec = Controls(), Recorder()
+    acts = {2: st.parse_lr_scale("0.5"), 3: st.parse_early_stop("patience=4"), 4: st.parse_epochs("-5", st.BROWSER)}
+    Trainer(tiny_config(tmp_path, epochs=2), steered_at(controls, acts, rec), controls).run()
+    run = tmp_path / "run"
+    _steps, _epochs, steering_csv = export_csv(run, tmp_path / "csv")
+    rows = [line.split(",") for line in steering_csv.read_text().splitlines()]
+    assert rows[0] == ["global_step", "epoch", "what", "old", "new", "source", "refused"]
+    assert [r[:6] for r in rows[1:3]] == [["2", "1", "lr_scale", "x1", "x0.5", "dashboard"],
+                                          ["3", "1", "early_stop", "off", "patience=4", "dashboard"]]  # fmt: skip
+    assert rows[3][2] == "epochs" and rows[3][5] == "browser" and rows[3][6]  # refused, and said why
+    tb = EventAccumulator(str(export_tensorboard(run, tmp_path / "tb")))
+    tb.Reload()
+    assert "steering/text_summary" in tb.Tags()["tensors"]
+    assert [(s.step, s.value) for s in tb.Scalars("train/lr_scale")] == [(2, 0.5)]
+    summary = safe_summary(run)
+    assert summary is not None and summary.steered == ["lr x0.5 @ step 2", "early stop patience=4 @ step 3"]
+    assert summary.config["early_stop"] == "patience=4"
+    table = compare_table([summary])
+    cells = [list(col.cells) for col in table.columns]
+    row = cells[0].index("steered")
+    assert cells[1][row] == "lr x0.5 @ step 2" and cells[1][row + 1] == "early stop patience=4 @ step 3"

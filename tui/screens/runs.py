@@ -46,7 +46,12 @@ def compare_table(runs: list[RunSummary]) -> Table:
     table.add_row("final acc", *(pct(r.final_accuracy, 2) for r in runs))
     table.add_row("time", *(duration(r.duration) for r in runs))
     table.add_row("epochs", *(f"{r.epochs_done}/{r.epochs}" for r in runs))
-    table.add_row("state", *(r.state for r in runs), end_section=True)
+    table.add_row("state", *(r.state for r in runs), end_section=not any(r.steered for r in runs))
+    acts = max((len(r.steered) for r in runs), default=0)
+    for i in range(min(acts, 6)):  # how each run was steered while it trained, in order
+        more = i == 5 and acts > 6
+        cells = [("…" if more and len(r.steered) > 6 else r.steered[i]) if i < len(r.steered) else "" for r in runs]
+        table.add_row("steered" if i == 0 else "", *cells, end_section=i == min(acts, 6) - 1)
     keys = sorted({k for r in runs for k in r.config if k not in NOT_COMPARED})
 
     def values(key: str) -> list[str]:

@@ -40,6 +40,13 @@ def target_arg(value: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def lr_find_arg(value: str) -> str:
+    """``--lr-find`` (show), ``--lr-find use`` or ``--lr-find only``."""
+    if value not in ("show", "use", "only"):
+        raise argparse.ArgumentTypeError(f"expected use or only (or nothing), got {value!r}")
+    return value
+
+
 def early_stop_arg(value: str) -> str:
     """``--early-stop patience=N[,min-delta=D]`` (or off), checked here, kept as its text."""
     try:
@@ -167,12 +174,11 @@ def build_parser(
     g.add_argument("--early-stop", type=early_stop_arg, metavar="patience=N[,min-delta=D]",
                    help="end the run (completed) after N epochs without a test-accuracy gain of more than D points; "
                         "changeable while it trains (default: off)")  # fmt: skip
-    g.add_argument(
-        "--target-accuracy",
-        type=target_arg,
-        metavar="PERCENT",
-        help="end the run (completed) once test accuracy reaches this, e.g. 93 (default: off)",
-    )
+    g.add_argument("--target-accuracy", type=target_arg, metavar="PERCENT",
+                   help="end the run (completed) once test accuracy reaches this, e.g. 93 (default: off)")  # fmt: skip
+    g.add_argument("--lr-find", nargs="?", const="show", type=lr_find_arg, metavar="use|only",
+                   help="a learning-rate range test first (~100 steps, then everything is put back): show its "
+                        "suggestion (the dashboard asks whether to use it), 'use' it, or 'only' run the test")  # fmt: skip
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     g = p.add_argument_group("run")

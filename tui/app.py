@@ -38,6 +38,7 @@ from tui.screens.confusion import ConfusionScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.dialogs import Choice, offline_dialog, stop_dialog
 from tui.screens.help import HelpScreen
+from tui.screens.lr_find import LrFindScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.steer import SteerDialog
 from tui.telemetry import DeviceSample, NvmlReader, sample_device
@@ -79,6 +80,7 @@ class CifarTui(LeavingApp):
         self._ui_loop: asyncio.AbstractEventLoop | None = None
         self._nvml = NvmlReader()  # initialised at the first GPU reading, once
         self._footer_running: bool | None = None  # what the footer's keys were last checked against
+        self._lr_question = False  # the run waits, paused, for an answer to its LR finder
         self._held: list[tuple[Command, str, SteerAct | None]] = []  # keys pressed before the trainer was reached
 
     @property
@@ -143,6 +145,8 @@ class CifarTui(LeavingApp):
 
     def on_events_ready(self, _: EventsReady) -> None:
         for event in self.controller.take():
+            if isinstance(event, ev.LrFound | ev.Resumed | ev.Finished | ev.Failed):
+                self._lr_question = isinstance(event, ev.LrFound) and event.asks  # the run waits for an answer
             if isinstance(event, ev.Finished | ev.Failed):
                 self.dashboard.show_device(None)  # the trainer is gone: its last sample would mislead
                 if self.notify_desktop and abs(time.time() - event.t) < 60:  # live, not a replay
@@ -151,6 +155,17 @@ class CifarTui(LeavingApp):
                 self._on_failure(event)
         if self.controller.lifecycle is Lifecycle.DETACHED:
             self._leave(0)  # the trainer goes on alone
+        elif self._lr_question and not isinstance(self.screen, LrFindScreen) and self.controller.training_running():
+            self._lr_question = False
+            self.push_screen(LrFindScreen(self.run_state), self._lr_answer)
+
+    def _lr_answer(self, choice: str | None) -> None:
+        """Train at the finder's suggestion (a multiplier on --lr from the first step) or at --lr."""
+        found = self.run_state.lr_found
+        if choice == "use" and found is not None and found.valley is not None:
+            act = SteerAct(steering.LR_SCALE, found.valley / found.lr, 0.0, self.steer_source())
+            self._send(Command.STEER, f"training at lr {found.valley:.2e}…", act)
+        self._send(Command.RESUME, "training…")
 
     def desktop_notify(self, title: str, body: str) -> None:
         """The bell, and a desktop notification where the terminal forwards one."""

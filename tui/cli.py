@@ -9,8 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from engine.cli import launch_plan
-from engine.headless import tolerant_output
-from engine.options import usage_error
+from engine.headless import run_headless, tolerant_output
+from engine.options import build_parser, usage_error
 from engine.run import console
 from engine.run.errors import EXIT_CRASH, UserError
 from tui.launcher import run_training
@@ -27,7 +27,24 @@ from tui.run_commands import (
 )
 from tui.subcommands import attach_main, export_main, os_error_line, runs_main
 
-SUBCOMMANDS = ("attach", "runs", "export", "serve", *CONTROL_COMMANDS, STEER_COMMAND, *MANAGE_COMMANDS)
+LR_FIND = "lr-find"
+SUBCOMMANDS = ("attach", "runs", "export", "serve", *CONTROL_COMMANDS, STEER_COMMAND, *MANAGE_COMMANDS, LR_FIND)
+
+
+def lr_find_main(argv: list[str]) -> int:
+    """``cifar-tui lr-find [OPTIONS]``: the range test alone, on the run the options describe; its
+    table and suggestion as plain lines, its record in the run directory."""
+    args = build_parser(argv, prog="cifar-tui lr-find",
+                        what=": a learning-rate range test only (about 100 steps), its table and a suggested "
+                             "--lr as plain lines, the record in the run directory.").parse_args(argv)  # fmt: skip
+    try:
+        cfg, nproc = launch_plan(args)
+        if nproc > 1:
+            raise ValueError("lr-find runs in one process (leave out --nproc)")
+        cfg = cfg.with_overrides(lr_find="only")
+    except (UserError, ValueError) as exc:
+        return usage_error(str(exc))
+    return run_headless(cfg)
 
 
 def _subcommand(name: str) -> Callable[[list[str]], int]:
@@ -44,6 +61,8 @@ def _subcommand(name: str) -> Callable[[list[str]], int]:
 def main(argv: Sequence[str] | None = None) -> int:
     tolerant_output()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == LR_FIND:
+        return lr_find_main(argv[1:])
     if argv and argv[0] in SUBCOMMANDS:
         try:
             code = _subcommand(argv[0])(argv[1:])
@@ -69,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if mode == "dashboard" and not (sys.stdout.isatty() and sys.stdin.isatty()):
         print("cifar-tui: not a terminal, running headless (plain lines)", file=sys.stderr)
         mode = "headless"
+    if mode == "dashboard" and cfg.lr_find == "show":
+        cfg = cfg.with_overrides(lr_find="ask")  # the dashboard offers the suggestion before training
     return run_training(nproc, cfg, mode=mode, refresh=args.refresh, max_restarts=args.max_restarts,
                         on_hangup=args.on_hangup, notify=args.notify)  # fmt: skip
 

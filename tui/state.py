@@ -21,6 +21,7 @@ STATE_LABELS: dict[str, str] = {
     Phase.DOWNLOADING: "downloading",
     Phase.BUILDING_MODEL: "building the model",
     Phase.COMPILING: "compiling",
+    Phase.FINDING_LR: "finding the learning rate",
     Phase.TRAINING: "training",
     Phase.EVALUATING: "evaluating",
     Phase.SAVING: "saving a checkpoint",
@@ -65,6 +66,8 @@ class RunState:
     early_stop: str = ""
     target_accuracy: float = 0.0
     steered: list[ev.Steered] = field(default_factory=list)
+    lr_found: ev.LrFound | None = None
+    """The learning-rate range test's record (--lr-find)."""
     """Steering acts applied (refused ones are only in the log)."""
     paused_at: float | None = None
     """Wall-clock time the trainer actually paused (from its Paused event)."""
@@ -123,6 +126,8 @@ class RunState:
             self.target_accuracy = float(e.config.get("target_accuracy") or 0.0)
         elif isinstance(e, ev.Steered):
             self._steered(e)
+        elif isinstance(e, ev.LrFound):
+            self.lr_found = e
         elif isinstance(e, ev.Evaluation):
             self.last_eval = e
             self.eval_seconds = e.seconds

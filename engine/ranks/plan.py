@@ -24,6 +24,9 @@ def distributed_problem(cfg: TrainConfig, nproc: int) -> str:
     if cfg.batch_size < 2 * nproc:
         return (f"--batch-size {cfg.batch_size} is too small for --nproc {nproc}: each process needs "
                 "at least 2 images of every batch (BatchNorm)")  # fmt: skip
+    if cfg.lr_find and nproc > 1:
+        return ("--lr-find runs in one process: find the LR first (cifar-tui lr-find ...), then train with "
+                f"--nproc {nproc} --lr <the suggestion>")  # fmt: skip
     if cfg.sync_bn and nproc > 1 and not cfg.device.startswith(("auto", "cuda")):
         return f"--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on {cfg.device})"
     return ""

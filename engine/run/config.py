@@ -46,6 +46,7 @@ PAD_MODES = ("zeros", "reflect")
 FLIPS = ("random", "alternate", "off")
 LOADERS = ("auto", "tensor", "dataloader")
 DATA_BUILTINS = ("cifar10", "demo")
+LR_FIND_MODES = ("", "show", "ask", "use", "only")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -132,6 +133,10 @@ class TrainConfig:
     than D points for N epochs; empty: off. Changeable while training (engine/run/steering.py)."""
     target_accuracy: float = 0.0
     """End the run (completed) once test accuracy reaches this fraction; 0: off."""
+    lr_find: str = ""
+    """Run a learning-rate range test first: ``show`` (report it, train at --lr), ``ask`` (pause
+    for the dashboard to choose), ``use`` (train at the suggestion, as a multiplier on --lr),
+    ``only`` (the test and nothing else); empty: off."""
     seed: int = 0
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
@@ -200,6 +205,7 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {
     "ema": (TRAINS, False), "seed": (TRAINS, False),
     "compile": (RUNS, True), "loader": (RUNS, True), "workers": (RUNS, True), "eval_batch_size": (RUNS, True),
     "eval_every": (RUNS, True), "early_stop": (TRAINS, True), "target_accuracy": (TRAINS, True),
+    "lr_find": (RUNS, True),
     "device": (RUNS, True), "log_every": (RUNS, True), "data_dir": (RUNS, True), "resume": (RUNS, True),
     "keep": (RUNS, True), "rank_timeout": (RUNS, True),
     "progress_hz": (WRITTEN, True), "run_dir": (WRITTEN, True), "runs_root": (WRITTEN, True),
@@ -274,6 +280,8 @@ def validate(cfg: TrainConfig) -> None:
     _check_range("eval_batch_size", cfg.eval_batch_size, 1, 65_536)
     _check_range("eval_every", cfg.eval_every, 0, 10**9)
     _check_range("target_accuracy", cfg.target_accuracy, 0.0, 1.0)
+    if cfg.lr_find not in LR_FIND_MODES:
+        raise ConfigError(f"--lr-find {cfg.lr_find!r}: use show, use or only (or no value)")
     try:
         parse_early_stop_rule(cfg.early_stop)
     except ValueError as exc:

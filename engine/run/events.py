@@ -42,6 +42,8 @@ class Phase(WireName):
     DOWNLOADING = "downloading"
     BUILDING_MODEL = "building_model"
     COMPILING = "compiling"
+    FINDING_LR = "finding_lr"
+    """The learning-rate range test runs (--lr-find), before training."""
     TRAINING = "training"
     EVALUATING = "evaluating"
     SAVING = "saving"
@@ -193,6 +195,32 @@ class Resumed(Event):
 
 
 @dataclass(frozen=True)
+class LrFound(Event):
+    """A learning-rate range test's record and what it suggests (None: no suggestion, the loss
+    diverged at once). ``asks``: the run waits, paused, for a dashboard to choose."""
+
+    kind: ClassVar[str] = "lr_found"
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    valley: float | None
+    steepest: float | None
+    minimum_tenth: float | None
+    lr: float
+    """The run's own --lr, to compare with."""
+    seconds: float
+    asks: bool = False
+
+    @property
+    def message(self) -> str:
+        took = f"{len(self.lrs)} steps in {self.seconds:.1f} s"
+        if self.valley is None:
+            return f"lr-find: no suggestion ({took}): the loss diverged at once or was not a number"
+        return (f"lr-find: suggested lr {self.valley:.2e} (valley; steepest {self.steepest:.2e}, "
+                f"minimum/10 {self.minimum_tenth:.2e}; --lr is {self.lr:.2e}) from {took}")  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Steered(Event):
     """A steering act at a batch boundary (engine/run/steering.py): what changed from what to
     what, at which step, asked from where; ``refused`` says why it was not applied."""
@@ -270,6 +298,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CheckpointSaved,
         Paused,
         Resumed,
+        LrFound,
         Steered,
         Finished,
         Failed,

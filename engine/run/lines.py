@@ -44,6 +44,11 @@ class LinePrinter:
                 f"data {e.data_source}: {e.train_size} train, {e.test_size} test, {len(e.class_names)} classes "
                 f"| loader {e.loader} | {e.steps_per_epoch} steps/epoch"
             )
+        elif isinstance(e, ev.LrFound):  # the range test's table, then (below) its suggestion
+            self.line("lr-find:   step  learning rate  loss     smoothed")
+            for i, (lr, loss) in enumerate(zip(e.lrs, e.losses, strict=True)):
+                smoothed = f"{e.smoothed[i]:.4f}" if i < len(e.smoothed) else "--"
+                self.line(f"lr-find: {i + 1:6d}  {lr:13.3e}  {loss:<7.4f}  {smoothed}")
         elif isinstance(e, ev.Progress) and e.interval_loss is not None:
             self.line(f"[{e.epoch + 1}, {e.step:5d}] loss: {e.interval_loss:.3f}")  # the seed's own format
         if not isinstance(e, ev.Failed):  # the caller prints a failure's one line

@@ -85,6 +85,10 @@ def event_lines(e: ev.Event) -> list[tuple[str, str]]:
                  f"test loss {e.loss:.4f} acc {percent(e.accuracy)}")]  # fmt: skip
     if isinstance(e, ev.CheckpointSaved) and e.reason not in ("epoch", "best"):
         return [("info", f"checkpoint saved ({e.reason}): {e.path}")]
+    if isinstance(e, ev.LrFound):
+        use = [] if e.valley is None else [("info", f"lr-find: to train at the suggestion: --lr {e.valley:.2e} "
+                                                    "(or --lr-find use)")]  # fmt: skip
+        return [("info" if e.valley is not None else "warning", e.message), *([] if e.asks else use)]
     if isinstance(e, ev.Steered):
         return [("warning" if e.refused else "info", e.message)]
     if isinstance(e, ev.Paused | ev.Resumed):

@@ -35,6 +35,7 @@ from engine.train.device import can_compile, gpu_uuids, resolve_device
 from engine.train.ema import WeightEma
 from engine.train.loop import TrainLoop
 from engine.train.loop_parts import EpochStats, LoopParts, StopTraining
+from engine.train.lr_find import find_lr
 from engine.train.models import build_model
 from engine.train.optim import make_optimizer
 from engine.train.setup import (
@@ -276,8 +277,15 @@ class Trainer:
         loop.compiling = loop.eval_compiling = self.compiles
         reason, cause = "completed", ""
         try:
-            loop.train(stats)
-            cause = loop.stop_rule
+            if cfg.lr_find and not cfg.resume:
+                find_lr(self, loop, parts, self.run_dir)
+            elif cfg.lr_find and "lr_find" in cfg.explicit:
+                self.emit(ev.Log("--lr-find is for a new run: resuming without a range test", level="warning"))
+            if cfg.lr_find == "only" and not cfg.resume:
+                cause = "learning-rate range test only"
+            else:
+                loop.train(stats)
+                cause = loop.stop_rule
         except StopTraining:
             reason, cause = "stopped", self.controls.stop_cause
         if world.is_distributed:

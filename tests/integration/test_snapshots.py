@@ -5,10 +5,13 @@ Update after an intended change with: pytest tests/integration/test_snapshots.py
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from engine.run import events as ev
 from tests.helpers.scripted import T0, ScriptedSession, script, tutorial_config
+from tests.helpers.waiting import app_until
 from tests.helpers.waiting import settle as settle_app
 from tui.app import CifarTui
 
@@ -126,3 +129,27 @@ def test_steering_dialog_fits_80x24(snap_compare) -> None:  # type: ignore[no-un
 
 def test_a_steered_run_shows_its_multiplier_rules_and_marks(snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(steered_app(), terminal_size=(160, 50), run_before=settle)
+
+
+def range_test_found() -> ev.LrFound:
+    """A range test as a real one looks: flat, a long fall, a minimum, then the cliff."""
+    from engine.run.lr_suggest import smooth, suggest
+
+    lrs = [1e-7 * 1e8 ** (i / 99) for i in range(100)]
+    losses = [2.3 - 1.6 / (1 + math.exp(-(i - 55) / 7)) + (0.02 * ((i * 7) % 5)) + max(0, i - 88) ** 2 * 0.08
+              for i in range(100)]  # fmt: skip
+    s = suggest(lrs, losses)
+    assert s is not None
+    return ev.LrFound(lrs, losses, smooth(losses), s.valley, s.steepest, s.minimum_tenth, 0.001, 21.5, asks=True,
+                      t=T0)  # fmt: skip
+
+
+def test_lr_finder_offers_its_suggestion(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def offered(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        await pilot.pause()
+        plot = pilot.app.screen.query_one("#lr-find-plot")
+        await app_until(pilot, lambda: plot.draws > 0)
+
+    app = app_for("", epochs_done=0, extra=[range_test_found()])
+    assert snap_compare(app, terminal_size=(110, 36), run_before=offered)

@@ -34,7 +34,7 @@ def test_every_option_has_a_kind_and_the_lists_derive_from_it() -> None:
     assert {
         "epochs", "device", "run_dir", "runs_root", "log_every", "progress_hz", "workers", "eval_batch_size",
         "data_dir", "resume", "overwrite", "compile", "loader", "explicit", "keep", "save_wait", "rank_timeout",
-        "sync_bn", "name", "tags", "notes", "eval_every", "early_stop", "target_accuracy",
+        "sync_bn", "name", "tags", "notes", "eval_every", "early_stop", "target_accuracy", "lr_find",
     } == RESUME_MAY_CHANGE  # fmt: skip
     assert {n for n, (kind, _) in FIELD_KINDS.items() if kind != TRAINS} == RESUME_MAY_CHANGE - {
         "epochs", "sync_bn", "early_stop", "target_accuracy"}  # fmt: skip

@@ -8,6 +8,7 @@ to draw as a short one.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -200,3 +201,42 @@ class LrPlot(PlotPane):
         scale = f" (x{s.lr_scale:g})" if s.lr_scale != 1.0 else ""
         marks = " [magenta]│ steered[/]" if acts else ""
         self.border_title = f"learning rate · now {ly[-1]:.3g}{scale}{marks}"
+
+
+class LrFindPlot(PlotPane):
+    """A learning-rate range test: smoothed loss against the LR on a log axis, the suggestion
+    (valley) marked, with the other two rules and the run's own --lr for comparison."""
+
+    DEFAULT_CSS = """
+    LrFindPlot { height: 1fr; min-height: 8; }
+    """
+
+    def __init__(self, state: RunState, *, id: str | None = None) -> None:
+        super().__init__(state, max_fps=4.0, id=id)
+        self.border_subtitle = "x: learning rate (log)"
+
+    def data_key(self) -> tuple[Any, ...]:
+        return (id(self.state.lr_found),)
+
+    def has_data(self) -> bool:
+        found = self.state.lr_found
+        return found is not None and len(found.smoothed) > 1
+
+    def draw(self, width: int, height: int) -> None:
+        found = self.state.lr_found
+        assert found is not None
+        ys = found.smoothed
+        xs = [math.log10(lr) for lr in found.lrs[: len(ys)]]
+        best = min(ys)
+        shown = [(x, min(y, 4 * best)) for x, y in zip(xs, ys, strict=True)]  # the cliff, clipped
+        plt.plot([x for x, _ in shown], [y for _, y in shown], marker="braille", color="cyan")
+        # (LR, plotext colour, rich colour, name): the suggestion drawn last, over the others.
+        marks = [(found.lr, "gray", "gray", "--lr"), (found.minimum_tenth, "magenta", "magenta", "min/10"),
+                 (found.steepest, "orange", "orange", "steepest"), (found.valley, "green", "green", "valley")]  # fmt: skip
+        for lr, color, _, _ in marks:
+            if lr is not None and lr > 0:
+                plt.vline(math.log10(lr), color=color)
+        ticks = list(range(math.floor(min(xs)), math.ceil(max(xs)) + 1))
+        plt.xticks(ticks, [f"1e{t}" for t in ticks])
+        legend = " ".join(f"[{c}]│ {name}[/]" for lr, _, c, name in marks if lr is not None)
+        self.border_title = f"lr-find · smoothed loss · {legend}"

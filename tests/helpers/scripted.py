@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from engine.run import events as ev
 from engine.run.config import TrainConfig, from_recipe
+from engine.run.steering import SteerAct
 from engine.session.base import Session
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -68,6 +69,7 @@ class ScriptedSession(Session):
     def __init__(self, events: list[ev.Event]) -> None:
         self.script = events
         self.commands: list[str] = []
+        self.steered: list[SteerAct] = []
         self.closed = False
 
     @property
@@ -83,8 +85,10 @@ class ScriptedSession(Session):
             time.sleep(0.05)
             yield None
 
-    def send(self, command: str, cause: str = "") -> bool:
+    def send(self, command: str, cause: str = "", steer: SteerAct | None = None) -> bool:
         self.commands.append(command)
+        if steer is not None:
+            self.steered.append(steer)
         return True
 
     def close(self, timeout: float = 15.0) -> None:

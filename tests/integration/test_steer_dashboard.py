@@ -8,8 +8,9 @@ from pathlib import Path
 from engine.run import events as ev
 from engine.run.rundir import read_events
 from tests.helpers.common import screen_text, tiny_config
-from tests.helpers.waiting import app_until
-from tui.app import make_app
+from tests.helpers.scripted import T0, ScriptedSession, script, tutorial_config
+from tests.helpers.waiting import app_until, settle
+from tui.app import CifarTui, make_app
 from tui.screens.steer import SteerDialog
 
 
@@ -47,3 +48,30 @@ async def test_keys_and_the_dialog_steer_the_run_and_the_panes_say_so(tmp_path: 
     assert [(e.what, e.new, e.source) for e in steered] == [
         ("lr_scale", "x0.5", "dashboard"), ("lr_scale", "x1", "dashboard"), ("lr_scale", "x2", "dashboard"),
         ("epochs", str(last), "dashboard"), ("target_accuracy", "99%", "dashboard")]  # fmt: skip
+
+
+async def test_a_run_ended_by_a_stop_rule_shows_where_it_ended_and_why() -> None:
+    cfg = tutorial_config()
+    cause = "target accuracy 55% reached at epoch 3 (57.80%)"
+    events = [*script(cfg, 3, ""), ev.Status("finished", "", t=T0),
+              ev.Finished("completed", 3, 3 * 782, 0.578, 0.578, 99.0, cause=cause, t=T0)]  # fmt: skip
+    app = CifarTui(cfg, lambda c: ScriptedSession(events), telemetry_s=3600)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, events=len(events))
+        text = screen_text(app)
+        assert "epoch 3/10" in text and "30%" in text  # not the epoch after, not the planned end
+        assert "completed (target accuracy 55% reached at" in text  # the progress pane says why it ended
+        assert f"completed ({cause}): 3 epochs" in text  # and the log
+
+
+async def test_a_scripted_run_gets_the_acts_the_keys_make() -> None:
+    cfg = tutorial_config()
+    session = ScriptedSession(script(cfg, 1, ""))
+    app = CifarTui(cfg, lambda c: session, telemetry_s=3600)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, events=len(session.script))
+        await pilot.press("plus", "equals_sign", "minus")
+        await app_until(pilot, lambda: len(session.steered) == 3)
+        assert [(a.what, a.value, a.extra, a.source) for a in session.steered] == [
+            ("lr_scale", 2.0, 1.0, "dashboard"), ("lr_scale", 2.0, 1.0, "dashboard"),
+            ("lr_scale", 0.5, 1.0, "dashboard")]  # fmt: skip

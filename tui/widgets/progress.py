@@ -73,10 +73,14 @@ class ProgressPane(Static):
         grid.add_column(width=6, justify="right", no_wrap=True)
         epochs = max(1, state.epochs)
         spe = max(1, state.steps_per_epoch)
-        step = spe if state.finished is not None and state.finished.reason == "completed" else state.step
+        completed = state.finished is not None and state.finished.reason == "completed"
+        step = spe if completed else state.step
         epoch_done = min(state.epoch + step / spe, epochs) if state.started else 0
+        shown_epoch = min(state.epoch + 1, epochs)
+        if completed and state.finished is not None:  # all of it, or ended early by a stop rule
+            epoch_done = shown_epoch = state.finished.epochs_done
         grid.add_row(
-            f"epoch {min(state.epoch + 1, epochs)}/{epochs}",
+            f"epoch {shown_epoch}/{epochs}",
             ProgressBar(epochs, epoch_done),
             percent(epoch_done / epochs, 0),
         )
@@ -103,7 +107,8 @@ class ProgressPane(Static):
             parts.append(Text(f"{state.failed.error}: {state.failed.message}", style="bold red"))
         elif state.finished is not None:
             f = state.finished
-            parts.append(Text(f"{f.reason} after {plural(f.epochs_done, 'epoch')} in {duration(f.seconds)} · "
+            why = f" ({f.cause})" if f.cause and f.reason == "completed" else ""  # a stop rule ended it
+            parts.append(Text(f"{f.reason}{why} after {plural(f.epochs_done, 'epoch')} in {duration(f.seconds)} · "
                               f"test acc {pct(f.test_accuracy, 2)} · press q to quit", style="bold green"))  # fmt: skip
         # A layout pass costs more than the text itself: only when the number of lines changes.
         self.update(Group(*parts), layout=(len(parts), lines) != self._parts)  # type: ignore[arg-type]

@@ -239,7 +239,7 @@ def shown(what: str, value: float, extra: float = 0.0) -> str:
     """A steered value as a person reads it: 'x0.5', '30', 'patience=3', '93%', 'off'; a change
     ('*2', '+5') where ``extra`` makes it relative."""
     if what == LR_SCALE:
-        return f"{'*' if extra else 'x'}{value:g}"
+        return f"{'*' if extra else 'x'}{value:.3g}"
     if what == EPOCHS:
         return f"{int(value):+d}" if extra else f"{int(value)}"
     if what == EARLY_STOP:

@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from engine.run import events as ev
 from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
 from engine.run.rundir import read_events
 from tests.helpers.browser import BROWSER, free_port, launch, open_dashboard, status
@@ -96,6 +97,10 @@ def test_dashboard_in_a_real_browser_steers_the_run_and_closing_leaves_training(
         wait_until(what="the pause to reach events.jsonl", cond=lambda: "paused" in kinds(run_dir))
         page.keyboard.press("p")
         wait_until(what="the resume", cond=lambda: "resumed" in kinds(run_dir))
+        page.keyboard.press("-")  # steered from the browser: the run's events say so
+        wait_until(what="the halved LR", cond=lambda: "steered" in kinds(run_dir))
+        steered = next(e for e in read_events(run_dir) if isinstance(e, ev.Steered))
+        assert (steered.what, steered.new, steered.source) == ("lr_scale", "x0.5", "browser")
         resumed_at = len(kinds(run_dir))
         wait_until(what="training to go on", cond=lambda: "progress" in kinds(run_dir)[resumed_at:])
         page.screenshot(path=str(tmp_path / "served.png"))

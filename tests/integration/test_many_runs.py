@@ -113,3 +113,27 @@ def test_run_commands_refuse_bad_input_in_one_line(tmp_path: Path, project_env: 
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, (args, done.stderr)
     assert ROOT.is_dir()
+
+
+def test_an_indexed_run_moved_or_deleted_by_hand_is_skipped_and_found_where_it_went(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no ./runs here: only the index knows the runs
+    gone = finished_run(tmp_path / "a" / "runs", name="deleted-by-hand")
+    moved = finished_run(tmp_path / "b" / "runs", name="moved-by-hand")
+    kept = finished_run(tmp_path / "c" / "runs", name="still-here")
+    import shutil
+
+    shutil.rmtree(gone)
+    moved.rename(tmp_path / "b" / "runs" / "renamed")
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    out = capsys.readouterr().out
+    assert "still-here" in out and "deleted-by-hand" not in out and "moved-by-hand" not in out
+    assert main(["attach", "deleted-by-hand"]) == 2 and "no run called" in capsys.readouterr().err
+    # Where it went is found by its path, or from that folder's ./runs.
+    assert main(["runs", "--runs-root", str(tmp_path / "b" / "runs")]) == 0
+    assert "moved-by-hand" in capsys.readouterr().out
+    assert kept.is_dir()

@@ -3,6 +3,7 @@ boundaries, written as events, kept in checkpoints, and resumed exactly."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.headless import run_headless
 from engine.run import events as ev
 from engine.run import steering as st
 from engine.run.control_socket import TRAINER_FILE, trainer_alive
@@ -105,11 +107,13 @@ def test_shortening_below_the_epoch_under_way_is_refused_and_said(tmp_path: Path
 
 def test_early_stop_ends_the_run_completed_and_says_which_rule(tmp_path: Path) -> None:
     # No epoch gains 99 points on the first one's accuracy: patience 1 ends a 5-epoch run after epoch 2.
-    rec = Recorder()
-    done = Trainer(tiny_config(tmp_path, epochs=5, early_stop="patience=1,min-delta=99"), rec).run()
-    assert done.reason == "completed" and done.epochs_done == 2
+    out = io.StringIO()
+    assert run_headless(tiny_config(tmp_path, epochs=5, early_stop="patience=1,min-delta=99"), out) == 0
+    events = read_events(tmp_path / "run")
+    done = events[-1]
+    assert isinstance(done, ev.Finished) and done.reason == "completed" and done.epochs_done == 2
     assert done.cause.startswith("early stop: 1 epoch without a gain over 99 points (best ")
-    assert isinstance(rec.events[-1], ev.Finished) and rec.events[-1].cause == done.cause
+    assert f"completed ({done.cause}): 2 epochs" in out.getvalue()  # the last line says which rule
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 2  # saved as it ended
 
 

@@ -19,7 +19,7 @@ import torch
 
 from engine.data import demo as demo_data
 from engine.run.config import TrainConfig, default_cache_dir
-from engine.run.errors import DataError, DownloadError
+from engine.run.errors import DataError, DownloadError, first_line
 from engine.run.events import Phase
 from engine.run.fileio import atomic_torch_save
 from engine.run.wording import CountProgress
@@ -85,9 +85,8 @@ def load_cifar10(root: Path, notify: Notify) -> DataBundle:
         train = torchvision.datasets.CIFAR10(root=str(root), train=True, download=True)
         test = torchvision.datasets.CIFAR10(root=str(root), train=False, download=True)
     except Exception as exc:  # network errors come as URLError, OSError, RuntimeError...
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DownloadError(
-            f"could not download CIFAR-10 into {root} ({reason}); without network use --data demo, "
+            f"could not download CIFAR-10 into {root} ({first_line(exc)}); without network use --data demo, "
             f"or --data PATH (an image folder with train/ and test/), or place cifar-10-python.tar.gz in {root}",
             resource="data",
         ) from exc

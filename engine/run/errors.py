@@ -5,6 +5,13 @@ from __future__ import annotations
 from engine.run import events as ev
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """What an exception says, in one line a person can read in ours: its first line (at most
+    ``limit`` characters), or its type's name when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 class UserError(Exception):
     """A problem with the user's input (options, data, files); never a bug.
 

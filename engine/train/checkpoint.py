@@ -25,7 +25,7 @@ from torch import nn
 from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import Controls
-from engine.run.errors import CheckpointError
+from engine.run.errors import CheckpointError, first_line
 from engine.run.events import Phase
 from engine.run.fileio import atomic_torch_save, free_bytes
 from engine.run.rundir import BEST, LAST
@@ -210,7 +210,7 @@ def restore_checkpoint(ckpt: dict[str, Any], source: str, model: nn.Module, opti
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"checkpoint {source} does not fit this model: {str(exc).splitlines()[0][:160]}") from exc
+        raise CheckpointError(f"checkpoint {source} does not fit this model: {first_line(exc, 160)}") from exc
     state.epoch, state.step, state.global_step = int(ckpt["epoch"]), int(ckpt["step"]), int(ckpt["global_step"])
     if state.step > steps_per_epoch:  # (== steps: stopped after the last batch, before the epoch ended)
         raise CheckpointError(f"checkpoint {source} is at step {state.step} of an epoch that has "

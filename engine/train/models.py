@@ -11,7 +11,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from engine.run.config import TrainConfig
-from engine.run.errors import CheckpointError, DownloadError
+from engine.run.errors import CheckpointError, DownloadError, first_line
 from engine.run.events import Phase
 
 
@@ -53,9 +53,8 @@ def _imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
     try:
         return weights.get_state_dict(progress=False)
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DownloadError(
-            f"could not download ImageNet weights for {arch} ({reason}); use --weights none "
+            f"could not download ImageNet weights for {arch} ({first_line(exc)}); use --weights none "
             f"to train from scratch, or --weights PATH with a state dict file",
             resource="weights",
         ) from exc
@@ -66,8 +65,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"cannot load weights file {path}: {reason[:200]}") from exc
+        raise CheckpointError(f"cannot load weights file {path}: {first_line(exc)}") from exc
     if isinstance(blob, dict) and isinstance(blob.get("model"), dict):
         blob = blob["model"]  # one of our checkpoints
     if not isinstance(blob, dict) or not all(isinstance(v, torch.Tensor) for v in blob.values()):

@@ -25,7 +25,7 @@ from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.control_socket import ControlServer, process_start_time
 from engine.run.controls import Controls
-from engine.run.errors import ConfigError, UserError
+from engine.run.errors import ConfigError, UserError, first_line
 from engine.run.events import Phase
 from engine.run.rundir import CHECKPOINTS, RunDirSink, check_target, default_run_dir
 from engine.run.steering import EPOCHS, RESUME, SteerAct
@@ -129,8 +129,7 @@ class Trainer:
             if named is not None:
                 self._fail(named[0], named[1] + self._last_good(), traceback.format_exc())
             elif self.world.is_distributed and lost_a_rank(exc):
-                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-                self._fail("rank_lost", f"another training process died or stopped answering ({first})"
+                self._fail("rank_lost", f"another training process died or stopped answering ({first_line(exc)})"
                                         + self._last_good(), traceback.format_exc())  # fmt: skip
             else:
                 self._fail("crash", f"{type(exc).__name__}: {exc}", traceback.format_exc())

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from engine.options import OneLineParser, path_arg, usage_error
+from engine.run.catalog import RUN_ORDERS, find_runs, sort_runs
 from engine.run.config import TrainConfig
 from engine.run.rundir import CONFIG
 from engine.run.summary import RunSummary
@@ -70,15 +71,6 @@ def _run_config(run_dir: Path) -> TrainConfig:
         return TrainConfig()
 
 
-SORTS = {
-    "started": lambda r: r.started or 0.0,
-    "best": lambda r: -1.0 if r.best_accuracy is None else r.best_accuracy,
-    "name": lambda r: r.title.lower(),
-    "duration": lambda r: r.duration or 0.0,
-    "state": lambda r: r.state,
-}
-
-
 def runs_main(argv: list[str]) -> int:
     p = OneLineParser(prog="cifar-tui runs", description="List your runs: those in ./runs and every run you "
                       "started elsewhere (kept in an index: ~/.local/state/cifar-tui/runs.jsonl).")  # fmt: skip
@@ -90,18 +82,17 @@ def runs_main(argv: list[str]) -> int:
     p.add_argument("--recipe", help="only runs of this recipe")
     p.add_argument("--data", help="only runs whose data contains this text")
     p.add_argument("--match", metavar="TEXT", help="only runs with TEXT in their name, tags or notes")
-    p.add_argument("--sort", choices=sorted(SORTS), default="started", help="order (default: started)")
+    p.add_argument("--sort", choices=sorted(RUN_ORDERS), default="started", help="order (default: started)")
     p.add_argument("--reverse", action="store_true", help="reverse the order")
     args = p.parse_args(argv)
-    from engine.run.catalog import find_runs
     from engine.run.summary import runs_json
     from engine.run.wording import distinct, duration, percent
 
     root = Path(args.runs_root) if args.runs_root else None
     if root is not None and root.exists() and not root.is_dir():
         return usage_error(f"--runs-root {root} is not a folder")
-    runs = [r for r in find_runs([root] if root else None) if _wanted(r, args)]
-    runs.sort(key=SORTS[args.sort], reverse=args.reverse)  # type: ignore[arg-type]
+    runs = sort_runs([r for r in find_runs([root] if root else None) if _wanted(r, args)], args.sort,
+                     reverse=args.reverse)  # fmt: skip
     if args.json:
         print(runs_json(runs))
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine.run.index import indexed
 from engine.run.rundir import EVENTS
@@ -27,6 +28,21 @@ def find_runs(roots: list[Path] | None = None, also: tuple[Path, ...] = ()) -> l
             if summary is not None:
                 found[key] = summary
     return sorted(found.values(), key=lambda r: (r.started or 0.0, r.name))
+
+
+RUN_ORDERS: dict[str, Callable[[RunSummary], Any]] = {
+    "started": lambda r: r.started or 0.0,
+    "best": lambda r: -1.0 if r.best_accuracy is None else r.best_accuracy,
+    "name": lambda r: r.title.lower(),
+    "duration": lambda r: r.duration or 0.0,
+    "state": lambda r: r.state,
+}
+"""The orders runs are listed in (``runs --sort``, the runs screen's ``o``), each ascending."""
+
+
+def sort_runs(runs: list[RunSummary], by: str, *, reverse: bool = False) -> list[RunSummary]:
+    """``runs`` in the order ``by`` (a key of :data:`RUN_ORDERS`); equal ones keep their order."""
+    return sorted(runs, key=RUN_ORDERS[by], reverse=reverse)
 
 
 class NoSuchRun(ValueError):

@@ -258,6 +258,9 @@ async def test_runs_screen_lists_runs_and_overlays_accuracy(tmp_path: Path) -> N
         await app_until(pilot, lambda: [r.name for r in screen.runs] == ["first"])
         await pilot.press("slash", "escape")  # esc in the filter clears it, not the screen
         await app_until(pilot, lambda: len(screen.runs) == 2 and app.screen is screen)
+        await pilot.press("o")  # by best accuracy, the best first
+        best_first = [r.name for r in sorted(screen.all_runs, key=lambda r: r.best_accuracy or 0.0, reverse=True)]
+        await app_until(pilot, lambda: screen.order == "best" and [r.name for r in screen.runs] == best_first)
         await pilot.press("t")  # configs side by side: what differs first, highlighted
         await app_until(pilot, lambda: "≠ lr" in screen_text(app) and "final acc" in screen_text(app))
         text = screen_text(app)

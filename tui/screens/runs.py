@@ -22,7 +22,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
-from engine.run.catalog import find_runs
+from engine.run.catalog import find_runs, sort_runs
 from engine.run.config import NOT_COMPARED
 from engine.run.curves import AXES, METRICS, RunCurves, axis_label, read_curves
 from engine.run.summary import RunSummary
@@ -143,10 +143,8 @@ class RunsScreen(ModalScreen[None]):
         self._fill_table()
 
     def _fill_table(self) -> None:
-        key = {"started": lambda r: r.started or 0.0, "best": lambda r: -(r.best_accuracy or -1.0),
-               "name": lambda r: r.title.lower(), "state": lambda r: r.state}[self.order]  # fmt: skip
-        self.runs = sorted((r for r in self.all_runs if not self.filter_text or r.matches(self.filter_text)),
-                           key=key)  # type: ignore[arg-type]  # fmt: skip
+        shown = [r for r in self.all_runs if not self.filter_text or r.matches(self.filter_text)]
+        self.runs = sort_runs(shown, self.order, reverse=self.order == "best")  # the best runs first
         table = self.query_one(DataTable)
         table.clear()
         names = distinct([r.title + "".join(f" #{t}" for t in r.tags) for r in self.runs], 36)

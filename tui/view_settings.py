@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.run.fileio import atomic_write_json
-from engine.run.index import index_path
+from engine.run.index import state_dir
 
 SMOOTHING = (0.0, 0.6, 0.9, 0.99)
 """Smoothing weights the ``m`` key cycles through (TensorBoard's meaning: weight per training step)."""
@@ -24,7 +24,7 @@ class ViewSettings:
 
 
 def _path() -> Path:
-    return index_path().with_name("view.json")
+    return state_dir() / "view.json"
 
 
 def load_view() -> ViewSettings:

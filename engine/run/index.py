@@ -22,9 +22,14 @@ from engine.run.fileio import atomic_write_text
 INDEX_NAME = "runs.jsonl"
 
 
-def index_path() -> Path:
+def state_dir() -> Path:
+    """The user's cifar-tui state folder (XDG): the run index and the dashboard's view settings."""
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "cifar-tui" / INDEX_NAME
+    return Path(state) / "cifar-tui"
+
+
+def index_path() -> Path:
+    return state_dir() / INDEX_NAME
 
 
 def remember(run_dir: Path) -> None:

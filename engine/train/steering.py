@@ -68,6 +68,17 @@ class Steering:
             self.state.acts.append(ev.to_dict(event))
         return cfg, event
 
+    def resumed_with(self, cfg: TrainConfig, where: TrainState,
+                     scheduler: torch.optim.lr_scheduler.LambdaLR) -> tuple[TrainConfig, ev.Steered | None]:  # fmt: skip
+        """A resume whose ``--epochs`` differs from the length the checkpoint planned re-plans the
+        rest of the schedule as a steering act would (fewer epochs than the checkpoint has done
+        were refused before: check_resumable); the config and the act's event (None: no change)."""
+        planned = self.schedule.epochs
+        if cfg.epochs == planned:
+            return cfg, None
+        act = st.SteerAct(st.EPOCHS, float(cfg.epochs), source=st.RESUME)
+        return self.act(act, cfg.with_overrides(epochs=planned), where, scheduler)
+
     def current(self, what: str, cfg: TrainConfig) -> str:
         if what == st.LR_SCALE:
             return st.shown(what, self.schedule.scale)

@@ -28,7 +28,6 @@ from engine.run.controls import Controls
 from engine.run.errors import ConfigError, UserError, first_line
 from engine.run.events import Phase
 from engine.run.rundir import CHECKPOINTS, RunDirSink, check_target, default_run_dir
-from engine.run.steering import EPOCHS, RESUME, SteerAct
 from engine.run.summary import SummaryKeeper
 from engine.train.checkpoint import CheckpointStore, load_checkpoint, restore_checkpoint
 from engine.train.device import can_compile, gpu_uuids, resolve_device
@@ -227,7 +226,10 @@ class Trainer:
         if ckpt is not None:
             self._restore(ckpt, model, optimizer, scheduler, ema, stats, train_src.steps_per_epoch)
             steering.load(cfg, train_src.steps_per_epoch, self.state.steer)  # the checkpoint's plan
-            self.cfg = cfg = self._replan_on_resume(cfg, steering, scheduler)
+            cfg, replan = steering.resumed_with(cfg, self.state, scheduler)
+            if replan is not None:  # --epochs given on resume: the rest of the schedule re-planned
+                self.cfg = cfg
+                self.emit(replan)
 
         if not self._enter_run():
             assert self._unstarted is not None
@@ -305,18 +307,6 @@ class Trainer:
         )
         self.emit(finished)
         return finished
-
-    def _replan_on_resume(self, cfg: TrainConfig, steering: Steering,
-                          scheduler: torch.optim.lr_scheduler.LambdaLR) -> TrainConfig:  # fmt: skip
-        """``--epochs`` given on resume re-plans the rest of the schedule as a steering act would
-        (fewer epochs than the checkpoint has done were refused before: check_resumable)."""
-        planned = steering.schedule.epochs
-        if cfg.epochs == planned:
-            return cfg
-        act = SteerAct(EPOCHS, float(cfg.epochs), source=RESUME)
-        cfg, event = steering.act(act, cfg.with_overrides(epochs=planned), self.state, scheduler)
-        self.emit(event)
-        return cfg
 
     def _open_control(self, run_dir: Path) -> None:
         """Let dashboards attach later: a control socket, and trainer.json saying how to reach it."""

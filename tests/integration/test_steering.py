@@ -153,6 +153,11 @@ def test_a_detached_run_is_steered_from_the_command_line_and_its_target_ends_it(
         out = capsys.readouterr().out
         assert "long: LR multiplier x1 -> x0.5 at step" in out and "epochs 500 -> 502 at step" in out
         assert "(from the command line)" in out
+        assert main(["steer", "--lr-scale", "/10000"]) == 1  # x0.5 / 10000 is below the range: refused, said
+        assert (
+            "LR multiplier not changed: x5e-05 is outside 0.0001..10000 (asked from the command line; still x0.5)"
+            in (capsys.readouterr().out)
+        )
         assert main(["steer", "--lr-scale", "half"]) == 2 and "not a number" in capsys.readouterr().err
         assert main(["steer", "long"]) == 2 and "say what to change" in capsys.readouterr().err
         assert main(["steer", "--target-accuracy", "0.01%"]) == 0  # any accuracy reaches it

@@ -2,7 +2,8 @@
 # GPU benchmark, one run settles the figures (about 8 minutes on one H100/H200, no network):
 # on the JPEG CIFAR-10 copy, the seed's own loop and `--recipe tutorial` (both loaders) for 2
 # epochs, `fast` to completion with 3 seeds, `fast` under the dashboard in a pseudo-terminal,
-# `fast95` if the budget allows. Runs the engine from the checkout (no install).
+# `fast95` if the budget allows, and the learning-rate finder on `fast`. Runs the engine from
+# the checkout (no install).
 #   bench/gpu.sh                  full run (needs carry/cifar10-jpeg.tar.gz or ../shared/data/cifar10-jpeg.tar.gz)
 #   bench/gpu.sh --smoke          tiny CPU-capable check of the script itself (in the test suite)
 #   bench/gpu.sh --budget 400     seconds for the plan: optional runs that would not fit are skipped

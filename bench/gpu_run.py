@@ -80,6 +80,16 @@ def engine_run(name: str, run_dir: Path, **options: Any) -> Row:
     return row_from_events(name, seen, time.perf_counter() - began, peak_gib())
 
 
+def lr_find_note(run_dir: Path, **options: Any) -> str:
+    """The learning-rate finder alone on a recipe: its steps, seconds and suggestion."""
+    seen: list[ev.Event] = []
+    cfg = from_recipe(run_dir=str(run_dir), **{**options, "lr_find": "only"})
+    Trainer(cfg, seen.append).run()
+    found = next(e for e in seen if isinstance(e, ev.LrFound))
+    valley = f"valley {found.valley:.2e}" if found.valley is not None else "no suggestion"
+    return f"{len(found.lrs)} steps in {found.seconds:.1f} s, {valley} (the recipe's lr {cfg.lr:g})"
+
+
 def seed_run(name: str, root: Path, epochs: int, device: str) -> Row:
     reset_peak()
     dev = torch.device(
@@ -235,6 +245,8 @@ def main() -> None:
             continue
         fast_rows.append(engine_run(f"fast seed {seed}", tmp / f"fast-{seed}", **common, **fast, seed=seed))
         record(fast_rows[-1], "")
+    # The learning-rate finder's cost on the GPU: about 100 steps of the recipe, then a restore.
+    notes.append(f"lr-find on fast: {lr_find_note(tmp / 'fast-lr-find', **common, **fast)}")  # printed at the end
     ui_options = {**common, **fast}
     if left() < 1.3 * fast_rows[0]["wall"]:
         record("skipped: over the time budget", "fast under the dashboard")

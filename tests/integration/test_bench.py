@@ -24,6 +24,7 @@ def test_gpu_script_smoke_runs_on_cpu(tmp_path: Path, project_env: dict[str, str
     assert runs["tutorial x1, tensor"][1] == "tensor" and runs["fast95"][1] == "tensor"
     assert "fast: 2 seeds, test accuracy mean" in out.stdout
     assert "dashboard cost: fast images/s under the dashboard / headless (seed 0) = " in out.stdout
+    assert "note: lr-find on fast: " in out.stdout and " steps in " in out.stdout
 
 
 def test_benchmarks_say_in_one_line_what_data_a_fresh_clone_lacks(

@@ -106,6 +106,8 @@ class DashboardScreen(Screen[None]):
             state.message if state.started is None else "",
             id(state.failed),
             self.attached,
+            state.lr_scale,  # steering shows in the header too
+            state.epochs,
         )
         if header_key != self._shown_header:
             self._shown_header = header_key

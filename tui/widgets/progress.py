@@ -40,9 +40,10 @@ class RunHeader(Static):
             f"· {model_phrase(c)} "
             + (f"· {s.world_size} processes " if s.world_size > 1 else "")
             + f"· batch {c['batch_size']} · {c['optimizer']} lr {c['lr']:g}"
+            + (f" x{state.lr_scale:.3g}" if state.lr_scale != 1.0 else "")  # steered: --lr times this
             + (f" m {c['momentum']:g}" if c["optimizer"] == "sgd" else "")
             + (f" wd {c['weight_decay']:g}" if c["weight_decay"] else "")
-            + f" · {c['schedule']} · {plural(int(c['epochs']), 'epoch')}",
+            + f" · {c['schedule']} · {plural(state.epochs or int(c['epochs']), 'epoch')}",  # as steered
         )
         line2 = Text(
             f"data {s.data_source}: {s.train_size:,} train / {s.test_size:,} test, {len(s.class_names)} classes "

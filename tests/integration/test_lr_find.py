@@ -123,7 +123,7 @@ async def test_the_dashboard_offers_the_suggestion_and_trains_at_it(tmp_path: Pa
         await app_until(pilot, lambda: app.run_state.finished is not None, 120)
         found = app.run_state.lr_found
         assert found is not None and found.valley is not None
-        assert app.run_state.lr_scale == pytest.approx(found.valley / found.lr, rel=1e-5)
+        assert app.run_state.lr_scale == pytest.approx(found.valley / found.lr, rel=5e-3)  # shown in 3 digits
         first = app.run_state.steered[0]
         assert (first.global_step, first.source) == (0, "dashboard")
         await pilot.press("q")

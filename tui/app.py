@@ -25,22 +25,19 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from engine.run import events as ev
-from engine.run import steering
 from engine.run.config import TrainConfig
 from engine.run.controls import Command
 from engine.run.steering import SteerAct
 from engine.session.base import Session
 from tui.controller import Lifecycle, RunController, SessionFactory
 from tui.keys import ACTS_ON_TRAINING, KEYS, bindings
-from tui.leaving import LeavingApp
 from tui.notify import end_notice, notification_escapes, offline_config
 from tui.screens.confusion import ConfusionScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.dialogs import Choice, offline_dialog, stop_dialog
 from tui.screens.help import HelpScreen
-from tui.screens.lr_find import LrFindScreen
 from tui.screens.runs import RunsScreen
-from tui.screens.steer import SteerDialog
+from tui.steering_keys import SteeringApp
 from tui.telemetry import DeviceSample, NvmlReader, sample_device
 from tui.terminal import TerminalGuard
 from tui.widgets.plots import LossPlot
@@ -59,7 +56,7 @@ class EventsReady(Message):
         return isinstance(message, EventsReady)
 
 
-class CifarTui(LeavingApp):
+class CifarTui(SteeringApp):
     """The cifar-tui dashboard. ``return_code`` is 0 when training completed, 2 on bad input."""
 
     CSS_PATH = "app.tcss"
@@ -80,7 +77,6 @@ class CifarTui(LeavingApp):
         self._ui_loop: asyncio.AbstractEventLoop | None = None
         self._nvml = NvmlReader()  # initialised at the first GPU reading, once
         self._footer_running: bool | None = None  # what the footer's keys were last checked against
-        self._lr_question = False  # the run waits, paused, for an answer to its LR finder
         self._held: list[tuple[Command, str, SteerAct | None]] = []  # keys pressed before the trainer was reached
 
     @property
@@ -145,8 +141,7 @@ class CifarTui(LeavingApp):
 
     def on_events_ready(self, _: EventsReady) -> None:
         for event in self.controller.take():
-            if isinstance(event, ev.LrFound | ev.Resumed | ev.Finished | ev.Failed):
-                self._lr_question = isinstance(event, ev.LrFound) and event.asks  # the run waits for an answer
+            self.note_lr_question(event)
             if isinstance(event, ev.Finished | ev.Failed):
                 self.dashboard.show_device(None)  # the trainer is gone: its last sample would mislead
                 if self.notify_desktop and abs(time.time() - event.t) < 60:  # live, not a replay
@@ -155,17 +150,8 @@ class CifarTui(LeavingApp):
                 self._on_failure(event)
         if self.controller.lifecycle is Lifecycle.DETACHED:
             self._leave(0)  # the trainer goes on alone
-        elif self._lr_question and not isinstance(self.screen, LrFindScreen) and self.controller.training_running():
-            self._lr_question = False
-            self.push_screen(LrFindScreen(self.run_state), self._lr_answer)
-
-    def _lr_answer(self, choice: str | None) -> None:
-        """Train at the finder's suggestion (a multiplier on --lr from the first step) or at --lr."""
-        found = self.run_state.lr_found
-        if choice == "use" and found is not None and found.valley is not None:
-            act = SteerAct(steering.LR_SCALE, found.valley / found.lr, 0.0, self.steer_source())
-            self._send(Command.STEER, f"training at lr {found.valley:.2e}…", act)
-        self._send(Command.RESUME, "training…")
+        else:
+            self.ask_about_lr()
 
     def desktop_notify(self, title: str, body: str) -> None:
         """The bell, and a desktop notification where the terminal forwards one."""
@@ -276,24 +262,6 @@ class CifarTui(LeavingApp):
 
     def action_evaluate(self) -> None:
         self._send(Command.EVALUATE, "evaluating on the test split…")
-
-    def steer_source(self) -> str:
-        """Who steers, as the run's events say it: this dashboard, an attached one, a browser."""
-        if self.is_web:
-            return steering.BROWSER
-        return steering.DASHBOARD if self.controller.owns_training else steering.ATTACHED
-
-    def action_steer_lr(self, factor: float) -> None:
-        act = SteerAct(steering.LR_SCALE, factor, 1.0, self.steer_source())
-        self._send(Command.STEER, f"LR multiplier x{self.run_state.lr_scale * factor:g} at the next batch…", act)
-
-    def action_steer(self) -> None:
-        def send(acts: list[SteerAct] | None) -> None:
-            for act in acts or []:
-                shown = steering.shown(act.what, act.value, act.extra)
-                self._send(Command.STEER, f"{steering.NAMES[act.what]} {shown} at the next batch…", act)
-
-        self.push_screen(SteerDialog(self.run_state.steer_values(), self.steer_source()), send)
 
     def action_scroll_log(self, pages: int) -> None:
         self.dashboard.scroll_log(pages)

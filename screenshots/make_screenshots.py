@@ -1,4 +1,5 @@
 """Regenerate the README screenshots from a real run (demo data, CPU): python screenshots/make_screenshots.py
+(``... steering``: only the learning-rate finder's offer and a steered run)
 
 Uses Textual's run_test + save_screenshot so the pictures never drift from the code.
 """
@@ -118,6 +119,40 @@ def served_in_a_browser() -> None:
                 pass
 
 
+async def steering() -> None:
+    """A run started with --lr-find: the finder's offer, then the run trained at it and steered."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = from_recipe("tutorial", data="demo", weights="none", run_dir=f"{tmp}/run", epochs=6,
+                          schedule="cosine", lr_find="ask")  # fmt: skip
+        app: CifarTui = make_app(cfg, refresh_hz=2.0)
+        async with app.run_test(size=(120, 40)) as pilot:
+            from tui.screens.lr_find import LrFindScreen
+
+            await wait_until(pilot, lambda: isinstance(app.screen, LrFindScreen))
+            await pilot.pause(1.5)
+            app.save_screenshot("lr-find.svg", str(HERE))
+            await pilot.click("#use")
+            await wait_until(pilot, lambda: app.run_state.epoch >= 1 and app.run_state.step > 20)
+            await pilot.press("minus")
+            await wait_until(pilot, lambda: app.run_state.lr_scale < 1.5)
+            await pilot.press("t")
+            await pilot.pause(0.5)
+            await pilot.press("tab", "+", "2", "tab", *"patience=2", "enter")
+            await wait_until(pilot, lambda: app.run_state.early_stop != "")
+            await wait_until(pilot, lambda: app.run_state.epoch >= 3)
+            await pilot.pause(1.5)
+            app.save_screenshot("steered.svg", str(HERE))
+            await pilot.press("q")
+            await pilot.pause(0.3)
+            await pilot.click("#nosave")
+            await wait_until(pilot, lambda: not app.is_running, 60)
+    print("wrote lr-find.svg, steered.svg")
+
+
 if __name__ == "__main__":
-    served_in_a_browser()  # first: Playwright's sync API wants a thread without a (closed) asyncio loop
-    asyncio.run(main())
+    if sys.argv[1:] == ["steering"]:
+        asyncio.run(steering())
+    else:
+        served_in_a_browser()  # first: Playwright's sync API wants a thread without a (closed) asyncio loop
+        asyncio.run(main())
+        asyncio.run(steering())

@@ -158,11 +158,11 @@ def find_lr(host: FinderHost, loop: TrainLoop, parts: LoopParts, run_dir: Path) 
         atomic_write_json(run_dir / RESULT_FILE, ev.to_dict(event))
     except OSError as exc:  # the run matters more than the record of its finder
         host.emit(ev.Log(f"lr-find: {RESULT_FILE} not written ({exc.strerror or exc})", level="warning"))
+    if event.asks:  # paused before it is said: an answer can never come before the pause it ends
+        host.controls.pause()  # the dashboard answers with a multiplier (or none) and a resume
     host.emit(event)
     if s is not None and cfg.lr_find == "use":
         act = SteerAct(LR_SCALE, s.valley / cfg.lr, 0.0, LR_FINDER)
         loop.cfg, steered = loop.steering.act(act, loop.cfg, loop.state, parts.scheduler)
         host.emit(steered)
-    if event.asks:
-        host.controls.pause()  # the dashboard answers with a multiplier (or none) and a resume
     host.status(Phase.TRAINING)

@@ -27,6 +27,14 @@ async def wait_until(pilot, cond, timeout: float = 300.0) -> None:  # type: igno
         await pilot.pause(0.1)
 
 
+async def quit_without_saving(pilot, app: CifarTui) -> None:  # type: ignore[no-untyped-def]
+    """q while training, then "Quit without saving": the screenshot's run is not kept."""
+    await pilot.press("q")
+    await pilot.pause(0.3)
+    await pilot.click("#nosave")
+    await wait_until(pilot, lambda: not app.is_running, 60)
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # The quickstart's own command, `cifar-tui --data demo`: what a newcomer sees first is what they get.
@@ -62,10 +70,7 @@ async def main() -> None:
             await wait_until(pilot, lambda: small.run_state.epoch >= 1 and small.run_state.step > 20)
             await pilot.pause(1.5)
             small.save_screenshot("training-80x24.svg", str(HERE))
-            await pilot.press("q")
-            await pilot.pause(0.3)
-            await pilot.click("#nosave")
-            await wait_until(pilot, lambda: not small.is_running, 60)
+            await quit_without_saving(pilot, small)
     print("wrote", ", ".join(sorted(p.name for p in HERE.glob("*.svg"))))
 
 
@@ -142,10 +147,7 @@ async def steering() -> None:
             await wait_until(pilot, lambda: app.run_state.epoch >= 3)
             await pilot.pause(1.5)
             app.save_screenshot("steered.svg", str(HERE))
-            await pilot.press("q")
-            await pilot.pause(0.3)
-            await pilot.click("#nosave")
-            await wait_until(pilot, lambda: not app.is_running, 60)
+            await quit_without_saving(pilot, app)
     print("wrote lr-find.svg, steered.svg")
 
 

@@ -17,6 +17,7 @@ the first tenth of the record is not read (the average has seen too few batches 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -35,27 +36,41 @@ class Suggestion:
     """The smoothed losses at those points."""
 
 
+class RunningSmooth:
+    """The bias-corrected exponential moving average of a record as it grows, and whether the
+    record has diverged: the finder asks after each step, the rules over the whole record."""
+
+    def __init__(self, beta: float = BETA) -> None:
+        self.beta, self.avg, self.n, self.best = beta, 0.0, 0, math.inf
+
+    def add(self, loss: float) -> float:
+        """The smoothed value with ``loss`` in (a finite loss)."""
+        self.n += 1
+        self.avg = self.beta * self.avg + (1 - self.beta) * loss
+        value = self.avg / (1 - self.beta**self.n)
+        self.best = min(self.best, value)
+        return value
+
+    def diverged(self, value: float) -> bool:
+        """Whether the smoothed ``value`` just added is past 4x the best so far."""
+        return self.n > 1 and value > DIVERGED * self.best
+
+
 def smooth(losses: list[float], beta: float = BETA) -> list[float]:
     """Bias-corrected exponential moving average; stops at the first non-finite loss."""
-    out: list[float] = []
-    avg = 0.0
-    for i, loss in enumerate(losses, 1):
-        if not math.isfinite(loss):
-            break
-        avg = beta * avg + (1 - beta) * loss
-        out.append(avg / (1 - beta**i))
-    return out
+    running = RunningSmooth(beta)
+    return [running.add(loss) for loss in itertools.takewhile(math.isfinite, losses)]
 
 
 def usable(lrs: list[float], losses: list[float]) -> tuple[list[float], list[float]]:
     """The (LR, smoothed loss) points before the loss diverged (passed 4x its best) or stopped
     being a number."""
-    sm = smooth(losses)
-    best = math.inf
-    for i, value in enumerate(sm):
-        best = min(best, value)
-        if i > 0 and value > DIVERGED * best:
-            return lrs[:i], sm[:i]
+    running, sm = RunningSmooth(), []
+    for loss in itertools.takewhile(math.isfinite, losses):
+        value = running.add(loss)
+        if running.diverged(value):
+            break
+        sm.append(value)
     return lrs[: len(sm)], sm
 
 

@@ -126,10 +126,6 @@ class EarlyStop:
     def __str__(self) -> str:
         return f"patience={self.patience}" + (f",min-delta={self.min_delta:g}" if self.min_delta else "")
 
-    def describe(self) -> str:
-        delta = f" by more than {self.min_delta:g} points" if self.min_delta else ""
-        return f"stop after {plural(self.patience, 'epoch')} without a gain{delta}"
-
 
 def parse_early_stop_rule(text: str) -> EarlyStop | None:
     """'patience=N[,min-delta=D]' (or just 'N'); 'off' or '' is None. ValueError otherwise."""

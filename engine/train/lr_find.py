@@ -24,7 +24,7 @@ from engine.run import events as ev
 from engine.run.controls import Controls
 from engine.run.events import Phase
 from engine.run.fileio import atomic_write_json
-from engine.run.lr_suggest import DIVERGED, Suggestion, smooth, suggest
+from engine.run.lr_suggest import RunningSmooth, Suggestion, smooth, suggest
 from engine.run.steering import LR_FINDER, LR_SCALE, SteerAct
 from engine.train.checkpoint import rng_state, set_rng_state
 from engine.train.loop import TrainLoop
@@ -53,8 +53,7 @@ class Snapshot:
     def __init__(self, parts: LoopParts) -> None:
         self.parts = parts
         self.model = copy.deepcopy(parts.model.state_dict())  # weights and BatchNorm statistics
-        self.optimizer = copy.deepcopy(parts.optimizer.state_dict())
-        self.lrs = [group["lr"] for group in parts.optimizer.param_groups]
+        self.optimizer = copy.deepcopy(parts.optimizer.state_dict())  # its groups' LRs too
         self.scheduler = copy.deepcopy(parts.scheduler.state_dict())
         self.rng: dict[str, Any] = rng_state()
         self.py_rng = random.getstate()
@@ -63,8 +62,6 @@ class Snapshot:
         p = self.parts
         p.model.load_state_dict(self.model)
         p.optimizer.load_state_dict(self.optimizer)
-        for group, lr in zip(p.optimizer.param_groups, self.lrs, strict=True):
-            group["lr"] = lr
         p.scheduler.load_state_dict(self.scheduler)
         p.model.zero_grad(set_to_none=True)
         set_rng_state(self.rng)
@@ -86,7 +83,7 @@ def range_test(parts: LoopParts, *, label_smoothing: float = 0.0, start: float =
     began = time.perf_counter()
     lrs: list[float] = []
     losses: list[float] = []
-    best, avg = math.inf, 0.0
+    running = RunningSmooth()
     parts.model.train()
     batches = _batches(parts)
     try:
@@ -107,12 +104,7 @@ def range_test(parts: LoopParts, *, label_smoothing: float = 0.0, start: float =
             losses.append(value)
             if on_step is not None:
                 on_step(i, lr, value)
-            if not math.isfinite(value):
-                break
-            avg = 0.98 * avg + 0.02 * value
-            smoothed = avg / (1 - 0.98 ** (i + 1))
-            best = min(best, smoothed)
-            if i > 0 and smoothed > DIVERGED * best:
+            if not math.isfinite(value) or running.diverged(running.add(value)):
                 break  # diverged: the rest of the range says nothing more
     finally:
         batches.close()  # a DataLoader's workers end here, not with the run

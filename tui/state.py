@@ -114,6 +114,9 @@ class RunState:
         elif isinstance(e, ev.Progress):
             self._progress(e)
         elif isinstance(e, ev.RunStarted):
+            # A resumed run's new session: an earlier session's end (read back by attach) is history.
+            if self.ended:
+                self.finished, self.failed, self.state = None, None, Phase.STARTING
             self.started = e
             self.config = e.config
             self.epochs = int(e.config.get("epochs", 0))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from engine.run import events as ev
 from engine.run.rundir import read_events
+from engine.run.steering import EPOCHS, LR_SCALE
 
 AXES = ("epoch", "step", "time")
 METRICS = ("accuracy", "loss")
@@ -33,6 +34,8 @@ class RunCurves:
     test_loss: list[tuple[Point, float]] = field(default_factory=list)
     test_accuracy: list[tuple[Point, float]] = field(default_factory=list)  # percent
     train_accuracy: list[tuple[Point, float]] = field(default_factory=list)  # percent
+    steered: list[Point] = field(default_factory=list)
+    """Where the run's LR multiplier or length was steered (refused acts left out)."""
 
     def series(self, metric: str) -> dict[str, list[tuple[Point, float]]]:
         """The curves one plot of ``metric`` draws, by legend word."""
@@ -66,4 +69,6 @@ def read_curves(run_dir: Path) -> RunCurves:
             curves.test_loss.append((point, e.test_loss))
             curves.test_accuracy.append((point, 100 * e.test_accuracy))
             curves.train_accuracy.append((point, 100 * e.train_accuracy))
+        elif isinstance(e, ev.Steered) and not e.refused and e.what in (LR_SCALE, EPOCHS):
+            curves.steered.append(Point(e.global_step, e.global_step / steps_per_epoch, carried + last_elapsed))
     return curves

@@ -48,6 +48,24 @@ def final_event_in(run_dir: Path, since: float) -> ev.Event | None:
     return ends[-1] if ends else None
 
 
+#: What a resumed run's earlier sessions are replayed without: their ends and phases (this
+#: session has its own) and a finder's question that was answered then.
+NOT_REPLAYED = (ev.Status, ev.Finished, ev.Failed, ev.Detached, ev.LrFound)
+
+
+def resumed_history(cfg: TrainConfig) -> list[ev.Event]:
+    """The earlier sessions' events of the run ``cfg`` resumes in its own directory, so a dashboard
+    that resumes draws the whole curve (as ``attach`` does); [] when not resuming there."""
+    from engine.run.rundir import checkpoint_run_dir, read_events
+
+    if not cfg.resume:
+        return []
+    home = checkpoint_run_dir(Path(cfg.resume))
+    if home is None or (cfg.run_dir and Path(cfg.run_dir).resolve() != home):
+        return []
+    return [e for e in read_events(home) if not isinstance(e, NOT_REPLAYED)]
+
+
 class ChildSession(Session):
     """The trainer in a child process of this one, owned: it stops when the dashboard quits,
     unless detached."""
@@ -137,6 +155,7 @@ class ChildSession(Session):
         sources: list[object] = [self._conn, out]
         final = False
         run_dir, run_began = "", 0.0
+        yield from resumed_history(self.cfg)
         while sources:
             ready = wait(sources, timeout=poll)  # type: ignore[arg-type]
             if not ready:

@@ -81,7 +81,11 @@ class ScriptedSession(Session):
 
     def events(self, poll: float = 0.2) -> Iterator[ev.Event | None]:
         yield from self.script
-        while not self.closed and not any(isinstance(e, ev.Finished | ev.Failed) for e in self.script):
+        # An earlier session's end (a resumed run's history) does not end this one.
+        ends = [i for i, e in enumerate(self.script) if isinstance(e, ev.Finished | ev.Failed)]
+        starts = [i for i, e in enumerate(self.script) if isinstance(e, ev.RunStarted)]
+        ended = bool(ends) and (not starts or ends[-1] > starts[-1])
+        while not self.closed and not ended:
             time.sleep(0.05)
             yield None
 

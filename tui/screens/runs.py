@@ -32,7 +32,16 @@ from tui.series import smoothed
 from tui.view_settings import load_view
 from tui.widgets.plots import percent_range
 
-COLORS = ["green", "cyan", "orange", "magenta", "blue", "red", "gray"]  # each has a lighter "+" shade
+# One (test, train) pair of 256-colour codes per compared run: plotext and Rich read the same
+# numbers, so the legend's swatch is the curve's colour (plotext's own names, "orange" among
+# them, are not Rich styles). Ten pairs before a colour comes back.
+RUN_COLORS = [(2, 10), (6, 14), (3, 11), (5, 13), (4, 12), (1, 9), (208, 215), (8, 7), (99, 141), (37, 122)]
+
+
+def run_color(i: int, part: str = "test") -> int:
+    """The 256-colour code of the ``i``-th compared run's test curve (its train curve: lighter)."""
+    test, train = RUN_COLORS[i % len(RUN_COLORS)]
+    return test if part == "test" else train
 
 
 def compare_table(runs: list[RunSummary]) -> Table:
@@ -81,6 +90,7 @@ class RunsScreen(ModalScreen[None]):
         Binding("slash", "filter", "Filter"),
         Binding("o", "cycle_order", "Order"),
         Binding("r,escape", "close", "Close"),
+        Binding("q", "app.quit_app", "Quit"),
     ]
     ORDERS = ("started", "best", "name", "state")
     AUTO_FOCUS = "DataTable"
@@ -113,7 +123,7 @@ class RunsScreen(ModalScreen[None]):
         with Vertical():
             yield Label(
                 "your runs · space: select · t: curves/configs · v: acc/loss · x: epoch/step/time · /: filter · "
-                "o: order · r/esc: close",
+                "o: order · r/esc: close · q: quit",
                 classes="hint",
             )
             yield Input(placeholder="filter: name, tag, notes, recipe, data (enter: apply, esc: clear)", id="filter")
@@ -254,8 +264,7 @@ class RunsScreen(ModalScreen[None]):
         plt.theme("clear")
         values: list[float] = []
         for i, run in enumerate(chosen):
-            color = COLORS[i % len(COLORS)]
-            curves = self.curves.get(run.path, (0, RunCurves()))[1]
+            curves = self._curves(run)
             for part, points in curves.series(self.metric).items():
                 if not points:
                     continue
@@ -265,21 +274,27 @@ class RunsScreen(ModalScreen[None]):
                     # than steps, so the same weight reaches a little further).
                     ys = smoothed(ys, 1 - self.smoothing) if self.smoothing else ys
                 marker = "braille" if part == "train" else "dot" if len(xs) > 1 else "●"
-                plt.plot(xs, ys, marker=marker, color=color if part == "test" else f"{color}+")
+                plt.plot(xs, ys, marker=marker, color=run_color(i, part))
                 values += ys
+            for act in curves.steered:  # where this run was steered, in its own colour (as on the live plot)
+                plt.vline(act.x(self.axis), color=run_color(i, "train"))
         if values and self.metric == "accuracy":
             plt.ylim(*percent_range(values))
         plt.xlabel(axis_label(self.axis))
         plt.ylabel("accuracy %" if self.metric == "accuracy" else "loss")
         return str(plt.build())
 
+    def _curves(self, run: RunSummary) -> RunCurves:
+        return self.curves.get(run.path, (0, RunCurves()))[1]
+
     def _legend(self, chosen: list[RunSummary]) -> Text:
         legend = Text()
         names = distinct([r.title for r in chosen], 40)
         for i, name in enumerate(names):
-            legend.append("━━ ", style=COLORS[i % len(COLORS)])
+            legend.append("━━ ", style=f"color({run_color(i)})")
             legend.append(name + "   ")
         train = f"train (lighter shade{f', smoothing {self.smoothing:g}' if self.metric == 'loss' else ''})"
-        legend.append(f"\n{self.metric}: test (a dot per epoch) and {train} · x: {axis_label(self.axis)}",
+        marks = " · │ steered (LR or length)" if any(self._curves(r).steered for r in chosen) else ""
+        legend.append(f"\n{self.metric}: test (a dot per epoch) and {train}{marks} · x: {axis_label(self.axis)}",
                       style="dim")  # fmt: skip
         return legend

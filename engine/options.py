@@ -8,20 +8,43 @@ from __future__ import annotations
 
 import argparse
 import sys
+import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from engine.run.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe, path_kind
 from engine.run.errors import EXIT_USAGE, ConfigError
-from engine.run.steering import parse_early_stop_rule, parse_target_value
+from engine.run.steering import EARLY_STOP, TARGET, given, parse_early_stop_rule, parse_target_value
 
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad option in one line (no usage dump) and exits 2."""
 
+    MULTILINE = frozenset({"notes"})
+    """Options whose text may hold line breaks and tabs (free text); no other control character."""
+
     def error(self, message: str) -> NoReturn:
         # Every command speaks as one tool: "cifar-tui: error: ...", whichever subcommand it was.
         self.exit(EXIT_USAGE, f"cifar-tui: error: {message} (see: {self.prog} --help)\n")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:  # type: ignore[override]
+        """Parsed as argparse does, then every string value checked once, here: a control character
+        (a newline in --device, an escape) is refused before anything starts."""
+        parsed, rest = super().parse_known_args(args, namespace)
+        for dest, value in vars(parsed).items():
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str) and (
+                    bad := control_character(text, allow="\n\t" if dest in self.MULTILINE else "")
+                ):
+                    where = next((a.option_strings[-1] for a in self._actions if a.dest == dest and a.option_strings),
+                                 dest.upper())  # fmt: skip
+                    self.error(f"{where} {text!r} holds a control character ({bad!r}); type it without one")
+        return parsed, rest
+
+
+def control_character(text: str, allow: str = "") -> str:
+    """The first control character in ``text`` (not in ``allow``), or ""."""
+    return next((c for c in text if unicodedata.category(c) == "Cc" and c not in allow), "")
 
 
 def on_off(value: str) -> bool:
@@ -35,7 +58,7 @@ def on_off(value: str) -> bool:
 def target_arg(value: str) -> float:
     """``--target-accuracy``: 93, 93% or 0.93; off."""
     try:
-        return parse_target_value(value)
+        return parse_target_value(given(value, TARGET))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -50,7 +73,7 @@ def lr_find_arg(value: str) -> str:
 def early_stop_arg(value: str) -> str:
     """``--early-stop patience=N[,min-delta=D]`` (or off), checked here, kept as its text."""
     try:
-        rule = parse_early_stop_rule(value)
+        rule = parse_early_stop_rule(given(value, EARLY_STOP))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return str(rule) if rule else ""

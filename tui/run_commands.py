@@ -8,7 +8,9 @@ import argparse
 import json
 import shutil
 import sys
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from engine.options import OneLineParser, usage_error
@@ -18,7 +20,7 @@ from engine.run.catalog import NoSuchRun, choose_run
 from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
 from engine.run.controls import Command
 from engine.run.index import forget
-from engine.run.label import check_name, check_notes, check_tags, read_label, write_label
+from engine.run.label import check_name, check_notes, check_tags, read_label, run_title, write_label
 from engine.run.rundir import EVENTS, holds_run, live_owner
 from engine.run.summary import safe_summary
 from engine.run.wording import event_lines
@@ -74,7 +76,7 @@ def control_main(command: str, argv: list[str]) -> int:
         return _no_answer(command, run_dir, args.timeout)
     lines = event_lines(events[0]) or [("info", f"{command}: done")]
     for _level, text in lines:
-        print(f"{run_dir.name}: {text}")
+        print(f"{run_title(run_dir)}: {text}")
     return 0
 
 
@@ -101,13 +103,19 @@ def steer_main(argv: list[str]) -> int:
     run_dir = _live_run(args, "steer")
     if isinstance(run_dir, int):
         return run_dir
+    # Each act carries an id of its own, and the answers are the events that carry them back: two
+    # steer commands at once each read the trainer's answer to their own act, not the other's.
+    ours = uuid.uuid4().hex[:12]
+    acts = [replace(act, request=f"{ours}-{i}") for i, act in enumerate(acts)]
+    requests = {act.request for act in acts}
     offset = _send(run_dir, [(Command.STEER, "", act) for act in acts])
     if isinstance(offset, str):
         return usage_error(offset)
-    events = _await(run_dir, offset, lambda e: isinstance(e, ev.Steered), len(acts), args.timeout)
+    events = _await(run_dir, offset, lambda e: isinstance(e, ev.Steered) and e.request in requests, len(acts),
+                    args.timeout)  # fmt: skip
     for event in events:
         for _level, text in event_lines(event):
-            print(f"{run_dir.name}: {text}")
+            print(f"{run_title(run_dir)}: {text}")
     if len(events) < len(acts) or not all(isinstance(e, ev.Steered) for e in events):
         return 1 if events else _no_answer("steer", run_dir, args.timeout)
     return 1 if any(isinstance(e, ev.Steered) and e.refused for e in events) else 0

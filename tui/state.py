@@ -166,13 +166,13 @@ class RunState:
             return
         self.steered.append(e)
         if e.what == steering.LR_SCALE:
-            self.lr_scale = float(e.new.lstrip("x"))
+            self.lr_scale = e.new
         elif e.what == steering.EPOCHS:
             self.epochs = int(e.new)
         elif e.what == steering.EARLY_STOP:
-            self.early_stop = "" if e.new == "off" else e.new
+            self.early_stop = steering.rule_text(e.new, e.new_extra)
         elif e.what == steering.TARGET:
-            self.target_accuracy = steering.parse_target_value(e.new)
+            self.target_accuracy = e.new
 
     def steer_values(self) -> dict[str, str]:
         """What the steering dialog starts from: each steerable value as a person types it."""

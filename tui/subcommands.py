@@ -140,7 +140,7 @@ def export_main(argv: list[str]) -> int:
     if not (args.csv or args.tensorboard):
         return usage_error("say what to write: --csv, --tensorboard LOGDIR, or both")
     from engine.run.catalog import NoSuchRun, resolve_run
-    from engine.run.export import ExportError, export_csv, export_tensorboard
+    from engine.run.export import ExportError, export_csv, export_name, export_tensorboard
 
     try:
         run_dirs = [resolve_run(text) for text in args.runs]
@@ -148,7 +148,9 @@ def export_main(argv: list[str]) -> int:
         return usage_error(str(exc))
     written: list[Path] = []
     for run_dir in run_dirs:
-        out = run_dir if not args.out else Path(args.out) / run_dir.name if len(run_dirs) > 1 else Path(args.out)
+        out = (
+            run_dir if not args.out else Path(args.out) / export_name(run_dir) if len(run_dirs) > 1 else Path(args.out)
+        )
         try:
             written += export_csv(run_dir, out) if args.csv else []
             if args.tensorboard:

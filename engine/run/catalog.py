@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.run.index import indexed
+from engine.run.index import indexed, resolved
 from engine.run.rundir import EVENTS
 from engine.run.summary import RunSummary, list_runs, safe_summary
 
@@ -20,10 +20,11 @@ def find_runs(roots: list[Path] | None = None, also: tuple[Path, ...] = ()) -> l
     found: dict[Path, RunSummary] = {}
     for root in roots if roots is not None else [DEFAULT_ROOT, *also]:
         for run in list_runs(root):
-            found.setdefault(Path(run.path).resolve(), run)
+            if (key := resolved(Path(run.path))) is not None:
+                found.setdefault(key, run)
     for path in indexed() if roots is None else []:
-        key = path.resolve()
-        if key not in found and (path / EVENTS).is_file():
+        key = resolved(path)
+        if key is not None and key not in found and (path / EVENTS).is_file():
             summary = safe_summary(path)
             if summary is not None:
                 found[key] = summary
@@ -49,12 +50,40 @@ class NoSuchRun(ValueError):
     """A RUN argument that names no run, or more than one (the message says which)."""
 
 
+def looks_like_path(text: str) -> bool:
+    """Whether a RUN argument is a path (it has a separator, or is ``.``, ``..`` or ``~...``): a
+    path names the folder it points to and never matches a run's name."""
+    return "/" in text or text in (".", "..") or text.startswith("~")
+
+
+def _named_exactly(text: str, roots: list[Path] | None) -> list[Path]:
+    """Runs whose folder name is exactly ``text``: found from the runs folders and the index alone,
+    no run's summary read (the common case, fast over thousands of runs)."""
+    candidates: dict[Path, Path] = {}
+    for root in roots if roots is not None else [DEFAULT_ROOT]:
+        if ((root / text) / EVENTS).is_file() and (key := resolved(root / text)) is not None:
+            candidates[key] = root / text
+    for path in indexed() if roots is None else []:
+        if path.name == text and (path / EVENTS).is_file() and (key := resolved(path)) is not None:
+            candidates.setdefault(key, path)
+    return list(candidates.values())
+
+
 def resolve_run(text: str, roots: list[Path] | None = None) -> Path:
     """The run directory ``text`` names: a path to one, or a folder name or label name of a known
     run (exact, else a unique part of it). NoSuchRun with a one-line reason otherwise."""
-    path = Path(text)
-    if (path / EVENTS).is_file():
+    if not text.strip():
+        raise NoSuchRun("a run's name cannot be empty (leave RUN out for the one live run)")
+    path = Path(text).expanduser()
+    if looks_like_path(text):
+        if (path / EVENTS).is_file():
+            return path
+        raise NoSuchRun(f"{text} holds no run (no {EVENTS})" if path.exists() else f"no run at {text}")
+    if (path / EVENTS).is_file():  # a folder name in the current folder
         return path
+    folders = _named_exactly(text, roots)
+    if len(folders) == 1:
+        return folders[0]
     runs = find_runs(roots)
     for exact in ([r for r in runs if text in (r.name, r.title)],
                   [r for r in runs if text.lower() in r.name.lower() or text.lower() in r.title.lower()]):  # fmt: skip
@@ -77,7 +106,7 @@ def choose_run(text: str | None, roots: list[Path] | None = None, *, live_only: 
     """The run a command is about: the one ``text`` names; without a name, the one live run (or
     ``ask`` which, when several are live), else the newest run (unless ``live_only``).
     NoSuchRun with a one-line reason when there is none to take."""
-    if text:
+    if text is not None:
         return resolve_run(text, roots)
     runs = find_runs(roots)
     live = [r for r in runs if r.state in ("running", "paused")]

@@ -23,6 +23,11 @@ class Event:
     kind: ClassVar[str] = "event"
     t: float = field(default_factory=time.time, kw_only=True)
 
+    @classmethod
+    def upgrade(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """A stored event's fields as this version has them (an older release wrote some otherwise)."""
+        return values
+
 
 class WireName(str, Enum):
     """A name that travels as a plain string (JSON, a pickled dict) and prints as one."""
@@ -223,23 +228,45 @@ class LrFound(Event):
 @dataclass(frozen=True)
 class Steered(Event):
     """A steering act at a batch boundary (engine/run/steering.py): what changed from what to
-    what, at which step, asked from where; ``refused`` says why it was not applied."""
+    what, at which step, asked from where; ``refused`` says why it was not applied (``new`` is
+    then what was asked). Values are numbers: the LR multiplier, the epochs, the early-stop
+    patience (0: off) with its min-delta in ``*_extra``, the target as a fraction (0: off).
+    ``request`` is the asker's id for the act, so each asker reads the answer to its own."""
 
     kind: ClassVar[str] = "steered"
     global_step: int
     epoch: int
     what: str
-    old: str
-    new: str
+    old: float
+    new: float
     source: str
     refused: str = ""
+    old_extra: float = 0.0
+    new_extra: float = 0.0
+    request: str = ""
+
+    @classmethod
+    def upgrade(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Runs written before 2026-12-04 carried display strings ('x0.5', '93%', 'patience=3',
+        'off', and '' for a refused act's new value): read as the numbers they show."""
+        from engine.run.steering import legacy_value
+
+        what, old = str(values.get("what")), values.get("old")
+        for side in ("old", "new"):
+            if isinstance(values.get(side), str):
+                text = values[side] or str(old)  # a refused act's '' was no change
+                values[side], values[f"{side}_extra"] = legacy_value(what, text)
+        return values
 
     @property
     def message(self) -> str:
-        name = {"lr_scale": "LR multiplier"}.get(self.what, self.what.replace("_", " "))
+        from engine.run.steering import NAMES, shown
+
+        name = NAMES.get(self.what, self.what.replace("_", " "))
+        old, new = shown(self.what, self.old, self.old_extra), shown(self.what, self.new, self.new_extra)
         if self.refused:
-            return f"{name} not changed: {self.refused} (asked from the {self.source}; still {self.old})"
-        return f"{name} {self.old} -> {self.new} at step {self.global_step} (from the {self.source})"
+            return f"{name} not changed: {self.refused} (asked from the {self.source}; still {old})"
+        return f"{name} {old} -> {new} at step {self.global_step} (from the {self.source})"
 
 
 @dataclass(frozen=True)
@@ -382,7 +409,10 @@ def from_dict(data: dict[str, Any]) -> Event | None:
     if cls is None:
         return None
     types = _field_types(cls)
-    values = {k: v for k, v in data.items() if k in types}
+    try:
+        values = cls.upgrade({k: v for k, v in data.items() if k in types})
+    except (ValueError, TypeError):
+        return None
     if not all(_fits(v, types[k]) for k, v in values.items()):
         return None
     try:

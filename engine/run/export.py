@@ -18,7 +18,13 @@ from pathlib import Path
 
 from engine.run import events as ev
 from engine.run.fileio import atomic_write
-from engine.run.rundir import read_events
+from engine.run.label import run_title
+from engine.run.rundir import read_events, slug
+
+
+def export_name(run_dir: Path) -> str:
+    """The folder a run's export goes in, among others': its name (--name) as a safe folder name."""
+    return slug(run_title(run_dir))
 
 
 class ExportError(Exception):
@@ -41,7 +47,8 @@ def export_csv(run_dir: Path, out_dir: Path) -> list[Path]:
              for e in events if isinstance(e, ev.Progress)]  # fmt: skip
     epochs = [[e.epoch, e.train_loss, e.train_accuracy, e.test_loss, e.test_accuracy, e.images_per_sec, e.seconds,
                e.eval_seconds, e.lr] for e in events if isinstance(e, ev.EpochEnd)]  # fmt: skip
-    acts = [[e.global_step, e.epoch, e.what, e.old, e.new, e.source, e.refused]
+    acts = [[e.global_step, e.epoch, e.what, *(f"{v:g}" for v in (e.old, e.new, e.old_extra, e.new_extra)), e.source,
+             e.refused]
             for e in events if isinstance(e, ev.Steered)]  # fmt: skip
     files = {
         out_dir / "steps.csv": _csv_bytes(
@@ -61,22 +68,25 @@ def export_csv(run_dir: Path, out_dir: Path) -> list[Path]:
             ],
             epochs,
         ),
-        out_dir / "steering.csv": _csv_bytes(["global_step", "epoch", "what", "old", "new", "source", "refused"], acts),
+        out_dir / "steering.csv": _csv_bytes(
+            ["global_step", "epoch", "what", "old", "new", "old_extra", "new_extra", "source", "refused"], acts
+        ),
     }
     for path, data in files.items():
         atomic_write(path, lambda f, data=data: f.write(data))  # type: ignore[misc]
     return list(files)
 
 
-def export_tensorboard(run_dir: Path, logdir: Path) -> Path:
-    """Write the run as TensorBoard event files in ``logdir/<run name>/`` (so that one logdir holds
+def export_tensorboard(run_dir: Path, logdir: Path, name: str = "") -> Path:
+    """Write the run as TensorBoard event files in ``logdir/<run name>/`` (its --name, else its
+    folder's; so that one logdir holds
     many runs to compare) and return that folder; an earlier export of the run is replaced whole."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:  # torch says "TensorBoard logging requires TensorBoard..." when it is missing
         raise ExportError("TensorBoard export needs the tensorboard package: pip install tensorboard") from exc
     events = read_events(run_dir)
-    target = logdir / run_dir.resolve().name
+    target = logdir / (name or export_name(run_dir))
     logdir.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=logdir))
     try:
@@ -120,7 +130,7 @@ def _write_scalars(writer: object, events: list[ev.Event]) -> None:
         elif isinstance(e, ev.Steered):  # what was changed by hand, at the step it took effect
             writer.add_text("steering", e.message, e.global_step, walltime=e.t)  # type: ignore[attr-defined]
             if e.what == "lr_scale" and not e.refused:
-                add("train/lr_scale", float(e.new.lstrip("x")), e.global_step, walltime=e.t)
+                add("train/lr_scale", e.new, e.global_step, walltime=e.t)
         elif isinstance(e, ev.Evaluation):
             if e.reason != "epoch":  # an epoch's evaluation is already under epoch/
                 add(f"eval_{e.reason}/accuracy", 100 * e.accuracy, e.global_step, walltime=e.t)

@@ -45,6 +45,14 @@ def remember(run_dir: Path) -> None:
             os.close(fd)
 
 
+def resolved(path: Path) -> Path | None:
+    """``path`` made absolute with its links followed; None for a symlink loop or an unreadable path."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return None
+
+
 def indexed() -> list[Path]:
     """The recorded run directories, each once, in the order they were first recorded."""
     try:
@@ -53,7 +61,8 @@ def indexed() -> list[Path]:
         return []
     seen: dict[str, None] = {}
     for line in lines:
-        with contextlib.suppress(ValueError, AttributeError, TypeError):
+        # A damaged line is skipped, whatever the damage (RecursionError: JSON nested too deep).
+        with contextlib.suppress(ValueError, AttributeError, TypeError, RecursionError):
             path = json.loads(line).get("path")
             if isinstance(path, str) and path:
                 seen.setdefault(path, None)
@@ -63,6 +72,6 @@ def indexed() -> list[Path]:
 def forget(run_dir: Path) -> None:
     """Drop ``run_dir`` from the index (after a delete), and every entry whose folder is gone."""
     with contextlib.suppress(OSError, RuntimeError):
-        gone = run_dir.resolve()
-        keep = [p for p in indexed() if p != gone and p.is_dir()]
+        gone = resolved(run_dir)
+        keep = [p for p in indexed() if p != gone and p.is_dir() and resolved(p) is not None]
         atomic_write_text(index_path(), "".join(json.dumps({"path": str(p)}) + "\n" for p in keep))

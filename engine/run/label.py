@@ -67,8 +67,13 @@ def read_label(run_dir: Path) -> Label:
             notes=str(data.get("notes", "")),
             archived=bool(data.get("archived", False)),
         )
-    except (OSError, ValueError, AttributeError, TypeError):
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
         return Label()
+
+
+def run_title(run_dir: Path) -> str:
+    """What a person calls the run: its --name, else its folder's name."""
+    return read_label(run_dir).name or run_dir.resolve().name
 
 
 def write_label(run_dir: Path, label: Label) -> None:

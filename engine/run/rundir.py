@@ -35,7 +35,7 @@ _MARK_TEXT = '{"format": "cifar-tui run directory", "version": 1}\n'
 _CONFIG_KEYS = {"recipe", "arch", "epochs", "batch_size", "lr"}  # every config.json cifar-tui wrote has these
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     """A safe single path component: never a separator, never '..'."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text).name).strip(".-")
     return name[:40] or "data"
@@ -44,8 +44,8 @@ def _slug(text: str) -> str:
 def default_run_dir(cfg: TrainConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if cfg.name:
-        return Path(cfg.runs_root) / f"{stamp}-{_slug(cfg.name)}"
-    return Path(cfg.runs_root) / f"{stamp}-{_slug(cfg.recipe)}-{_slug(cfg.data)}"
+        return Path(cfg.runs_root) / f"{stamp}-{slug(cfg.name)}"
+    return Path(cfg.runs_root) / f"{stamp}-{slug(cfg.recipe)}-{slug(cfg.data)}"
 
 
 def holds_run(path: Path) -> bool:

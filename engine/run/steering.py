@@ -11,8 +11,6 @@ import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from engine.run.wording import plural
-
 LR_SCALE = "lr_scale"
 EPOCHS = "epochs"
 EARLY_STOP = "early_stop"
@@ -46,6 +44,9 @@ class SteerAct:
     value: float
     extra: float = 0.0
     source: str = DASHBOARD
+    request: str = ""
+    """The asker's id for this act: its Steered event carries it back (two askers at once each
+    read their own answer)."""
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,7 +62,10 @@ class SteerAct:
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (value, extra)):
             raise ValueError("a steer request's value must be a finite number")
         source = source if source in SOURCES else COMMAND_LINE
-        return cls(str(what), float(value), float(extra), str(source))  # type: ignore[arg-type]
+        request = raw.get("request", "")
+        if not (isinstance(request, str) and len(request) <= 64 and request.isprintable()):
+            raise ValueError("a steer request's id must be up to 64 printable characters")
+        return cls(str(what), float(value), float(extra), str(source), request)  # type: ignore[arg-type]
 
     def packed(self) -> list[int]:
         """As three int64 words (code, value bits, extra bits): ranks agree on it by an all-reduce."""
@@ -127,6 +131,11 @@ class EarlyStop:
         return f"patience={self.patience}" + (f",min-delta={self.min_delta:g}" if self.min_delta else "")
 
 
+def rule_text(patience: float, min_delta: float) -> str:
+    """An early-stop rule as the config keeps it ('' when off)."""
+    return str(EarlyStop(int(patience), min_delta)) if patience else ""
+
+
 def parse_early_stop_rule(text: str) -> EarlyStop | None:
     """'patience=N[,min-delta=D]' (or just 'N'); 'off' or '' is None. ValueError otherwise."""
     t = text.strip().lower().replace(" ", "")
@@ -151,8 +160,19 @@ def parse_early_stop_rule(text: str) -> EarlyStop | None:
     return EarlyStop(patience, delta)
 
 
+def given(text: str, what: str) -> str:
+    """``text`` as typed by a person: an empty value is refused, never read as off ("off" is)."""
+    if not text.strip():
+        raise ValueError(f"{NAMES[what]} needs a value ({EXAMPLES[what]})")
+    return text
+
+
+EXAMPLES = {LR_SCALE: "e.g. 0.5, x2, *2, /2", EPOCHS: "e.g. 30, +5, -2",
+            EARLY_STOP: "patience=N[,min-delta=D], or off", TARGET: "e.g. 93, 93%, 0.93, or off"}  # fmt: skip
+
+
 def parse_early_stop(text: str, source: str = DASHBOARD) -> SteerAct:
-    rule = parse_early_stop_rule(text)
+    rule = parse_early_stop_rule(given(text, EARLY_STOP))
     return SteerAct(EARLY_STOP, float(rule.patience if rule else 0), rule.min_delta if rule else 0.0, source)
 
 
@@ -172,7 +192,7 @@ def parse_target_value(text: str) -> float:
 
 
 def parse_target(text: str, source: str = DASHBOARD) -> SteerAct:
-    return SteerAct(TARGET, parse_target_value(text), 0.0, source)
+    return SteerAct(TARGET, parse_target_value(given(text, TARGET)), 0.0, source)
 
 
 PARSERS = {LR_SCALE: parse_lr_scale, EPOCHS: parse_epochs, EARLY_STOP: parse_early_stop, TARGET: parse_target}
@@ -220,7 +240,9 @@ def early_stop_cause(accuracies: list[float], rule: EarlyStop | None) -> str:
     if waited < rule.patience:
         return ""
     gain = f"a gain over {rule.min_delta:g} points" if rule.min_delta else "a better test accuracy"
-    return (f"early stop: {plural(waited, 'epoch')} without {gain} (best {100 * best:.2f}% at epoch {best_at + 1}, "
+    # (plain words, not wording.plural: events.py reads this module, and wording reads events)
+    epochs = f"{waited} epoch" + ("" if waited == 1 else "s")
+    return (f"early stop: {epochs} without {gain} (best {100 * best:.2f}% at epoch {best_at + 1}, "
             f"patience {rule.patience})")  # fmt: skip
 
 
@@ -241,3 +263,15 @@ def shown(what: str, value: float, extra: float = 0.0) -> str:
     if what == EARLY_STOP:
         return str(EarlyStop(int(value), extra)) if value else "off"
     return f"{100 * value:g}%" if value else "off"
+
+
+def legacy_value(what: str, text: str) -> tuple[float, float]:
+    """A value as :func:`shown` wrote it into events before they carried numbers: (value, extra)."""
+    if what == LR_SCALE:
+        return float(text.strip().lstrip("x")), 0.0
+    if what == EPOCHS:
+        return float(int(text)), 0.0
+    if what == EARLY_STOP:
+        rule = parse_early_stop_rule(text)
+        return (float(rule.patience), rule.min_delta) if rule else (0.0, 0.0)
+    return parse_target_value(text), 0.0

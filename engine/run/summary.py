@@ -19,7 +19,7 @@ from engine.run.control_socket import trainer_alive
 from engine.run.fileio import atomic_write_json
 from engine.run.label import read_label
 from engine.run.rundir import EVENTS, SUMMARY, read_events
-from engine.run.steering import BRIEF, EARLY_STOP, EPOCHS, TARGET, parse_target_value
+from engine.run.steering import BRIEF, EARLY_STOP, EPOCHS, TARGET, rule_text, shown
 
 # Events after which the trainer rewrites summary.json (not progress: that is every few steps).
 SUMMARY_EVENTS = (ev.RunStarted, ev.EpochEnd, ev.Evaluation, ev.Paused, ev.Resumed, ev.Finished, ev.Failed)
@@ -99,12 +99,15 @@ class SummaryFold:
             if e.reason == "final":
                 self.final = e.accuracy
         elif isinstance(e, ev.Steered) and not e.refused:
-            self.steered.append(f"{BRIEF.get(e.what, e.what)} {e.new} @ step {e.global_step}")
+            self.steered.append(
+                f"{BRIEF.get(e.what, e.what)} {shown(e.what, e.new, e.new_extra)} @ step {e.global_step}"
+            )
             if e.what == EPOCHS:
                 self.config["epochs"] = int(e.new)  # lists show the length the run has now
-            elif e.what in (EARLY_STOP, TARGET):  # and the rules it ends on now
-                off = e.new == "off"
-                self.config[e.what] = ("" if off else e.new) if e.what == EARLY_STOP else parse_target_value(e.new)
+            elif e.what == EARLY_STOP:  # and the rules it ends on now
+                self.config[e.what] = rule_text(e.new, e.new_extra)
+            elif e.what == TARGET:
+                self.config[e.what] = e.new
         elif isinstance(e, ev.Paused | ev.Resumed):
             self.status = "paused" if isinstance(e, ev.Paused) else "running"
         elif isinstance(e, ev.Finished):

@@ -35,9 +35,11 @@ class Steering:
             scheduler: torch.optim.lr_scheduler.LambdaLR) -> tuple[TrainConfig, ev.Steered]:  # fmt: skip
         """Apply ``act`` at this boundary: the config it leaves (length and stop rules live in the
         config, which every checkpoint holds) and the event that says what happened."""
-        old, new, refused = self.current(act.what, cfg), "", ""
+        old, refused = self.current(act.what, cfg), ""
+        new = (act.value, act.extra if act.what == st.EARLY_STOP else 0.0)  # what was asked, as a number
         if act.what == st.LR_SCALE:
             scale = act.value * (self.schedule.scale if act.extra else 1.0)
+            new = (scale, 0.0)
             low, high = st.LR_SCALE_RANGE
             if not low <= scale <= high:
                 refused = f"x{scale:g} is outside {low:g}..{high:g}"
@@ -46,6 +48,7 @@ class Steering:
                 set_lr_now(scheduler)
         elif act.what == st.EPOCHS:
             epochs = int(act.value) + (cfg.epochs if act.extra else 0)
+            new = (float(epochs), 0.0)
             under_way = where.epoch + 1
             if epochs < under_way:
                 refused = f"cannot end before epoch {under_way}, which is under way"
@@ -63,7 +66,8 @@ class Steering:
             cfg = cfg.with_overrides(target_accuracy=act.value)
         if not refused:
             new = self.current(act.what, cfg)
-        event = ev.Steered(where.global_step, where.epoch + 1, act.what, old, new, act.source, refused)
+        event = ev.Steered(where.global_step, where.epoch + 1, act.what, old[0], new[0], act.source, refused,
+                           old_extra=old[1], new_extra=new[1], request=act.request)  # fmt: skip
         if not refused:
             self.state.acts.append(ev.to_dict(event))
         return cfg, event
@@ -79,14 +83,16 @@ class Steering:
         act = st.SteerAct(st.EPOCHS, float(cfg.epochs), source=st.RESUME)
         return self.act(act, cfg.with_overrides(epochs=planned), where, scheduler)
 
-    def current(self, what: str, cfg: TrainConfig) -> str:
+    def current(self, what: str, cfg: TrainConfig) -> tuple[float, float]:
+        """The steered value now, as a Steered event carries it: (value, extra)."""
         if what == st.LR_SCALE:
-            return st.shown(what, self.schedule.scale)
+            return self.schedule.scale, 0.0
         if what == st.EPOCHS:
-            return st.shown(what, cfg.epochs)
+            return float(cfg.epochs), 0.0
         if what == st.EARLY_STOP:
-            return cfg.early_stop or "off"
-        return st.shown(what, cfg.target_accuracy)
+            rule = st.parse_early_stop_rule(cfg.early_stop)
+            return (float(rule.patience), rule.min_delta) if rule else (0.0, 0.0)
+        return cfg.target_accuracy, 0.0
 
     def stop_rule(self, cfg: TrainConfig, accuracy: float, epoch: int) -> str:
         """After an epoch's evaluation: the cause a stop rule gives for ending the run now, or ""."""

@@ -113,8 +113,8 @@ def test_runs_screen_compares_configs(snap_compare, tmp_path, monkeypatch) -> No
 
 def steered_app() -> CifarTui:
     last = 3 * 782 + 400  # the script's last step: acts at the boundary after it
-    acts = [ev.Steered(last, 4, "lr_scale", "x1", "x0.5", "dashboard", t=T0),
-            ev.Steered(last, 4, "early_stop", "off", "patience=3", "command line", t=T0)]  # fmt: skip
+    acts = [ev.Steered(last, 4, "lr_scale", 1.0, 0.5, "dashboard", t=T0),
+            ev.Steered(last, 4, "early_stop", 0.0, 3.0, "command line", t=T0)]  # fmt: skip
     return app_for("", extra=acts)
 
 

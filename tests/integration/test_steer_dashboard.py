@@ -46,8 +46,8 @@ async def test_keys_and_the_dialog_steer_the_run_and_the_panes_say_so(tmp_path: 
         await app_until(pilot, lambda: not app.is_running, 30)
     steered = [e for e in read_events(Path(app.run_state.started.run_dir)) if isinstance(e, ev.Steered)]
     assert [(e.what, e.new, e.source) for e in steered] == [
-        ("lr_scale", "x0.5", "dashboard"), ("lr_scale", "x1", "dashboard"), ("lr_scale", "x2", "dashboard"),
-        ("epochs", str(last), "dashboard"), ("target_accuracy", "99%", "dashboard")]  # fmt: skip
+        ("lr_scale", 0.5, "dashboard"), ("lr_scale", 1.0, "dashboard"), ("lr_scale", 2.0, "dashboard"),
+        ("epochs", last, "dashboard"), ("target_accuracy", 0.99, "dashboard")]  # fmt: skip
 
 
 async def test_a_run_ended_by_a_stop_rule_shows_where_it_ended_and_why() -> None:

@@ -7,6 +7,8 @@ import io
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,7 +64,7 @@ def test_steering_then_stopping_and_resuming_gives_the_weights_of_the_same_steer
     assert straight.reason == "completed" and straight.epochs_done == 3 and straight.global_step == 24
     steered = rec.of(ev.Steered)
     assert [(e.global_step, e.what, e.old, e.new) for e in steered] == [
-        (3, "lr_scale", "x1", "x0.5"), (6, "epochs", "2", "3"), (14, "lr_scale", "x0.5", "x1.5")]  # fmt: skip
+        (3, "lr_scale", 1.0, 0.5), (6, "epochs", 2.0, 3.0), (14, "lr_scale", 0.5, 1.5)]  # fmt: skip
     assert rec.of(ev.EpochEnd)[-1].epochs == 3
     # The same acts, with a stop at step 10 in between and a resume from its checkpoint.
     controls, rec = Controls(), Recorder()
@@ -100,7 +102,9 @@ def test_shortening_below_the_epoch_under_way_is_refused_and_said(tmp_path: Path
                    steered_at(controls, {10: st.SteerAct(st.EPOCHS, 1.0, source=st.COMMAND_LINE)}, rec),
                    controls).run()  # fmt: skip
     refused = rec.of(ev.Steered)[0]
-    assert refused.refused == "cannot end before epoch 2, which is under way" and refused.old == "3"
+    assert (
+        refused.refused == "cannot end before epoch 2, which is under way" and refused.old == 3.0 and refused.new == 1.0
+    )
     assert "not changed" in refused.message and "command line" in refused.message
     assert done.epochs_done == 3
 
@@ -123,7 +127,7 @@ def test_a_target_accuracy_set_while_training_ends_the_run_at_the_next_epoch_end
                    controls).run()  # fmt: skip
     assert done.reason == "completed" and done.epochs_done == 1
     assert done.cause.startswith("target accuracy 1% reached at epoch 1")
-    assert rec.of(ev.Steered)[0].new == "1%"
+    assert rec.of(ev.Steered)[0].new == 0.01 and "-> 1% at step" in rec.of(ev.Steered)[0].message
 
 
 def test_epochs_on_resume_re_plan_the_schedule_and_fewer_than_done_are_refused(tmp_path: Path) -> None:
@@ -132,7 +136,7 @@ def test_epochs_on_resume_re_plan_the_schedule_and_fewer_than_done_are_refused(t
     rec = Recorder()
     Trainer(tiny_config(tmp_path, run_dir="", resume=last, epochs=3), rec).run()
     replan = rec.of(ev.Steered)[0]
-    assert (replan.what, replan.old, replan.new, replan.source) == ("epochs", "2", "3", st.RESUME)
+    assert (replan.what, replan.old, replan.new, replan.source) == ("epochs", 2.0, 3.0, st.RESUME)
     lrs = [p.lr for p in rec.of(ev.Progress)]
     assert lrs == sorted(lrs, reverse=True) and lrs[0] < 0.01 * 0.02  # goes on from the end of the decay
     with pytest.raises(ConfigError, match="already trained 3 epochs; pass --epochs N with N > 3"):
@@ -140,7 +144,7 @@ def test_epochs_on_resume_re_plan_the_schedule_and_fewer_than_done_are_refused(t
 
 
 def test_a_detached_run_is_steered_from_the_command_line_and_its_target_ends_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], project_env: dict[str, str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "runs" / "long"
@@ -160,10 +164,23 @@ def test_a_detached_run_is_steered_from_the_command_line_and_its_target_ends_it(
         )
         assert main(["steer", "--lr-scale", "half"]) == 2 and "not a number" in capsys.readouterr().err
         assert main(["steer", "long"]) == 2 and "say what to change" in capsys.readouterr().err
+        # Two steer commands at once: each prints the answer to its own act, and exits by it.
+        for asks in ((["--lr-scale", "0.31"], ["--lr-scale", "31"]), (["--lr-scale", "/10000"], ["--lr-scale", "0.9"])):
+            if asks[0][1] == "/10000":  # from x0.5 or x0.9: a ten-thousandth is below the range, refused
+                assert main(["steer", "long", "--lr-scale", "0.5"]) == 0
+            procs = [subprocess.Popen([sys.executable, "-m", "tui.cli", "steer", "long", *ask], cwd=tmp_path,
+                                      env=project_env, stdout=subprocess.PIPE, text=True) for ask in asks]  # fmt: skip
+            answers = [(proc.communicate(timeout=120)[0], proc.returncode) for proc in procs]
+            if asks[0][1] == "0.31":
+                assert "-> x0.31 at step" in answers[0][0] and "-> x31 at step" in answers[1][0], answers
+                assert [code for _, code in answers] == [0, 0]
+            else:
+                assert "LR multiplier not changed: " in answers[0][0] and answers[0][1] == 1, answers
+                assert "-> x0.9 at step" in answers[1][0] and answers[1][1] == 0, answers
         assert main(["steer", "--target-accuracy", "0.01%"]) == 0  # any accuracy reaches it
         wait_until(lambda: any(isinstance(e, ev.Finished) for e in read_events(run)), 120, "the run to end")
         finished = next(e for e in read_events(run) if isinstance(e, ev.Finished))
-        assert finished.reason == "completed" and finished.cause.startswith("target accuracy 0.01% reached at epoch 1")
+        assert finished.reason == "completed" and finished.cause.startswith("target accuracy 0.01% reached at epoch ")
         assert safe_summary(run) is not None and safe_summary(run).epochs == 502  # type: ignore[union-attr]
     finally:
         if trainer_alive(run):
@@ -182,10 +199,10 @@ def test_the_acts_are_in_the_export_and_the_runs_comparison(tmp_path: Path) -> N
     run = tmp_path / "run"
     _steps, _epochs, steering_csv = export_csv(run, tmp_path / "csv")
     rows = [line.split(",") for line in steering_csv.read_text().splitlines()]
-    assert rows[0] == ["global_step", "epoch", "what", "old", "new", "source", "refused"]
-    assert [r[:6] for r in rows[1:3]] == [["2", "1", "lr_scale", "x1", "x0.5", "dashboard"],
-                                          ["3", "1", "early_stop", "off", "patience=4", "dashboard"]]  # fmt: skip
-    assert rows[3][2] == "epochs" and rows[3][5] == "browser" and rows[3][6]  # refused, and said why
+    assert rows[0] == ["global_step", "epoch", "what", "old", "new", "old_extra", "new_extra", "source", "refused"]
+    assert [r[:8] for r in rows[1:3]] == [["2", "1", "lr_scale", "1", "0.5", "0", "0", "dashboard"],
+                                          ["3", "1", "early_stop", "0", "4", "0", "0", "dashboard"]]  # fmt: skip
+    assert rows[3][2] == "epochs" and rows[3][7] == "browser" and rows[3][8]  # refused, and said why
     tb = EventAccumulator(str(export_tensorboard(run, tmp_path / "tb")))
     tb.Reload()
     assert "steering/text_summary" in tb.Tags()["tensors"]

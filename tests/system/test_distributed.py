@@ -473,7 +473,7 @@ def test_steering_acts_at_the_same_step_on_both_ranks_and_resumes_exactly(
     finally:
         end_tree(proc.pid)
     acts = [e for e in read_events(straight) if isinstance(e, ev.Steered)]
-    assert [(e.what, e.new, e.refused) for e in acts] == [("lr_scale", "x0.5", ""), ("epochs", "3", "")]
+    assert [(e.what, e.new, e.refused) for e in acts] == [("lr_scale", 0.5, ""), ("epochs", 3.0, "")]
     resumed = tmp_path / "resumed"
     done = subprocess.run(engine("--resume", str(steered_ckpt), "--run-dir", str(resumed)), capture_output=True,
                           text=True, env=project_env, timeout=600)  # fmt: skip

@@ -100,7 +100,7 @@ def test_dashboard_in_a_real_browser_steers_the_run_and_closing_leaves_training(
         page.keyboard.press("-")  # steered from the browser: the run's events say so
         wait_until(what="the halved LR", cond=lambda: "steered" in kinds(run_dir))
         steered = next(e for e in read_events(run_dir) if isinstance(e, ev.Steered))
-        assert (steered.what, steered.new, steered.source) == ("lr_scale", "x0.5", "browser")
+        assert (steered.what, steered.new, steered.source) == ("lr_scale", 0.5, "browser")
         resumed_at = len(kinds(run_dir))
         wait_until(what="training to go on", cond=lambda: "progress" in kinds(run_dir)[resumed_at:])
         page.screenshot(path=str(tmp_path / "served.png"))

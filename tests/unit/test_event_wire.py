@@ -36,7 +36,7 @@ SAMPLES: list[ev.Event] = [
     ev.CheckpointSaved("runs/x/checkpoints/last.pt", 1, 0, 4, "epoch", t=7.0),
     ev.Paused(3, t=8.0),
     ev.Resumed(3, t=9.0),
-    ev.Steered(5, 1, "lr_scale", "x1", "x0.5", "command line", t=9.5),
+    ev.Steered(5, 1, "early_stop", 0.0, 3.0, "command line", new_extra=0.5, request="r1", t=9.5),
     ev.LrFound([1e-7, 1e-6], [2.3, 2.2], [2.3, 2.25], None, None, None, 0.001, 1.5, t=9.6),
     ev.Finished("completed", 2, 8, 0.5, 0.6, 12.0, "last.pt", t=10.0),
     ev.Failed("crash", "boom", "Traceback", "data", t=11.0),

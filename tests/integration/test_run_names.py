@@ -1,0 +1,85 @@
+"""Naming a run on the command line: a path is a path (never a run's name), an empty name is bad
+input, a damaged index hides nothing, and replies and exports call a run by its name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.run import events as ev
+from engine.run.index import index_path, remember
+from engine.run.label import Label, write_label
+from engine.run.rundir import write_mark
+from engine.run.summary import SummaryFold
+from tests.helpers.scripted import script, tutorial_config
+from tui.cli import main
+
+
+def fake_run(folder: Path, name: str = "") -> Path:
+    """A finished run as the trainer leaves it (events, summary, mark), named ``name``."""
+    folder.mkdir(parents=True)
+    write_mark(folder)
+    events = script(tutorial_config(), 2, "finished")
+    (folder / "events.jsonl").write_text("".join(ev.to_json_line(e) + "\n" for e in events))
+    fold = SummaryFold()
+    for event in events:
+        fold.add(event)
+    (folder / "summary.json").write_text(json.dumps(fold.to_dict()))
+    if name:
+        write_label(folder, Label(name=name))
+    remember(folder)
+    return folder
+
+
+def test_a_path_never_matches_a_runs_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = fake_run(tmp_path / "runs" / "20261204-120000-etc", name="../../etc")
+    assert main(["delete", "/etc", "--yes"]) == 2
+    assert "/etc holds no run" in capsys.readouterr().err
+    assert main(["archive", "/usr"]) == 2
+    assert main(["delete", "../../etc", "--yes"]) == 2  # the name, typed as a path: still a path
+    assert main(["archive", str(tmp_path / "nowhere")]) == 2 and "no run at" in capsys.readouterr().err
+    assert run.is_dir() and "archived" not in (run / "label.json").read_text().replace('"archived": false', "")
+    # By its folder name, or a path to it, it is found.
+    assert main(["archive", "20261204-120000-etc"]) == 0 and main(["archive", "--undo", "runs/20261204-120000-etc"]) == 0
+
+
+def test_an_empty_run_name_is_bad_input_never_the_live_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake_run(tmp_path / "runs" / "one")
+    for argv in (["stop", ""], ["pause", " "], ["steer", "", "--lr-scale", "2"], ["attach", ""], ["export", "", "--csv"]):
+        assert main(argv) == 2, argv
+        assert "cannot be empty" in capsys.readouterr().err, argv
+
+
+def test_a_damaged_index_is_skipped_line_by_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    good = fake_run(tmp_path / "elsewhere" / "good")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)  # a link to itself: resolving it is a loop
+    with index_path().open("a") as index:
+        index.write("[" * 100_000 + "\n")
+        index.write(json.dumps({"path": str(loop)}) + "\n")
+        index.write(json.dumps({"path": str(loop / "deeper")}) + "\n")
+    assert main(["runs", "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["good"]
+    assert main(["stop"]) == 2 and "no live run" in capsys.readouterr().err  # no traceback: one line
+    assert main(["delete", "good", "--yes"]) == 0 and not good.exists()  # and the index is rewritten clean
+    capsys.readouterr()
+    assert main(["runs", "--json"]) == 0 and json.loads(capsys.readouterr().out) == []
+
+
+def test_replies_and_exports_call_a_run_by_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake_run(tmp_path / "runs" / "20261204-130000-baseline", name="baseline")
+    fake_run(tmp_path / "runs" / "20261204-140000-wide", name="wide lr")
+    assert main(["export", "baseline", "wide lr", "--csv", "--out", str(tmp_path / "csv")]) == 0
+    assert sorted(p.name for p in (tmp_path / "csv").iterdir()) == ["baseline", "wide-lr"]

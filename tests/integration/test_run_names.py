@@ -45,7 +45,9 @@ def test_a_path_never_matches_a_runs_name(
     assert main(["archive", str(tmp_path / "nowhere")]) == 2 and "no run at" in capsys.readouterr().err
     assert run.is_dir() and "archived" not in (run / "label.json").read_text().replace('"archived": false', "")
     # By its folder name, or a path to it, it is found.
-    assert main(["archive", "20261204-120000-etc"]) == 0 and main(["archive", "--undo", "runs/20261204-120000-etc"]) == 0
+    assert (
+        main(["archive", "20261204-120000-etc"]) == 0 and main(["archive", "--undo", "runs/20261204-120000-etc"]) == 0
+    )
 
 
 def test_an_empty_run_name_is_bad_input_never_the_live_run(
@@ -53,7 +55,13 @@ def test_an_empty_run_name_is_bad_input_never_the_live_run(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     fake_run(tmp_path / "runs" / "one")
-    for argv in (["stop", ""], ["pause", " "], ["steer", "", "--lr-scale", "2"], ["attach", ""], ["export", "", "--csv"]):
+    for argv in (
+        ["stop", ""],
+        ["pause", " "],
+        ["steer", "", "--lr-scale", "2"],
+        ["attach", ""],
+        ["export", "", "--csv"],
+    ):
         assert main(argv) == 2, argv
         assert "cannot be empty" in capsys.readouterr().err, argv
 

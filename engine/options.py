@@ -202,6 +202,9 @@ def build_parser(
     g.add_argument("--lr-find", nargs="?", const="show", type=lr_find_arg, metavar="use|only",
                    help="a learning-rate range test first (~100 steps, then everything is put back): show its "
                         "suggestion (the dashboard asks whether to use it), 'use' it, or 'only' run the test")  # fmt: skip
+    g.add_argument("--lr-find-start", type=float, metavar="LR", help="the range test's first LR (default 1e-7)")
+    g.add_argument("--lr-find-end", type=float, metavar="LR", help="its last LR (default 10)")
+    g.add_argument("--lr-find-steps", type=int, metavar="N", help="its most steps (default 100)")
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     g = p.add_argument_group("run")

@@ -137,6 +137,11 @@ class TrainConfig:
     """Run a learning-rate range test first: ``show`` (report it, train at --lr), ``ask`` (pause
     for the dashboard to choose), ``use`` (train at the suggestion, as a multiplier on --lr),
     ``only`` (the test and nothing else); empty: off."""
+    lr_find_start: float = 1e-7
+    """The range test's first learning rate; it rises exponentially to ``lr_find_end``."""
+    lr_find_end: float = 10.0
+    lr_find_steps: int = 100
+    """The most steps the range test takes (it stops earlier once the loss diverges)."""
     seed: int = 0
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
@@ -205,7 +210,8 @@ FIELD_KINDS: dict[str, tuple[str, bool]] = {
     "ema": (TRAINS, False), "seed": (TRAINS, False),
     "compile": (RUNS, True), "loader": (RUNS, True), "workers": (RUNS, True), "eval_batch_size": (RUNS, True),
     "eval_every": (RUNS, True), "early_stop": (TRAINS, True), "target_accuracy": (TRAINS, True),
-    "lr_find": (RUNS, True),
+    "lr_find": (RUNS, True), "lr_find_start": (RUNS, True), "lr_find_end": (RUNS, True),
+    "lr_find_steps": (RUNS, True),
     "device": (RUNS, True), "log_every": (RUNS, True), "data_dir": (RUNS, True), "resume": (RUNS, True),
     "keep": (RUNS, True), "rank_timeout": (RUNS, True),
     "progress_hz": (WRITTEN, True), "run_dir": (WRITTEN, True), "runs_root": (WRITTEN, True),
@@ -287,6 +293,11 @@ def validate(cfg: TrainConfig) -> None:
     except ValueError as exc:
         raise ConfigError(f"--early-stop: {exc}") from None
     _check_range("lr", cfg.lr, 0.0, 100.0, lo_open=True)
+    _check_range("lr_find_start", cfg.lr_find_start, 0.0, 100.0, lo_open=True)
+    _check_range("lr_find_end", cfg.lr_find_end, 0.0, 1000.0, lo_open=True)
+    if not cfg.lr_find_end > cfg.lr_find_start:
+        raise ConfigError(f"--lr-find-end ({cfg.lr_find_end:g}) must be above --lr-find-start ({cfg.lr_find_start:g})")
+    _check_range("lr_find_steps", cfg.lr_find_steps, 2, 100_000)
     _check_range("momentum", cfg.momentum, 0.0, 0.999)
     _check_range("weight_decay", cfg.weight_decay, 0.0, 1.0)
     _check_range("warmup_epochs", cfg.warmup_epochs, 0.0, 10_000.0)  # longer than the run: warm-up all the way

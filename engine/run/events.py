@@ -215,10 +215,16 @@ class LrFound(Event):
     """The run's own --lr, to compare with."""
     seconds: float
     asks: bool = False
+    steps: int = 100
+    """The most steps the test was to take (--lr-find-steps)."""
+    interrupted: bool = False
+    """Stopped before its end: a partial record, no suggestion."""
 
     @property
     def message(self) -> str:
         took = f"{len(self.lrs)} steps in {self.seconds:.1f} s"
+        if self.interrupted:
+            return f"lr-find interrupted after {len(self.lrs)} of {self.steps} steps: a partial record, no suggestion"
         if self.valley is None:
             return f"lr-find: no suggestion ({took}): the loss diverged at once or was not a number"
         return (f"lr-find: suggested lr {self.valley:.2e} (valley; steepest {self.steepest:.2e}, "

@@ -28,9 +28,9 @@ from engine.run.lr_suggest import RunningSmooth, Suggestion, smooth, suggest
 from engine.run.steering import LR_FINDER, LR_SCALE, SteerAct
 from engine.train.checkpoint import rng_state, set_rng_state
 from engine.train.loop import TrainLoop
-from engine.train.loop_parts import LoopParts
+from engine.train.loop_parts import LoopParts, StopTraining
 
-START, END, STEPS = 1e-7, 10.0, 100
+START, END, STEPS = 1e-7, 10.0, 100  # the defaults of --lr-find-start, --lr-find-end, --lr-find-steps
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class RangeTest:
     losses: list[float]
     suggestion: Suggestion | None
     seconds: float
+    interrupted: bool = False
+    """A stop came before the test ended: a partial record, and no suggestion from it."""
 
     @property
     def smoothed(self) -> list[float]:
@@ -86,9 +88,11 @@ def range_test(parts: LoopParts, *, label_smoothing: float = 0.0, start: float =
     running = RunningSmooth()
     parts.model.train()
     batches = _batches(parts)
+    interrupted = False
     try:
         for i, (x, y) in zip(range(steps), batches, strict=False):
             if should_stop():
+                interrupted = True
                 break
             lr = start * (end / start) ** (i / max(1, steps - 1))
             for group in parts.optimizer.param_groups:
@@ -109,7 +113,8 @@ def range_test(parts: LoopParts, *, label_smoothing: float = 0.0, start: float =
     finally:
         batches.close()  # a DataLoader's workers end here, not with the run
         snapshot.restore()
-    return RangeTest(lrs, losses, suggest(lrs, losses) if lrs else None, time.perf_counter() - began)
+    suggestion = suggest(lrs, losses) if lrs and not interrupted else None
+    return RangeTest(lrs, losses, suggestion, time.perf_counter() - began, interrupted)
 
 
 class FinderHost(Protocol):
@@ -131,25 +136,30 @@ def find_lr(host: FinderHost, loop: TrainLoop, parts: LoopParts, run_dir: Path) 
     suggestion (a multiplier on --lr, a steering act), with ``ask`` it pauses for a dashboard."""
     cfg = loop.cfg
     said = [-math.inf]
+    steps = cfg.lr_find_steps
 
     def on_step(i: int, lr: float, loss: float) -> None:
         if time.monotonic() - said[0] >= 2.0:  # a slow test is visible as it goes
             said[0] = time.monotonic()
-            host.status(Phase.FINDING_LR, f"lr-find: step {i + 1}/{STEPS} · lr {lr:.2e} · loss {loss:.4f}")
+            host.status(Phase.FINDING_LR, f"lr-find: step {i + 1}/{steps} · lr {lr:.2e} · loss {loss:.4f}")
 
-    host.status(Phase.FINDING_LR, f"lr-find: up to {STEPS} steps, lr {START:g} to {END:g}")
-    test = range_test(parts, label_smoothing=cfg.label_smoothing, autocast=loop.autocast, on_step=on_step,
+    host.status(Phase.FINDING_LR, f"lr-find: up to {steps} steps, lr {cfg.lr_find_start:g} to {cfg.lr_find_end:g}")
+    test = range_test(parts, label_smoothing=cfg.label_smoothing, start=cfg.lr_find_start, end=cfg.lr_find_end,
+                      steps=steps, autocast=loop.autocast, on_step=on_step,
                       should_stop=lambda: host.controls.stop_requested)  # fmt: skip
     s = test.suggestion
     event = ev.LrFound(
         lrs=test.lrs, losses=test.losses, smoothed=test.smoothed, valley=s.valley if s else None,
         steepest=s.steepest if s else None, minimum_tenth=s.minimum_tenth if s else None, lr=cfg.lr,
-        seconds=test.seconds, asks=cfg.lr_find == "ask" and s is not None,
+        seconds=test.seconds, asks=cfg.lr_find == "ask" and s is not None, steps=steps, interrupted=test.interrupted,
     )  # fmt: skip
     try:
         atomic_write_json(run_dir / RESULT_FILE, ev.to_dict(event))
     except OSError as exc:  # the run matters more than the record of its finder
         host.emit(ev.Log(f"lr-find: {RESULT_FILE} not written ({exc.strerror or exc})", level="warning"))
+    if test.interrupted:  # the run ends as stopped, its finder's record marked partial
+        host.emit(event)
+        raise StopTraining
     if event.asks:  # paused before it is said: an answer can never come before the pause it ends
         host.controls.pause()  # the dashboard answers with a multiplier (or none) and a resume
     host.emit(event)

@@ -4,6 +4,9 @@ suggestion (headless, in the run directory, on the dashboard), and training at t
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ from engine.train.loop_parts import LoopParts
 from engine.train.lr_find import range_test
 from engine.train.trainer import Trainer
 from tests.helpers.common import Recorder, screen_text, tiny_config
-from tests.helpers.waiting import app_until
+from tests.helpers.waiting import app_until, wait_until
 from tui.app import make_app
 from tui.cli import main
 from tui.screens.lr_find import LrFindScreen
@@ -72,9 +75,50 @@ def test_a_range_test_that_diverges_at_once_suggests_nothing() -> None:
     assert test.suggestion is None and len(test.lrs) < 30  # stopped at the first non-finite loss or the cliff
 
 
+def test_a_range_test_stopped_part_way_is_marked_interrupted_and_suggests_nothing() -> None:
+    asked = iter([False] * 12 + [True] * 100)
+    test = range_test(small_parts(), steps=50, should_stop=lambda: next(asked))
+    assert test.interrupted and len(test.lrs) == 12 and test.suggestion is None
+
+
+def test_an_interrupted_lr_find_command_says_so_and_marks_its_record_partial(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    run = tmp_path / "find"
+    # A range that never diverges and more steps than it will get: only the signal ends it.
+    args = ["--data", "demo", "--device", "cpu", "--train-limit", "256", "--test-limit", "50", "--batch-size", "32",
+            "--loader", "tensor", "--lr-find-start", "1e-9", "--lr-find-end", "1e-8", "--lr-find-steps", "100000",
+            "--run-dir", str(run)]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "lr-find", *args], cwd=tmp_path, env=project_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        wait_until(lambda: any(isinstance(e, ev.Status) and e.state == "finding_lr" for e in read_events(run)), 120,
+                   "the range test to start")  # fmt: skip
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out
+    assert "lr-find interrupted after " in out and " of 100000 steps: a partial record, no suggestion" in out
+    assert "suggested lr" not in out and "completed" not in out.splitlines()[-1]
+    record = json.loads((run / "lr_find.json").read_text())
+    assert record["interrupted"] is True and record["valley"] is None
+    finished = [e for e in read_events(run) if isinstance(e, ev.Finished)]
+    assert [f.reason for f in finished] == ["stopped"]
+
+
+def test_the_finders_range_is_checked_like_any_option(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad, said in ((["--lr-find-start", "0"], "--lr-find-start must be > 0"),
+                      (["--lr-find-end", "1e-8"], "must be above --lr-find-start"),
+                      (["--lr-find-steps", "1"], "--lr-find-steps must be >= 2")):  # fmt: skip
+        assert main(["lr-find", "--data", "demo", *bad]) == 2
+        assert said in capsys.readouterr().err, bad
+
+
 def test_a_run_after_the_finder_is_the_run_asked_for(tmp_path: Path) -> None:
     rec = Recorder()
-    with_finder = Trainer(tiny_config(tmp_path, run_dir=str(tmp_path / "a"), schedule="cosine", lr_find="show"),
+    with_finder = Trainer(tiny_config(tmp_path, run_dir=str(tmp_path / "a"), schedule="cosine", lr_find="show",
+                                      lr_find_steps=30),
                           rec).run()  # fmt: skip
     plain = Trainer(tiny_config(tmp_path, run_dir=str(tmp_path / "b"), schedule="cosine"), Recorder()).run()
     assert with_finder.test_accuracy == plain.test_accuracy
@@ -88,7 +132,7 @@ def test_a_run_after_the_finder_is_the_run_asked_for(tmp_path: Path) -> None:
 
 def test_lr_find_use_trains_at_the_suggestion_from_the_first_step(tmp_path: Path) -> None:
     rec = Recorder()
-    Trainer(tiny_config(tmp_path, lr_find="use"), rec).run()
+    Trainer(tiny_config(tmp_path, lr_find="use", lr_find_steps=40), rec).run()
     found, steered = rec.of(ev.LrFound)[0], rec.of(ev.Steered)[0]
     assert found.valley is not None
     assert (steered.global_step, steered.what, steered.source) == (0, "lr_scale", "lr finder")
@@ -100,7 +144,7 @@ def test_the_lr_find_command_prints_the_table_and_the_suggestion(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     args = ["--data", "demo", "--device", "cpu", "--train-limit", "256", "--test-limit", "50", "--batch-size", "32",
-            "--loader", "tensor", "--run-dir", str(tmp_path / "find")]  # fmt: skip
+            "--loader", "tensor", "--lr-find-steps", "40", "--run-dir", str(tmp_path / "find")]  # fmt: skip
     assert main(["lr-find", *args]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("lr-find: ") and line.split()[1].isdigit()]
@@ -113,7 +157,7 @@ def test_the_lr_find_command_prints_the_table_and_the_suggestion(
 
 
 async def test_the_dashboard_offers_the_suggestion_and_trains_at_it(tmp_path: Path) -> None:
-    app = make_app(tiny_config(tmp_path, epochs=2, lr_find="ask", progress_hz=20.0), refresh_hz=4.0)
+    app = make_app(tiny_config(tmp_path, epochs=2, lr_find="ask", lr_find_steps=40, progress_hz=20.0), refresh_hz=4.0)
     async with app.run_test(size=(120, 40)) as pilot:
         await app_until(pilot, lambda: isinstance(app.screen, LrFindScreen), 120)
         await app_until(pilot, lambda: app.run_state.state == "paused")  # it waits for the answer...

@@ -214,7 +214,9 @@ def build_parser(
     g.add_argument("--tags", metavar="A,B", help="tags for finding the run again (commas or spaces)")
     g.add_argument("--notes", metavar="TEXT", help="free text about the run")
     g.add_argument(
-        "--resume", metavar="CHECKPOINT", help="continue from a checkpoint (same epoch, step and LR schedule)"
+        "--resume",
+        metavar="CHECKPOINT|RUN",
+        help="continue from a checkpoint, or a run's last one (its folder or name): same epoch, step and LR schedule",
     )
     g.add_argument(
         "--overwrite", action="store_true", default=None, help="replace a run directory that already holds a run"
@@ -263,7 +265,29 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     Options that are not training settings (--headless, --refresh, --detach...) are left out."""
     fields = set(TrainConfig.__dataclass_fields__) - {"recipe"}
     given: dict[str, Any] = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if given.get("resume"):
+        given["resume"] = resume_target(given["resume"])
     return from_recipe(args.recipe, **given)
+
+
+def resume_target(text: str) -> str:
+    """``--resume``'s checkpoint: a checkpoint file as given, or a run (its folder, or its name as
+    the run commands take it) as its checkpoints/last.pt."""
+    from pathlib import Path
+
+    from engine.run.catalog import NoSuchRun, resolve_run
+    from engine.run.rundir import CHECKPOINTS, LAST
+
+    if Path(text).is_file():
+        return text
+    try:
+        run = resolve_run(text)
+    except NoSuchRun:
+        return text  # the config's own check says there is no such checkpoint
+    last = run / CHECKPOINTS / LAST
+    if not last.is_file():
+        raise ConfigError(f"--resume: the run {text} has no checkpoint to resume (no {CHECKPOINTS}/{LAST})")
+    return str(last)
 
 
 def usage_error(message: str) -> int:

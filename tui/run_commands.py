@@ -136,7 +136,8 @@ def _live_run(args: argparse.Namespace, command: str) -> Path | int:
         return usage_error(str(exc))
     if not trainer_alive(run_dir):
         state = summary.state if (summary := safe_summary(run_dir)) else "unknown"
-        return usage_error(f"{run_dir} is not running ({state}); nothing to {command}")
+        again = f"; to train it on: cifar-tui --resume {run_title(run_dir)}" if command == "resume" else ""
+        return usage_error(f"{run_dir} is not running ({state}); nothing to {command}{again}")
     return run_dir
 
 

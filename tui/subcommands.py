@@ -72,8 +72,10 @@ def _run_config(run_dir: Path) -> TrainConfig:
 
 
 def runs_main(argv: list[str]) -> int:
+    from engine.run.index import index_path
+
     p = OneLineParser(prog="cifar-tui runs", description="List your runs: those in ./runs and every run you "
-                      "started elsewhere (kept in an index: ~/.local/state/cifar-tui/runs.jsonl).")  # fmt: skip
+                      f"started elsewhere (kept in an index: {index_path()}).")  # fmt: skip
     p.add_argument("--runs-root", type=path_arg("--runs-root"), help="list only this runs folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--all", action="store_true", help="archived runs too")

@@ -33,17 +33,21 @@ def find_runs(roots: list[Path] | None = None, also: tuple[Path, ...] = ()) -> l
 
 RUN_ORDERS: dict[str, Callable[[RunSummary], Any]] = {
     "started": lambda r: r.started or 0.0,
-    "best": lambda r: -1.0 if r.best_accuracy is None else r.best_accuracy,
+    "best": lambda r: r.best_accuracy,
     "name": lambda r: r.title.lower(),
     "duration": lambda r: r.duration or 0.0,
     "state": lambda r: r.state,
 }
-"""The orders runs are listed in (``runs --sort``, the runs screen's ``o``), each ascending."""
+"""The orders runs are listed in (``runs --sort``, the runs screen's ``o``), each ascending; a
+run without the value (no accuracy yet) has None."""
 
 
 def sort_runs(runs: list[RunSummary], by: str, *, reverse: bool = False) -> list[RunSummary]:
-    """``runs`` in the order ``by`` (a key of :data:`RUN_ORDERS`); equal ones keep their order."""
-    return sorted(runs, key=RUN_ORDERS[by], reverse=reverse)
+    """``runs`` in the order ``by`` (a key of :data:`RUN_ORDERS`), those without a value last
+    either way; equal ones keep their order."""
+    key = RUN_ORDERS[by]
+    have = [r for r in runs if key(r) is not None]
+    return sorted(have, key=key, reverse=reverse) + [r for r in runs if key(r) is None]
 
 
 class NoSuchRun(ValueError):

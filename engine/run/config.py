@@ -162,7 +162,7 @@ class TrainConfig:
     """Checkpoint to continue from."""
     overwrite: bool = False
     """Allow reusing a run directory that already holds a run."""
-    keep: int = 3
+    keep: int = 1
     """Keep the newest this many step checkpoints (plus last.pt and best.pt)."""
     save_wait: float = 1800.0
     """At a run's end, seconds to wait for room to save the final checkpoint (its weights are nowhere else)."""

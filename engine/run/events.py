@@ -185,6 +185,8 @@ class CheckpointSaved(Event):
     step: int
     global_step: int
     reason: str
+    size: int = 0
+    """Bytes on disk (0: not known, a run written before 2026-12-04)."""
 
 
 @dataclass(frozen=True)

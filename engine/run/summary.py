@@ -77,14 +77,20 @@ class SummaryFold:
         self.final: float | None = None
         self.curve: dict[int, float] = {}
         self.steered: list[str] = []
+        self.session_started: float | None = None
+        self.earlier = 0.0
+        """Seconds of the run's earlier sessions (a resumed run): the time it lay stopped is not its duration."""
 
     def _measured(self, accuracy: float | None) -> None:
         if accuracy is not None:
             self.best = accuracy if self.best is None else max(self.best, accuracy)
 
     def add(self, e: ev.Event) -> None:
-        self.last_t = e.t
+        before, self.last_t = self.last_t, e.t
         if isinstance(e, ev.RunStarted):  # the first start, or a resume into the same run
+            if self.session_started is not None and before is not None:
+                self.earlier += max(0.0, before - self.session_started)
+            self.session_started = e.t
             self.started = e.t if self.started is None else self.started
             self.config = dict(e.config)
             self.status = "running"
@@ -121,7 +127,8 @@ class SummaryFold:
     def to_dict(self) -> dict[str, Any]:
         return {"version": 1, "config": self.config, "status": self.status, "started": self.started,
                 "last_t": self.last_t, "epochs_done": self.epochs_done, "best_accuracy": self.best,
-                "final_accuracy": self.final, "curve": sorted(self.curve.items()), "steered": self.steered}  # fmt: skip
+                "final_accuracy": self.final, "curve": sorted(self.curve.items()), "steered": self.steered,
+                "session_started": self.session_started, "earlier": self.earlier}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SummaryFold:
@@ -137,6 +144,10 @@ class SummaryFold:
         fold.final = None if d["final_accuracy"] is None else float(d["final_accuracy"])
         fold.curve = {int(epoch): float(acc) for epoch, acc in d["curve"]}
         fold.steered = [str(s) for s in d.get("steered", [])]  # summaries from before steering have none
+        # Summaries from before 2026-12-04 kept no sessions: their duration is first start to last event.
+        session = d.get("session_started", d["started"])
+        fold.session_started = None if session is None else float(session)
+        fold.earlier = float(d.get("earlier", 0.0))
         return fold
 
     def summary(self, run_dir: Path) -> RunSummary:
@@ -149,8 +160,8 @@ class SummaryFold:
             recipe=str(self.config.get("recipe", "?")), data=str(self.config.get("data", "?")),
             epochs_done=self.epochs_done, epochs=int(self.config.get("epochs", 0)),
             best_accuracy=self.best, started=self.started,
-            duration=None if self.started is None or self.last_t is None else
-            (time.time() if state in ("running", "paused") else self.last_t) - self.started,  # a live run: until now
+            duration=None if self.session_started is None or self.last_t is None else self.earlier +
+            (time.time() if state in ("running", "paused") else self.last_t) - self.session_started,  # live: until now
             final_accuracy=self.final, config=self.config, curve=sorted(self.curve.items()),
             title=label.name, tags=label.tags, notes=label.notes, archived=label.archived, steered=list(self.steered),
         )  # fmt: skip

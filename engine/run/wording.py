@@ -9,6 +9,11 @@ from pathlib import Path
 from engine.run import events as ev
 
 
+def megabytes(size: int) -> str:
+    """' (85.3 MB)' for a file's size in bytes; '' when not known."""
+    return f" ({size / 1e6:,.1f} MB)" if size else ""
+
+
 def plural(n: int, word: str) -> str:
     """'1 epoch', '2 epochs'."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
@@ -84,7 +89,7 @@ def event_lines(e: ev.Event) -> list[tuple[str, str]]:
         return [("info", f"evaluation at epoch {e.epoch + 1} step {e.step}: "
                  f"test loss {e.loss:.4f} acc {percent(e.accuracy)}")]  # fmt: skip
     if isinstance(e, ev.CheckpointSaved) and e.reason not in ("epoch", "best"):
-        return [("info", f"checkpoint saved ({e.reason}): {e.path}")]
+        return [("info", f"checkpoint saved ({e.reason}): {e.path}{megabytes(e.size)}")]
     if isinstance(e, ev.LrFound):
         use = [] if e.valley is None else [("info", f"lr-find: to train at the suggestion: --lr {e.valley:.2e} "
                                                     "(or --lr-find use)")]  # fmt: skip

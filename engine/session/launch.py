@@ -1,12 +1,12 @@
 """Starting data-parallel training (``--nproc``): the checks made before any rank starts,
 the torchrun process, passing stop signals on, and the exit code of a launch.
 
-Free of torch at import, so the dashboard's process can use it. Only :func:`preflight` imports
-torch, to check a GPU or real data before the ranks start (with a CPU and the demo data it does
-not: nothing there can fail)."""
+Free of torch, so the dashboard's process can use it: :func:`preflight` checks a GPU or real
+data in a child process before the ranks start."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -19,7 +19,6 @@ from engine.run import events as ev
 from engine.run import stop_signals
 from engine.run.config import TrainConfig
 from engine.run.errors import EXIT_CRASH, exit_code
-from engine.run.events import Phase
 from engine.run.rundir import EVENTS, read_events
 from engine.session.attached import EventTail
 
@@ -27,23 +26,16 @@ from engine.session.attached import EventTail
 def preflight(cfg: TrainConfig) -> None:
     """What one process refuses once it has started, checked before N ranks start (nothing on
     disk yet, no torchrun): the device, and the data (an image folder is decoded here into the
-    decoded-image cache, which the ranks then read; CIFAR-10 is downloaded here)."""
-    from engine.data.sources import load_data
-    from engine.train.checkpoint import load_checkpoint
-    from engine.train.device import resolve_device
-    from engine.train.setup import merge_resume_config
-
-    if cfg.resume:  # the data and model are the checkpoint's
-        cfg = merge_resume_config(cfg, load_checkpoint(Path(cfg.resume))["config"])
-    if cfg.device != "cpu":  # (a CPU is always there)
-        resolve_device(cfg.device)
-
-    def notify(kind: str, message: str) -> None:
-        if kind in (Phase.LOADING_DATA, Phase.DOWNLOADING, "warning"):
-            print(f"[{kind}] {message}", file=sys.stderr, flush=True)
-
-    if cfg.data != "demo":  # (generated: it cannot fail)
-        load_data(cfg, notify)
+    decoded-image cache, which the ranks then read; CIFAR-10 is downloaded here). In a child
+    process (engine/session/preflight.py), so that the caller, the dashboard's process among
+    them, never imports torch; ValueError with the child's one line when it refuses."""
+    if cfg.device == "cpu" and cfg.data == "demo" and not cfg.resume:
+        return  # a CPU is always there and generated data cannot fail: nothing to check
+    child = subprocess.run([sys.executable, "-m", "engine.session.preflight"], input=json.dumps(cfg.to_dict()),
+                           stdout=subprocess.PIPE, text=True)  # fmt: skip
+    if child.returncode != 0:
+        lines = child.stdout.strip().splitlines()
+        raise ValueError(lines[-1] if lines else f"the checks before the launch failed (exit {child.returncode})")
 
 
 def start_torchrun(

@@ -173,9 +173,10 @@ class TrainLoop:
         else:
             s.unsaved, s.saved_step = "", s.global_step
             s.last_checkpoint = str(path)
-            self.host.emit(ev.CheckpointSaved(str(path), s.epoch, s.step, s.global_step, reason))
+            size = path.stat().st_size
+            self.host.emit(ev.CheckpointSaved(str(path), s.epoch, s.step, s.global_step, reason, size))
             if best:
-                self.host.emit(ev.CheckpointSaved(str(path), s.epoch, s.step, s.global_step, "best"))
+                self.host.emit(ev.CheckpointSaved(str(path), s.epoch, s.step, s.global_step, "best", size))
         self.host.status(Phase.PAUSED if self.host.controls.paused else Phase.TRAINING)
 
     def _save_final(self, state: dict[str, Any], best: bool) -> Path:

@@ -79,7 +79,7 @@ def machine() -> str:
 
 def demo_image_folder(dest: Path, train_per_class: int = 26, test_per_class: int = 13) -> Path:
     """The built-in demo images written as an ImageFolder tree of PNGs (train/ and test/): the
-    seed's ImageFolder code path on any machine, no data set needed (smoke runs)."""
+    tutorial's ImageFolder code path on any machine, no data set needed (smoke runs)."""
     from PIL import Image
 
     from engine.data.demo import CLASS_NAMES, make_split

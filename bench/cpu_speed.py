@@ -38,7 +38,7 @@ def main() -> None:
     print(f"machine: {machine()} | torch {torch.__version__} | {torch.get_num_threads()} threads")
     tmp = Path(tempfile.mkdtemp(prefix="cifar-tui-cpu-speed-"))
     plan = [
-        ("cifar10-mini (1,000 train images)", "imagenet", "dataloader (the seed's)", {"data": str(MINI), "loader": "dataloader"}),
+        ("cifar10-mini (1,000 train images)", "imagenet", "dataloader (the tutorial's)", {"data": str(MINI), "loader": "dataloader"}),
         ("cifar10-mini", "imagenet", "tensor", {"data": str(MINI), "loader": "tensor"}),
         ("demo (5,000 images)", "imagenet", "tensor", {"data": "demo", "loader": "tensor"}),
         ("demo, 1,000 images", "cifar", "tensor", {"data": "demo", "loader": "tensor", "train_limit": 1000}),

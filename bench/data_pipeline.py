@@ -1,4 +1,4 @@
-"""Images/s of training batches: cifar-tui's tensor pipeline vs the seed's DataLoader + PIL.
+"""Images/s of training batches: cifar-tui's tensor pipeline vs the tutorial's DataLoader + PIL.
 
 Both produce the same thing (random crop with 4-pixel padding, horizontal flip,
 normalisation) from the same 50,000 CIFAR-10 training images
@@ -71,7 +71,7 @@ def main() -> None:
         rows.append((bs, tensor, arrays, jpeg))
     print()
     print(
-        "| batch | tensor pipeline (img/s) | seed DataLoader+PIL, arrays in memory | seed-style ImageFolder of JPEGs | ratio vs arrays | ratio vs JPEGs |"
+        "| batch | tensor pipeline (img/s) | tutorial DataLoader+PIL, arrays in memory | tutorial-style ImageFolder of JPEGs | ratio vs arrays | ratio vs JPEGs |"
     )
     print("|---|---|---|---|---|---|")
     for bs, tensor, arrays, jpeg in rows:

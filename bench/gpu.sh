@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU benchmark, one run settles the figures (about 8 minutes on one H100/H200, no network):
-# on the JPEG CIFAR-10 copy, the seed's own loop and `--recipe tutorial` (both loaders) for 2
+# on the JPEG CIFAR-10 copy, the tutorial's own loop and `--recipe tutorial` (both loaders) for 2
 # epochs, `fast` to completion with 3 seeds, `fast` under the dashboard in a pseudo-terminal,
 # `fast95` if the budget allows, and the learning-rate finder on `fast`. Runs the engine from
 # the checkout (no install).

@@ -1,4 +1,4 @@
-"""The GPU benchmark behind bench/gpu.sh: on the JPEG CIFAR-10 copy, the seed's own loop and
+"""The GPU benchmark behind bench/gpu.sh: on the JPEG CIFAR-10 copy, the tutorial's own loop and
 the `tutorial` recipe on both loaders for 2 epochs, `fast` to completion with 3 seeds (mean and
 spread), `fast` under the dashboard in a real pseudo-terminal (its cost: the images/s ratio),
 and `fast95` if the time budget allows. Prints one table row per run, then the summary lines
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench.common import demo_image_folder, machine, unpack_cifar_jpeg  # noqa: E402
-from bench.seed_loop import seed_loop  # noqa: E402
+from bench.tutorial_loop import tutorial_loop  # noqa: E402
 from engine.run import events as ev  # noqa: E402
 from engine.run.config import from_recipe  # noqa: E402
 from engine.run.rundir import read_events  # noqa: E402
@@ -95,8 +95,8 @@ def seed_run(name: str, root: Path, epochs: int, device: str) -> Row:
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
     )
-    result = seed_loop(root, epochs, dev, say=lambda _line: None)
-    return {"run": name, "loader": "seed's own loop", "compile": 0.0, "peak": peak_gib(), **result}
+    result = tutorial_loop(root, epochs, dev, say=lambda _line: None)
+    return {"run": name, "loader": "tutorial's own loop", "compile": 0.0, "peak": peak_gib(), **result}
 
 
 def dashboard_run(name: str, run_dir: Path, args: list[str]) -> Row | str:
@@ -232,8 +232,8 @@ def main() -> None:
             rows.append(row)
             print_row(row)
 
-    # The seed's own loop: no ImageNet weights on an offline box, so it starts from scratch (as the recipes below).
-    record(seed_run(f"seed's loop x{seed_epochs}", root, seed_epochs, args.device), "seed")
+    # The tutorial's own loop: no ImageNet weights on an offline box, so it starts from scratch (as the recipes below).
+    record(seed_run(f"tutorial's loop x{seed_epochs}", root, seed_epochs, args.device), "seed")
     for loader in ("dataloader", "tensor"):
         name = f"tutorial x{tutorial_epochs}, {loader}"
         record(engine_run(name, tmp / f"tutorial-{loader}", **common, recipe="tutorial", epochs=tutorial_epochs,
@@ -278,7 +278,7 @@ def main() -> None:
           f"min {min(accs):.2f}, max {max(accs):.2f}), wall mean {statistics.mean(r['wall'] for r in fast_rows):.1f} s")  # fmt: skip
     seed_row = rows[0]
     for r in rows[1:3]:
-        print(f"{r['run']}: {r['wall'] / seed_row['wall']:.2f}x the seed's loop wall time "
+        print(f"{r['run']}: {r['wall'] / seed_row['wall']:.2f}x the tutorial's loop wall time "
               f"({r['img_s'] / seed_row['img_s']:.2f}x its images/s)")  # fmt: skip
     if isinstance(ui, dict):
         print(f"dashboard cost: fast images/s under the dashboard / headless (seed 0) = "

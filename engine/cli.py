@@ -14,7 +14,7 @@ from engine.headless import run_headless, tolerant_output
 from engine.options import build_parser, config_from_args
 from engine.ranks.plan import distributed_problem, launch_values, launched, rank_config
 from engine.run.config import TrainConfig
-from engine.run.errors import EXIT_CRASH, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UserError
+from engine.run.errors import EXIT_CRASH, EXIT_USAGE, UserError
 from engine.run.rundir import check_target
 from engine.session.launch import preflight, run_distributed
 
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Headless-only entry point (``python -m engine``)."""
     tolerant_output()
     if (given := rank_config()) is not None:  # one rank of a launch: the launcher resolved and checked it
-        return rank_exit_code(run_headless(given))
+        return run_headless(given)  # (as a rank: engine.run.errors.rank_exit_code)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     try:
@@ -52,14 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_distributed(nproc, cfg, args.max_restarts)
     started = time.time()
     code = run_headless(cfg)
-    if launched():  # torchrun run by hand, with options
-        return rank_exit_code(code)
     if code == EXIT_CRASH:
         print(f"(after {time.time() - started:.0f}s; see events.jsonl in the run directory)", file=sys.stderr)
     return code
-
-
-def rank_exit_code(code: int) -> int:
-    """A rank's exit code: a stop is not a rank failing (torchrun would restart the group for
-    it); the launcher reports how the run ended from its last event (launch_exit_code)."""
-    return EXIT_OK if code == EXIT_STOPPED or code >= 128 else code

@@ -16,7 +16,7 @@ from engine.run import console, stop_signals
 from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import Controls
-from engine.run.errors import EXIT_CRASH, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, UserError, exit_code
+from engine.run.errors import EXIT_CRASH, EXIT_STOPPED, EXIT_USAGE, UserError, exit_code, rank_exit_code
 from engine.run.lines import LinePrinter
 
 
@@ -78,19 +78,22 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
         with stop_signals.handled(on_signal):
             finished = trainer.run()
     except _StoppedInSetup:
-        return 128 + signals[0]
+        return _as_rank(128 + signals[0], ended=False)
     except UserError as exc:
         print(f"cifar-tui: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("cifar-tui: interrupted", file=sys.stderr, flush=True)
-        return EXIT_STOPPED
+        return _as_rank(EXIT_STOPPED, ended=False)
     except Exception as exc:  # the traceback is in events.jsonl; keep the terminal readable
         why = failures[-1].message if failures else f"{type(exc).__name__}: {exc}"
         print(f"cifar-tui: training failed: {why}", file=sys.stderr, flush=True)
         return EXIT_CRASH
     finally:
         forget_output()
-    if launched():  # the run ended as planned (its end saved or not): the launcher reports how, from
-        return EXIT_OK  # the run's last event; a rank's failure here would make torchrun restart the group
-    return exit_code(finished, signal=signals[0] if signals else 0)
+    return _as_rank(exit_code(finished, signal=signals[0] if signals else 0), ended=True)
+
+
+def _as_rank(code: int, *, ended: bool) -> int:
+    """The command's exit code; as one rank of a launch, what torchrun is told (rank_exit_code)."""
+    return rank_exit_code(code, ended=ended) if launched() else code

@@ -155,12 +155,12 @@ def build_parser(
     g.add_argument("--test-limit", type=int, help="use a seeded random subset of this many test images")
     g.add_argument(
         "--loader",
-        help="tensor (batch augmentation on the device), dataloader (the seed's) or auto "
-        "(the seed's DataLoader for the tutorial recipe on a CPU, tensor elsewhere)",
+        help="tensor (batch augmentation on the device), dataloader (the tutorial's) or auto "
+        "(the tutorial's DataLoader for the tutorial recipe on a CPU, tensor elsewhere)",
     )
     g.add_argument("--workers", type=int, help="DataLoader workers (dataloader only, default 2)")
     g = p.add_argument_group("augmentation (tensor loader)")
-    g.add_argument("--pad-mode", help="border for the 4-pixel random translation: zeros (the seed's) or reflect")
+    g.add_argument("--pad-mode", help="border for the 4-pixel random translation: zeros (the tutorial's) or reflect")
     g.add_argument("--flip", help="random, alternate (each image flipped every other epoch) or off")
     g.add_argument("--cutout", type=int, metavar="PIXELS", help="blank a square this size in each image; 0 = off")
     g = p.add_argument_group("model")
@@ -278,12 +278,12 @@ def resume_target(text: str) -> str:
     from engine.run.catalog import NoSuchRun, resolve_run
     from engine.run.rundir import CHECKPOINTS, LAST
 
-    if Path(text).is_file():
-        return text
     try:
+        if Path(text).is_file():
+            return text
         run = resolve_run(text)
-    except NoSuchRun:
-        return text  # the config's own check says there is no such checkpoint
+    except (NoSuchRun, OSError):
+        return text  # the config's own check says what is wrong with it
     last = run / CHECKPOINTS / LAST
     if not last.is_file():
         raise ConfigError(f"--resume: the run {text} has no checkpoint to resume (no {CHECKPOINTS}/{LAST})")

@@ -3,7 +3,7 @@
 ``TensorBatches`` keeps the whole data set as a uint8 tensor on the training
 device and does shuffling, random crop with padding, horizontal flip and
 normalisation for a whole batch at once: no per-image Python in the loop.
-``LoaderBatches`` is the seed tutorial's torch DataLoader + PIL transforms, kept for
+``LoaderBatches`` is the tutorial's torch DataLoader + PIL transforms, kept for
 faithfulness and for data that does not fit in memory.
 
 Both derive an epoch's order and augmentation from ``(seed, epoch)`` only, so an
@@ -44,7 +44,7 @@ def num_steps(n: int, batch_size: int, drop_last: bool = False, ranks: int = 1) 
 
 @dataclass(frozen=True)
 class Augmentation:
-    """How training batches are augmented on the tensor path (the seed's: zero padding, random flip)."""
+    """How training batches are augmented on the tensor path (the tutorial's: zero padding, random flip)."""
 
     pad_mode: str = "zeros"
     """``zeros`` (RandomCrop(32, padding=4)) or ``reflect`` (the 4-pixel border mirrors the image)."""
@@ -56,7 +56,7 @@ class Augmentation:
 
     @property
     def is_seeds(self) -> bool:
-        """True when this is exactly the seed's augmentation (the PIL DataLoader path can do it)."""
+        """True when this is exactly the tutorial's augmentation (the PIL DataLoader path can do it)."""
         return self == Augmentation()
 
 
@@ -227,7 +227,7 @@ def sample_draws(seed: int, epoch: int, index: int) -> tuple[bool, int, int]:
 
 
 class _ArrayImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
-    """uint8 HWC images served as PIL images through the seed's transforms (as CIFAR10 does).
+    """uint8 HWC images served as PIL images through the tutorial's transforms (as CIFAR10 does).
 
     RandomHorizontalFlip and RandomCrop(size, padding=4) draw from :func:`sample_draws`
     instead of a worker's running RNG stream (same distributions), so which worker takes
@@ -259,7 +259,7 @@ class _ArrayImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
 
 
 class LoaderBatches:
-    """The seed's pipeline: DataLoader, shuffle, workers, PIL flip + crop + ToTensor + Normalize.
+    """The tutorial's pipeline: DataLoader, shuffle, workers, PIL flip + crop + ToTensor + Normalize.
 
     Data-parallel, each rank's loader takes its ``shard`` of every global batch of the one
     (seed, epoch) order, like a DistributedSampler with the epoch set, but keeping one process's

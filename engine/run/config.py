@@ -58,7 +58,7 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run. Defaults are the seed tutorial's recipe."""
+    """Everything that defines a training run. Defaults are the tutorial's recipe."""
 
     recipe: str = "tutorial"
     """Name of the preset the other values started from."""
@@ -111,7 +111,7 @@ class TrainConfig:
     tta_translate: bool = False
     """Also average over test images shifted one pixel up-left and down-right (weights 1/4 each)."""
     pad_mode: str = "zeros"
-    """Padding for the random 4-pixel translation: ``zeros`` (the seed's) or ``reflect``."""
+    """Padding for the random 4-pixel translation: ``zeros`` (the tutorial's) or ``reflect``."""
     flip: str = "random"
     """Training flips: ``random``, ``alternate`` (each image flipped every other epoch) or ``off``."""
     cutout: int = 0
@@ -122,7 +122,7 @@ class TrainConfig:
     """Decay of an exponential moving average of the weights, evaluated instead of them; 0 = off."""
     loader: str = "auto"
     """``tensor`` (whole data set as a tensor on the device, batch augmentation),
-    ``dataloader`` (torch DataLoader + PIL transforms, as the seed) or ``auto``."""
+    ``dataloader`` (torch DataLoader + PIL transforms, as the tutorial) or ``auto``."""
     workers: int = 2
     """DataLoader worker processes (dataloader path only)."""
     eval_batch_size: int = 500
@@ -146,7 +146,7 @@ class TrainConfig:
     device: str = "auto"
     """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
     log_every: int = 200
-    """Report the running training loss every this many batches (the seed printed every 200)."""
+    """Report the running training loss every this many batches (the tutorial printed every 200)."""
     progress_hz: float = 10.0
     """At most this many progress events per second."""
     run_dir: str = ""
@@ -243,7 +243,7 @@ def from_recipe(recipe: str, **overrides: Any) -> TrainConfig:
 
 
 def seeds_augmentation(cfg: TrainConfig) -> bool:
-    """The seed's training augmentation: zero-padded random crop and random flip, nothing else."""
+    """The tutorial's training augmentation: zero-padded random crop and random flip, nothing else."""
     return cfg.pad_mode == "zeros" and cfg.flip == "random" and cfg.cutout == 0
 
 
@@ -326,7 +326,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"unknown --flip {cfg.flip!r} (choose from: {', '.join(FLIPS)})")
     if cfg.loader == "dataloader" and not seeds_augmentation(cfg):
         raise ConfigError("--cutout, --pad-mode reflect and --flip alternate/off need --loader tensor "
-                          "(the dataloader path is the seed's augmentation)")  # fmt: skip
+                          "(the dataloader path is the tutorial's augmentation)")  # fmt: skip
     if cfg.loader not in LOADERS:
         raise ConfigError(f"unknown loader {cfg.loader!r} (choose from: {', '.join(LOADERS)})")
     if cfg.arch not in SUPPORTED_ARCHS:

@@ -80,6 +80,14 @@ def exit_code(end: ev.Finished | ev.Failed | None, *, signal: int = 0, attached:
     return 0 if attached else code
 
 
+def rank_exit_code(code: int, *, ended: bool) -> int:
+    """What one rank of a torchrun launch exits with (torchrun restarts or ends the group for any
+    non-zero code): 0 for a run that ended as planned (its end saved or not) or was stopped (a
+    stop is not a rank failing); a failure keeps its code. The launcher reports how the run ended,
+    from its last event (engine/session/launch.py: launch_exit_code)."""
+    return EXIT_OK if ended or code == EXIT_STOPPED or code >= 128 else code
+
+
 def _end_code(end: ev.Finished | ev.Failed) -> int:
     if isinstance(end, ev.Failed):
         return EXIT_USAGE if end.error in USER_ERROR_KINDS else EXIT_CRASH

@@ -50,7 +50,7 @@ class LinePrinter:
                 smoothed = f"{e.smoothed[i]:.4f}" if i < len(e.smoothed) else "--"
                 self.line(f"lr-find: {i + 1:6d}  {lr:13.3e}  {loss:<7.4f}  {smoothed}")
         elif isinstance(e, ev.Progress) and e.interval_loss is not None:
-            self.line(f"[{e.epoch + 1}, {e.step:5d}] loss: {e.interval_loss:.3f}")  # the seed's own format
+            self.line(f"[{e.epoch + 1}, {e.step:5d}] loss: {e.interval_loss:.3f}")  # the tutorial's own format
         if not isinstance(e, ev.Failed):  # the caller prints a failure's one line
             for level, text in event_lines(e):
                 self.line(text if level == "info" else f"[{level}] {text}")

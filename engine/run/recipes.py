@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # The seed tutorial, value for value (the dataclass defaults).
+    # The tutorial, value for value (the dataclass defaults).
     "tutorial": {},
     # The ResNet-18 baseline of Keller Jordan's CIFAR-10 speed-run work (airbench, "ResNet-18
     # training script optimized for time-to-94%"): 26 epochs, batch 500, Nesterov SGD lr 0.2,

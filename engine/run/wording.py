@@ -74,7 +74,7 @@ def percent(x: float | None, digits: int = 2, missing: str = "n/a") -> str:
 def event_lines(e: ev.Event) -> list[tuple[str, str]]:
     """The log lines an event stands for, as (level, text): the one wording of the headless
     output and the dashboard's log pane. Progress, status and the start's summary are shown by
-    each in its own way (the seed's loss lines, the progress pane), so they are not here."""
+    each in its own way (the tutorial's loss lines, the progress pane), so they are not here."""
     if isinstance(e, ev.Log):
         return [(e.level, e.message)]
     if isinstance(e, ev.RunStarted):

@@ -34,7 +34,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_loader(cfg: TrainConfig, device: torch.device) -> str:
-    """``auto``: the seed's DataLoader + PIL path for the tutorial recipe on a CPU (its exact
+    """``auto``: the tutorial's DataLoader + PIL path for the tutorial recipe on a CPU (its exact
     mechanics); the tensor pipeline everywhere else, the tutorial on a GPU included (the same
     augmentation distribution, see engine/data/pipeline.py, without a GPU waiting on PIL)."""
     if cfg.loader != "auto":

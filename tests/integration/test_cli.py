@@ -141,7 +141,7 @@ def test_headless_run_prints_plain_lines(tmp_path: Path, capsys: pytest.CaptureF
     code, out, _ = run_main([*TINY, "--epochs", "2", "--log-every", "2", "--run-dir", str(tmp_path / "r")], capsys)
     assert code == 0
     assert "\r" not in out
-    assert "[1,     2] loss:" in out  # the seed's own per-batch format
+    assert "[1,     2] loss:" in out  # the tutorial's own per-batch format
     epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
     assert len(epoch_lines) == 2 and "test loss" in epoch_lines[0] and "img/s" in epoch_lines[0]
     assert "per-class test accuracy:" in out and "triangle" in out
@@ -198,4 +198,4 @@ def test_the_engines_command_describes_only_what_it_does(capsys: pytest.CaptureF
 def test_demo_data_implies_no_pretrained_weights_unless_asked() -> None:
     assert from_recipe("tutorial", data="demo").weights == "none"  # the quickstart trains offline at once
     assert from_recipe("tutorial", data="demo", weights="imagenet").weights == "imagenet"
-    assert from_recipe("tutorial").weights == "imagenet"  # the seed's recipe, value for value
+    assert from_recipe("tutorial").weights == "imagenet"  # the tutorial's recipe, value for value

@@ -123,7 +123,7 @@ def test_resume_after_an_epoch_matches_a_straight_run(tmp_path: Path) -> None:
 @pytest.mark.parametrize("loader", ["tensor", "dataloader"])
 def test_resume_mid_epoch_is_exact(tmp_path: Path, loader: str) -> None:
     # A cosine schedule: the resumed run must continue the LR schedule where it stopped. The
-    # DataLoader runs the seed's 2 workers: which worker augments which batch must not matter.
+    # DataLoader runs the tutorial's 2 workers: which worker augments which batch must not matter.
     straight, done = final_state(tmp_path, "straight", epochs=2, schedule="cosine", loader=loader)
     controls = Controls()
     rec = Recorder()

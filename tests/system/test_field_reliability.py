@@ -19,7 +19,7 @@ from tests.helpers.pty_app import PtyApp, count_in_events
 from tests.helpers.waiting import wait_until
 
 CLI = [sys.executable, "-m", "tui.cli"]
-# The default CPU loader of the tutorial recipe: the seed's DataLoader with 2 worker processes.
+# The default CPU loader of the tutorial recipe: the tutorial's DataLoader with 2 worker processes.
 WORKERS = ["--data", "demo", "--weights", "none", "--train-limit", "2000", "--test-limit", "64", "--device", "cpu",
            "--loader", "dataloader", "--workers", "2"]  # fmt: skip
 TINY = ["--data", "demo", "--weights", "none", "--train-limit", "128", "--test-limit", "64", "--batch-size", "32",

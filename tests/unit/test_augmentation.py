@@ -1,5 +1,5 @@
 """The fast recipes' augmentation options, each seen in the batches it produces, and test-time
-augmentation; and the tensor pipeline against the seed's PIL transforms."""
+augmentation; and the tensor pipeline against the tutorial's PIL transforms."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_translation_tta_averages_the_shifted_and_mirrored_views() -> None:
 
 def test_tensor_pipeline_equals_the_seeds_pil_transforms_for_the_same_draws() -> None:
     """The tutorial recipe on a GPU uses the tensor pipeline: for the same flip and crop draws it
-    gives the seed's PIL RandomHorizontalFlip + RandomCrop(32, padding=4) + ToTensor + Normalize
+    gives the tutorial's PIL RandomHorizontalFlip + RandomCrop(32, padding=4) + ToTensor + Normalize
     images exactly; the draws are uniform in both (tests/unit/test_pipeline.py)."""
     g = torch.Generator().manual_seed(1)
     split = Split(torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(40) % 10)

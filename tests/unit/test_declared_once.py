@@ -34,9 +34,24 @@ def test_every_option_has_a_kind_and_the_lists_derive_from_it() -> None:
     assert {
         "epochs", "device", "run_dir", "runs_root", "log_every", "progress_hz", "workers", "eval_batch_size",
         "data_dir", "resume", "overwrite", "compile", "loader", "explicit", "keep", "save_wait", "rank_timeout",
-        "sync_bn", "name", "tags", "notes", "eval_every", "early_stop", "target_accuracy", "lr_find",
+        "sync_bn", "name", "tags", "notes", "eval_every", "early_stop", "target_accuracy", "lr_find", "lr_find_start",
+        "lr_find_end", "lr_find_steps",
     } == RESUME_MAY_CHANGE  # fmt: skip
     assert {n for n, (kind, _) in FIELD_KINDS.items() if kind != TRAINS} == RESUME_MAY_CHANGE - {
         "epochs", "sync_bn", "early_stop", "target_accuracy"}  # fmt: skip
     assert set(NOT_COMPARED) == {"run_dir", "runs_root", "overwrite", "explicit", "progress_hz", "save_wait",
                                  "name", "tags", "notes"}  # fmt: skip
+
+
+def test_seed_means_the_rng_seed_and_the_tutorial_is_the_tutorial() -> None:
+    import re
+
+    from tests.helpers.common import ROOT
+
+    # "seed" is the RNG seed (--seed); the project this grew from is "the tutorial", everywhere.
+    tutorial_as_seed = re.compile(r"seed tutorial|the seed's|seed's own|seed's loop|as the seed\b|seed_loop", re.I)
+    files = [p for d in ("engine", "tui", "bench", "docs", "tests") for p in (ROOT / d).rglob("*")
+             if p.suffix in (".py", ".md", ".sh") and p.name != "test_declared_once.py"]  # fmt: skip
+    found = [f"{p.relative_to(ROOT)}:{i}" for p in [*files, ROOT / "README.md"]
+             for i, line in enumerate(p.read_text().splitlines(), 1) if tutorial_as_seed.search(line)]  # fmt: skip
+    assert not found, found

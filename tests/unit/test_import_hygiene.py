@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.helpers.common import ROOT
 from tests.unit.test_layers import modules
 

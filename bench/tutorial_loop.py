@@ -1,15 +1,15 @@
-"""The seed tutorial's own training loop, as its code reads, on an ImageFolder copy of CIFAR-10:
+"""The tutorial's own training loop, as its code reads, on an ImageFolder copy of CIFAR-10:
 the yardstick bench/gpu_run.py measures cifar-tui's recipes against.
 
-Kept as the seed wrote it (its mechanics are what is measured): PIL RandomHorizontalFlip +
+Kept as the tutorial wrote it (its mechanics are what is measured): PIL RandomHorizontalFlip +
 RandomCrop(32, padding=4) + ToTensor + Normalize, DataLoader(batch 64, shuffle, 2 workers),
 torchvision resnet18 with a 10-way fc, CrossEntropyLoss, SGD lr 0.001 momentum 0.9,
-``loss.item()`` every step, the running loss every 200 batches, and the test pass as the seed
+``loss.item()`` every step, the running loss every 200 batches, and the test pass as the tutorial
 does it (train mode, augmented test images, batch 64). Two differences, both forced: the data
 is the JPEG ImageFolder copy (the GPU box is offline, no torchvision download) and the weights
 start from scratch (no ImageNet download either).
 
-    python bench/seed_loop.py DATA_ROOT [--epochs 2] [--device cuda]
+    python bench/tutorial_loop.py DATA_ROOT [--epochs 2] [--device cuda]
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import torchvision.transforms as transforms
 from torch import nn
 
 
-def seed_loop(root: Path, epochs: int, device: torch.device, say: Any = print) -> dict[str, float]:
-    """Train and test as the seed does; returns wall seconds split as gpu_run.py reports them."""
+def tutorial_loop(root: Path, epochs: int, device: torch.device, say: Any = print) -> dict[str, float]:
+    """Train and test as the tutorial does; returns wall seconds split as gpu_run.py reports them."""
     began = time.perf_counter()
     transform = transforms.Compose(
         [
@@ -86,7 +86,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
-    result = seed_loop(args.root, args.epochs, torch.device(args.device))
+    result = tutorial_loop(args.root, args.epochs, torch.device(args.device))
     print(", ".join(f"{k} {v:.4g}" for k, v in result.items()))
 
 

@@ -12,8 +12,10 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from engine.run.config import OPTIMIZERS, RECIPES, SCHEDULES, TrainConfig, from_recipe, path_kind
+from engine.run.choices import OPTIMIZERS, SCHEDULES
+from engine.run.config import TrainConfig, from_recipe, path_kind
 from engine.run.errors import EXIT_USAGE, ConfigError
+from engine.run.recipes import RECIPES
 from engine.run.steering import EARLY_STOP, TARGET, given, parse_early_stop_rule, parse_target_value
 
 

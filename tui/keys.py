@@ -17,7 +17,8 @@ class Key:
     action: str
     """The app's action it runs."""
     footer: str
-    """The footer's label (shown only when ``in_footer``)."""
+    """The footer's label (shown only when ``in_footer``): a word or two, so that every footer key,
+    q and ? among them, fits in 80 columns."""
     brief: str
     """A few words for ``cifar-tui --help``."""
     help: str
@@ -41,22 +42,21 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("p", "pause", "Pause/resume", "pause/resume", "pause / resume training",
+    Key("p", "pause", "pause", "pause/resume", "pause / resume training",
         "pause / resume (at the next batch boundary)", id="pause"),
-    Key("s", "save", "Save ckpt", "save a checkpoint", "save a checkpoint now (its path appears in the log)",
+    Key("s", "save", "save", "save a checkpoint", "save a checkpoint now (its path appears in the log)",
         "save a checkpoint now (the path appears in the log)", id="save"),
-    Key("e", "evaluate", "Evaluate now", "evaluate now", "evaluate on the test split now; training goes on after",
+    Key("e", "evaluate", "eval", "evaluate now", "evaluate on the test split now; training goes on after",
         "evaluate on the test split now, refresh per-class accuracy, plot the result (magenta \"now %\"); "
         "training continues", id="evaluate"),
-    Key("t", "steer", "Steer", "steer the run", "steer: LR multiplier, epochs, early stop, target accuracy",
+    Key("t", "steer", "steer", "steer the run", "steer: LR multiplier, epochs, early stop, target accuracy",
         "steer the run (a dialog): the LR multiplier, the number of epochs (the schedule is re-planned), early "
-        "stopping and a target accuracy; applied at the next batch", in_footer=False, id="steer"),
-    Key("minus", "steer_lr(0.5)", "LR x0.5", "halve the LR", "halve the learning rate (multiplier x0.5)",
-        "halve the learning rate: the multiplier on the scheduled LR goes x0.5", in_footer=False, id="lr_down"),
-    Key("plus", "steer_lr(2.0)", "LR x2", "double the LR", "double the learning rate (multiplier x2; = too)",
-        "double the learning rate: the multiplier on the scheduled LR goes x2 (`=` does it too)", in_footer=False,
-        id="lr_up"),
-    Key("c", "confusion", "Confusion", "confusion matrix", "show / hide the confusion matrix",
+        "stopping and a target accuracy; applied at the next batch", id="steer"),
+    Key("minus", "steer_lr(0.5)", "LR/2", "halve the LR", "halve the learning rate (multiplier x0.5)",
+        "halve the learning rate: the multiplier on the scheduled LR goes x0.5", id="lr_down"),
+    Key("plus", "steer_lr(2.0)", "LR×2", "double the LR", "double the learning rate (multiplier x2; = too)",
+        "double the learning rate: the multiplier on the scheduled LR goes x2 (`=` does it too)", id="lr_up"),
+    Key("c", "confusion", "confusion", "confusion matrix", "show / hide the confusion matrix",
         "show / hide the confusion matrix", id="confusion"),
     Key("v", "cycle_plots", "Plots", "plots", "plots: all, loss, accuracy, learning rate",
         "plots: all, then loss, accuracy or learning rate alone (a bigger plot at 80x24)", in_footer=False,
@@ -68,7 +68,7 @@ KEYS: tuple[Key, ...] = (
         "smoothing of the training loss: off, 0.6, 0.9 (default), 0.99 — TensorBoard's meaning (weight per "
         "step), debiased at the start, and its reach stays in steps when a long run's history is downsampled",
         in_footer=False, id="smoothing"),
-    Key("r", "runs", "Runs", "runs (t: compare configs)", "runs: compare runs (curves and configs)",
+    Key("r", "runs", "runs", "runs (t: compare configs)", "runs: compare runs (curves and configs)",
         "runs: every run in the runs folder (state, best/final accuracy, epochs, time, name, recipe); `space` "
         "selects runs, their test-accuracy curves are overlaid, `t` switches to a side-by-side table of their "
         "configs (the options that differ first, highlighted) with best/final accuracy and time",
@@ -79,7 +79,7 @@ KEYS: tuple[Key, ...] = (
     Key("d", "detach", "Detach", "detach", "detach: training goes on; [b]cifar-tui attach[/b] brings it back",
         "detach: training goes on in the background, `cifar-tui attach` brings the dashboard back",
         in_footer=False, id="detach"),
-    Key("q", "quit_app", "Quit", "quit (asks while training)", "quit (training: asks to save first; attached: just closes)",
+    Key("q", "quit_app", "quit", "quit (asks while training)", "quit (training: asks to save first; attached: just closes)",
         "quit; while training it asks: save and quit / quit without saving / cancel (attached: just closes)",
         id="quit"),
     Key("pageup", "scroll_log(-1)", "Log up", "log: page up", "scroll the log up a page (the mouse wheel too)",
@@ -87,7 +87,7 @@ KEYS: tuple[Key, ...] = (
         id="log_up"),
     Key("pagedown", "scroll_log(1)", "Log down", "log: page down", "scroll the log down a page (to the end: follow)",
         "scroll the log pane down a page; at the end it follows new lines again", in_footer=False, id="log_down"),
-    Key("question_mark", "help", "Help", "help", "this help", "help", id="help"),
+    Key("question_mark", "help", "help", "help", "this help", "help", id="help"),
 )  # fmt: skip
 
 

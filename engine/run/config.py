@@ -14,39 +14,22 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from engine.run.choices import (
+    CIFAR_STEM_ARCHS,
+    DATA_BUILTINS,
+    FLIPS,
+    LOADERS,
+    LR_FIND_MODES,
+    OPTIMIZERS,
+    PAD_MODES,
+    SCHEDULES,
+    SUPPORTED_ARCHS,
+)
 from engine.run.errors import ConfigError
 from engine.run.label import check_name, check_notes, check_tags
 from engine.run.recipes import RECIPES
 from engine.run.steering import parse_early_stop_rule
 
-#: torchvision classification models known to work with head replacement at small sizes.
-SUPPORTED_ARCHS: tuple[str, ...] = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnext50_32x4d",
-    "wide_resnet50_2",
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "efficientnet_b0",
-    "regnet_y_400mf",
-    "densenet121",
-    "vgg11_bn",
-    "shufflenet_v2_x1_0",
-    "convnext_tiny",
-)
-#: Archs whose stem can be swapped for a CIFAR-style 3x3 convolution without max-pool.
-CIFAR_STEM_ARCHS = tuple(a for a in SUPPORTED_ARCHS if a.startswith(("resnet", "resnext", "wide_resnet")))
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("constant", "cosine", "onecycle", "linear", "triangular")
-PAD_MODES = ("zeros", "reflect")
-FLIPS = ("random", "alternate", "off")
-LOADERS = ("auto", "tensor", "dataloader")
-DATA_BUILTINS = ("cifar10", "demo")
-LR_FIND_MODES = ("", "show", "ask", "use", "only")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -187,42 +170,6 @@ class TrainConfig:
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         return replace(self, **overrides)
-
-
-TRAINS = "trains"
-"""What is trained: a different value makes a different experiment."""
-RUNS = "runs"
-"""How it runs (device, loader, logging): the same experiment either way."""
-WRITTEN = "written"
-"""Where and how the run is written down: left out when runs are compared."""
-
-FIELD_KINDS: dict[str, tuple[str, bool]] = {
-    # name: (kind, may change when resuming)
-    "recipe": (TRAINS, False), "data": (TRAINS, False), "image_size": (TRAINS, False),
-    "train_limit": (TRAINS, False), "test_limit": (TRAINS, False), "arch": (TRAINS, False),
-    "weights": (TRAINS, False), "stem": (TRAINS, False), "zero_init_residual": (TRAINS, False),
-    "epochs": (TRAINS, True), "batch_size": (TRAINS, False), "lr": (TRAINS, False), "momentum": (TRAINS, False),
-    "nesterov": (TRAINS, False), "weight_decay": (TRAINS, False), "decay_norms": (TRAINS, False),
-    "optimizer": (TRAINS, False), "schedule": (TRAINS, False), "warmup_epochs": (TRAINS, False),
-    "label_smoothing": (TRAINS, False), "amp": (TRAINS, False), "channels_last": (TRAINS, False),
-    "sync_bn": (TRAINS, True), "tta": (TRAINS, False), "tta_translate": (TRAINS, False),
-    "pad_mode": (TRAINS, False), "flip": (TRAINS, False), "cutout": (TRAINS, False), "drop_last": (TRAINS, False),
-    "ema": (TRAINS, False), "seed": (TRAINS, False),
-    "compile": (RUNS, True), "loader": (RUNS, True), "workers": (RUNS, True), "eval_batch_size": (RUNS, True),
-    "eval_every": (RUNS, True), "early_stop": (TRAINS, True), "target_accuracy": (TRAINS, True),
-    "lr_find": (RUNS, True), "lr_find_start": (RUNS, True), "lr_find_end": (RUNS, True),
-    "lr_find_steps": (RUNS, True),
-    "device": (RUNS, True), "log_every": (RUNS, True), "data_dir": (RUNS, True), "resume": (RUNS, True),
-    "keep": (RUNS, True), "rank_timeout": (RUNS, True),
-    "progress_hz": (WRITTEN, True), "run_dir": (WRITTEN, True), "runs_root": (WRITTEN, True),
-    "name": (WRITTEN, True), "tags": (WRITTEN, True), "notes": (WRITTEN, True),
-    "overwrite": (WRITTEN, True), "save_wait": (WRITTEN, True), "explicit": (WRITTEN, True),
-}  # fmt: skip
-"""Every option's kind, and whether it may differ from a checkpoint's config when resuming
-(a test holds this table to the dataclass's fields)."""
-
-RESUME_MAY_CHANGE = frozenset(name for name, (_, on_resume) in FIELD_KINDS.items() if on_resume)
-NOT_COMPARED = tuple(name for name, (kind, _) in FIELD_KINDS.items() if kind == WRITTEN)
 
 
 def from_recipe(recipe: str, **overrides: Any) -> TrainConfig:

@@ -157,7 +157,7 @@ def _write_confusion(writer: object, events: list[ev.Event]) -> None:
 def _write_hparams(writer: object, events: list[ev.Event]) -> None:
     """What the run trained with and how well it did, for TensorBoard's HParams tab (the options
     that make a different experiment, as the runs screen compares them)."""
-    from engine.run.config import FIELD_KINDS, TRAINS
+    from engine.run.field_kinds import FIELD_KINDS, TRAINS
 
     started = [e for e in events if isinstance(e, ev.RunStarted)]
     if not started:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from engine.run import events as ev
+from engine.run import wire
 from engine.run.config import TrainConfig
 from engine.run.errors import RunDirError
 from engine.run.fileio import atomic_write_json, atomic_write_text
@@ -86,7 +87,7 @@ def _cifar_tui_events(events: Path) -> bool:
             first = f.readline(1_000_000)
     except OSError:
         return False
-    return ev.from_json_line(first) is not None
+    return wire.from_json_line(first) is not None
 
 
 def write_mark(path: Path) -> None:
@@ -251,7 +252,7 @@ class RunDirSink:
         self._pending.clear()
 
     def _write(self, event: ev.Event) -> None:
-        line = (ev.to_json_line(event) + "\n").encode("utf-8")
+        line = (wire.to_json_line(event) + "\n").encode("utf-8")
         try:
             if self._file is None:  # closed after a failed write: try again
                 self._file = self._open_events()
@@ -322,7 +323,7 @@ def read_events(path: Path) -> list[ev.Event]:
     except (FileNotFoundError, NotADirectoryError):
         return out
     for line in lines:
-        event = ev.from_json_line(line)
+        event = wire.from_json_line(line)
         if event is not None:
             out.append(event)
     return out

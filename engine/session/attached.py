@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from engine.run import events as ev
+from engine.run import wire
 from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
 from engine.run.events import Phase
 from engine.run.rundir import EVENTS
@@ -155,7 +156,7 @@ class EventTail:
         *lines, self._partial = (self._partial + chunk).split(b"\n")
         events = []
         for line in lines:
-            event = ev.from_json_line(line)
+            event = wire.from_json_line(line)
             if event is not None:
                 events.append(event)
             elif line.strip():

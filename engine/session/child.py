@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from engine.run import events as ev
+from engine.run import wire
 from engine.run.config import TrainConfig
 from engine.run.controls import message
 from engine.run.steering import SteerAct
@@ -173,7 +174,7 @@ class ChildSession(Session):
                 except (EOFError, OSError):
                     sources.remove(self._conn)
                     continue
-                event = ev.from_dict(data) if isinstance(data, dict) else None
+                event = wire.from_dict(data) if isinstance(data, dict) else None
                 if event is not None:
                     final = final or isinstance(event, ev.Finished | ev.Failed)
                     if isinstance(event, ev.RunStarted):

@@ -13,7 +13,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from engine.run import console
+from engine.run import console, wire
 from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import COMMANDS, STOPPED_FROM_A_DASHBOARD, Command, Controls, cause_in, command_in
@@ -67,7 +67,7 @@ class EventChannel:
                 self._sending = True
             try:
                 if dropped:
-                    self._conn.send(ev.to_dict(ev.Log(f"the dashboard fell behind: {dropped} progress events not "
+                    self._conn.send(wire.to_dict(ev.Log(f"the dashboard fell behind: {dropped} progress events not "
                                                       "shown (all are in events.jsonl)", level="warning")))  # fmt: skip
                 self._conn.send(message)
             except (OSError, EOFError, ValueError):
@@ -127,7 +127,7 @@ def train_for_dashboard(conn: Connection) -> int:
             return
         if isinstance(event, ev.Evaluation):
             printer.last_evaluation = event  # the per-class lines at the end, when it ends detached
-        channel.put(ev.to_dict(event))
+        channel.put(wire.to_dict(event))
         if isinstance(event, ev.RunStarted) and detach_wanted.is_set():
             threading.Thread(target=detach, daemon=True).start()
 

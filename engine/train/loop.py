@@ -1,5 +1,9 @@
 """The step loop of a run: batches in, optimizer steps, reports, evaluations, checkpoints and
-controls at batch boundaries. Several ranks run it in lockstep (engine/ranks/group.py)."""
+controls at batch boundaries. Several ranks run it in lockstep (engine/ranks/group.py).
+
+Longer than this project's usual 300 lines, on purpose: it is the one hot path, read top to
+bottom, and what happens at a batch boundary (controls, steering, evaluation, saving) is easier
+to check for lockstep across ranks in one place than spread over modules."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.run import events as ev
+from engine.run import wire
 from engine.run.controls import Controls
 from engine.run.events import Phase
 from engine.run.fileio import atomic_write_json
@@ -154,7 +155,7 @@ def find_lr(host: FinderHost, loop: TrainLoop, parts: LoopParts, run_dir: Path) 
         seconds=test.seconds, asks=cfg.lr_find == "ask" and s is not None, steps=steps, interrupted=test.interrupted,
     )  # fmt: skip
     try:
-        atomic_write_json(run_dir / RESULT_FILE, ev.to_dict(event))
+        atomic_write_json(run_dir / RESULT_FILE, wire.to_dict(event))
     except OSError as exc:  # the run matters more than the record of its finder
         host.emit(ev.Log(f"lr-find: {RESULT_FILE} not written ({exc.strerror or exc})", level="warning"))
     if test.interrupted:  # the run ends as stopped, its finder's record marked partial

@@ -13,8 +13,9 @@ from engine.data.pipeline import Augmentation, BatchSource, LoaderBatches, Tenso
 from engine.data.sources import DataBundle
 from engine.ranks.group import World
 from engine.run import events as ev
-from engine.run.config import RESUME_MAY_CHANGE, TrainConfig, validate
+from engine.run.config import TrainConfig, validate
 from engine.run.errors import CheckpointError, ConfigError
+from engine.run.field_kinds import RESUME_MAY_CHANGE
 from engine.run.rundir import checkpoint_run_dir
 from engine.train.device import compile_model, device_name, resolve_loader
 from engine.train.state import TrainState

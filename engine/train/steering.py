@@ -9,6 +9,7 @@ import torch
 
 from engine.run import events as ev
 from engine.run import steering as st
+from engine.run import wire
 from engine.run.config import TrainConfig
 from engine.train.schedule import LrSchedule
 from engine.train.state import TrainState
@@ -69,7 +70,7 @@ class Steering:
         event = ev.Steered(where.global_step, where.epoch + 1, act.what, old[0], new[0], act.source, refused,
                            old_extra=old[1], new_extra=new[1], request=act.request)  # fmt: skip
         if not refused:
-            self.state.acts.append(ev.to_dict(event))
+            self.state.acts.append(wire.to_dict(event))
         return cfg, event
 
     def resumed_with(self, cfg: TrainConfig, where: TrainState,

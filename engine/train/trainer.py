@@ -1,6 +1,9 @@
 """A training run: a typed config in, plain events out. The trainer sets the run up (device,
 process group, data, model, resume, run directory) and reports how it ended; the step loop
-itself is engine/train/loop.py, the data-parallel pieces engine/ranks/group.py."""
+itself is engine/train/loop.py, the data-parallel pieces engine/ranks/group.py.
+
+A little over 300 lines, on purpose: set-up is one ordered sequence (each step may fail with its
+own one-line cause, and a stop may come during any of them), kept in one place."""
 
 from __future__ import annotations
 

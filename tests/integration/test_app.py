@@ -292,7 +292,7 @@ async def test_accuracy_axis_stays_within_0_and_100_with_one_evaluate_now_point(
 
 
 def footer_of(app: CifarTui) -> str:
-    return next(line for line in screen_text(app).splitlines() if "palette" in line)
+    return [line for line in screen_text(app).splitlines() if line.strip()][-1]
 
 
 async def test_the_footer_shows_the_keys_that_act_now_and_a_dead_key_says_why() -> None:
@@ -303,13 +303,20 @@ async def test_the_footer_shows_the_keys_that_act_now_and_a_dead_key_says_why() 
     async with training.run_test(size=(120, 40)) as pilot:
         await settle(pilot, events=len(training.session.script))  # type: ignore[attr-defined]
         footer = footer_of(training)
-        assert "Pause/resume" in footer and "Save ckpt" in footer and "Evaluate now" in footer
+        assert all(k in footer for k in ("p pause", "s save", "e eval", "t steer", "- LR/2", "+ LR×2", "? help"))
+    # At 80 columns every footer key is on screen, q and ? (the last) included.
+    narrow = CifarTui(cfg, lambda c: ScriptedSession(script(c, 3)))
+    async with narrow.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, events=len(narrow.session.script))  # type: ignore[attr-defined]
+        footer = footer_of(narrow)
+        assert footer.split() == ["p", "pause", "s", "save", "e", "eval", "t", "steer", "-", "LR/2", "+", "LR×2", "c",
+                                  "confusion", "q", "quit", "?", "help"], footer  # fmt: skip
     ended = CifarTui(cfg, lambda c: ScriptedSession(script(c, 10, end="finished")))
     async with ended.run_test(size=(120, 40)) as pilot:
         await settle(pilot, events=len(ended.session.script))  # type: ignore[attr-defined]
-        await app_until(pilot, lambda: "Pause/resume" not in footer_of(ended))
+        await app_until(pilot, lambda: "p pause" not in footer_of(ended))
         footer = footer_of(ended)
-        assert "Save ckpt" not in footer and "Confusion" in footer and "Quit" in footer
+        assert "s save" not in footer and "t steer" not in footer and "c confusion" in footer and "q quit" in footer
         await pilot.press("p")  # not in the footer, still answered
         await app_until(pilot, lambda: "no training is running" in [n.message for n in ended._notifications])
         await pilot.press("q")

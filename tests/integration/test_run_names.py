@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.run import events as ev
+from engine.run import wire
 from engine.run.index import index_path, remember
 from engine.run.label import Label, write_label
 from engine.run.rundir import write_mark
@@ -22,7 +22,7 @@ def fake_run(folder: Path, name: str = "") -> Path:
     folder.mkdir(parents=True)
     write_mark(folder)
     events = script(tutorial_config(), 2, "finished")
-    (folder / "events.jsonl").write_text("".join(ev.to_json_line(e) + "\n" for e in events))
+    (folder / "events.jsonl").write_text("".join(wire.to_json_line(e) + "\n" for e in events))
     fold = SummaryFold()
     for event in events:
         fold.add(event)

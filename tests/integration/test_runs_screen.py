@@ -14,6 +14,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from engine.run import events as ev
+from engine.run import wire
 from engine.run.summary import SummaryFold
 from tests.helpers.common import screen_text
 from tests.helpers.scripted import T0, ScriptedSession, script, tutorial_config
@@ -25,7 +26,7 @@ from tui.screens.runs import RUN_COLORS, RunsScreen
 def write_run(folder: Path, events: list[ev.Event]) -> None:
     """A finished run as the trainer leaves it: its events and the summary folded from them."""
     folder.mkdir(parents=True)
-    (folder / "events.jsonl").write_text("".join(ev.to_json_line(e) + "\n" for e in events))
+    (folder / "events.jsonl").write_text("".join(wire.to_json_line(e) + "\n" for e in events))
     fold = SummaryFold()
     for event in events:
         fold.add(event)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from engine.run import events as ev
+from engine.run import wire
 from engine.run.controls import Controls
 from engine.run.rundir import read_events
 from engine.train.checkpoint import load_checkpoint
@@ -38,8 +39,8 @@ def test_demo_run_learns_and_writes_run_directory(tmp_path: Path, recorder: Reco
 def test_events_are_plain_json_values(tmp_path: Path, recorder: Recorder) -> None:
     Trainer(tiny_config(tmp_path), recorder).run()
     for event in recorder.events:
-        data = ev.to_dict(event)
-        assert ev.from_dict(json.loads(json.dumps(data))) == event
+        data = wire.to_dict(event)
+        assert wire.from_dict(json.loads(json.dumps(data))) == event
 
 
 def test_progress_is_rate_limited(tmp_path: Path, recorder: Recorder) -> None:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from engine.run import events as ev
+from engine.run import wire
 from engine.run.config import TrainConfig
 from engine.run.rundir import MARK, holds_run, read_events
 from engine.train.checkpoint import load_checkpoint
@@ -63,7 +64,7 @@ def test_a_run_is_known_by_what_only_cifar_tui_writes(tmp_path: Path) -> None:
     (tmp_path / "old-config" / "config.json").write_text(json.dumps(TrainConfig().to_dict()))
     assert holds_run(tmp_path / "old-config")
     (tmp_path / "old-events").mkdir()
-    (tmp_path / "old-events" / "events.jsonl").write_text(ev.to_json_line(ev.Status("loading_data")) + "\n")
+    (tmp_path / "old-events" / "events.jsonl").write_text(wire.to_json_line(ev.Status("loading_data")) + "\n")
     assert holds_run(tmp_path / "old-events")
 
 
@@ -173,7 +174,7 @@ def test_listing_into_a_closed_pipe_or_a_full_device(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     for n in range(3):
         (root / f"run-{n}").mkdir(parents=True)
-        (root / f"run-{n}" / "events.jsonl").write_text(ev.to_json_line(ev.Status("loading_data")) + "\n")
+        (root / f"run-{n}" / "events.jsonl").write_text(wire.to_json_line(ev.Status("loading_data")) + "\n")
     reader = subprocess.Popen([*CLI, "runs", "--json", "--runs-root", str(root)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, cwd=ROOT)  # fmt: skip
     assert reader.stdout is not None and reader.stderr is not None

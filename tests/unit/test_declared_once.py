@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from engine.run.config import FIELD_KINDS, NOT_COMPARED, RESUME_MAY_CHANGE, RUNS, TRAINS, WRITTEN, TrainConfig
+from engine.run.config import TrainConfig
+from engine.run.field_kinds import FIELD_KINDS, NOT_COMPARED, RESUME_MAY_CHANGE, RUNS, TRAINS, WRITTEN
 from tests.helpers.common import ROOT
 from tui.keys import KEYS, bindings, epilog_lines, help_text, readme_table
 from tui.options import dashboard_parser

@@ -8,6 +8,7 @@ from dataclasses import fields
 import pytest
 
 from engine.run import events as ev
+from engine.run import wire
 
 SAMPLES: list[ev.Event] = [
     ev.Status(ev.Phase.PAUSED, "paused at step 3", t=1.0),
@@ -46,33 +47,33 @@ SAMPLES: list[ev.Event] = [
 
 @pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.kind)
 def test_every_kind_round_trips_through_a_json_line(event: ev.Event) -> None:
-    back = ev.from_json_line(ev.to_json_line(event))
+    back = wire.from_json_line(wire.to_json_line(event))
     assert back == event
     assert {f.name for f in fields(back)} == {f.name for f in fields(event)}
 
 
 def test_every_event_kind_is_sampled() -> None:
-    assert {e.kind for e in SAMPLES} == set(ev.EVENT_TYPES)
+    assert {e.kind for e in SAMPLES} == set(wire.EVENT_TYPES)
 
 
 def test_a_phase_is_a_plain_string_on_the_wire() -> None:
-    line = ev.to_json_line(ev.Status(ev.Phase.WAITING_FOR_ROOM, t=1.0))
+    line = wire.to_json_line(ev.Status(ev.Phase.WAITING_FOR_ROOM, t=1.0))
     assert '"state":"waiting_for_room"' in line
-    assert ev.from_json_line(line) == ev.Status("waiting_for_room", t=1.0)
+    assert wire.from_json_line(line) == ev.Status("waiting_for_room", t=1.0)
 
 
 def test_a_nan_is_written_as_null_and_read_back_as_no_event_rather_than_a_wrong_one() -> None:
-    line = ev.to_json_line(ev.Progress(0, 1, 1, 1, 1, math.nan, 0.1, 1.0, 0.0, 1.0, t=1.0))
+    line = wire.to_json_line(ev.Progress(0, 1, 1, 1, 1, math.nan, 0.1, 1.0, 0.0, 1.0, t=1.0))
     assert "NaN" not in line and '"loss":null' in line
-    assert ev.from_json_line(line) is None  # a required float missing: skipped, never a crash
+    assert wire.from_json_line(line) is None  # a required float missing: skipped, never a crash
 
 
 @pytest.mark.parametrize("line", [b"", b"{", b"\xff\xfe", b"[1, 2]", b'{"kind": "nope"}', b"[" * 100_000,
                                   b'{"kind": "log", "message": 3}'])  # fmt: skip
 def test_a_damaged_line_is_no_event(line: bytes) -> None:
-    assert ev.from_json_line(line) is None
+    assert wire.from_json_line(line) is None
 
 
 def test_fields_a_newer_version_adds_are_dropped() -> None:
-    line = ev.to_json_line(ev.Log("x", t=1.0)).replace("}", ',"future":1}')
-    assert ev.from_json_line(line) == ev.Log("x", t=1.0)
+    line = wire.to_json_line(ev.Log("x", t=1.0)).replace("}", ',"future":1}')
+    assert wire.from_json_line(line) == ev.Log("x", t=1.0)

@@ -4,6 +4,7 @@ as the numbers they showed (tests/fixtures/steered-2026-12-01.jsonl, lines as th
 from __future__ import annotations
 
 from engine.run import events as ev
+from engine.run import wire
 from engine.run.summary import SummaryFold
 from tests.helpers.common import ROOT
 from tui.state import RunState
@@ -12,7 +13,7 @@ LEGACY = ROOT / "tests" / "fixtures" / "steered-2026-12-01.jsonl"
 
 
 def legacy_events() -> list[ev.Steered]:
-    events = [ev.from_json_line(line) for line in LEGACY.read_text().splitlines()]
+    events = [wire.from_json_line(line) for line in LEGACY.read_text().splitlines()]
     assert all(isinstance(e, ev.Steered) for e in events)
     return events  # type: ignore[return-value]
 
@@ -26,7 +27,7 @@ def test_old_display_strings_read_as_numbers() -> None:
 
 
 def test_the_dashboard_and_the_summary_fold_old_and_new_alike() -> None:
-    new = [ev.from_json_line(ev.to_json_line(e)) for e in legacy_events()]
+    new = [wire.from_json_line(wire.to_json_line(e)) for e in legacy_events()]
     assert new == legacy_events()  # numbers go through the wire unchanged
     for events in (legacy_events(), new):
         state, fold = RunState(), SummaryFold()
@@ -40,4 +41,4 @@ def test_the_dashboard_and_the_summary_fold_old_and_new_alike() -> None:
 
 def test_a_garbled_old_value_is_a_damaged_line_not_a_crash() -> None:
     line = LEGACY.read_text().splitlines()[0].replace('"x0.5"', '"xhalf"')
-    assert ev.from_json_line(line) is None
+    assert wire.from_json_line(line) is None

@@ -69,6 +69,11 @@ class DashboardScreen(Screen[None]):
     def fit(self, width: int, height: int) -> None:
         """Small terminals: a narrower side column, a shorter log, a one-line device pane, no LR plot."""
         self.set_class(width < 100, "-narrow")
+        with contextlib.suppress(NoMatches):  # (not composed yet)
+            footer = self.query_one(Footer)
+            # Narrow: no palette hint (Ctrl+P still opens it), so that every footer key, q and ? the
+            # last of them, is on screen at 80 columns.
+            footer.show_command_palette = width >= 100
         if self.has_class("-short") != (height < 30):
             self.set_class(height < 30, "-short")
             self.show_device()

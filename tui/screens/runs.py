@@ -23,8 +23,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
 from engine.run.catalog import find_runs, sort_runs
-from engine.run.config import NOT_COMPARED
 from engine.run.curves import AXES, METRICS, RunCurves, axis_label, read_curves
+from engine.run.field_kinds import NOT_COMPARED
 from engine.run.summary import RunSummary
 from engine.run.wording import distinct, duration
 from tui.format import pct

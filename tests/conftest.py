@@ -18,12 +18,27 @@ from tests.helpers.common import MINI, Recorder  # noqa: E402
 SYSTEM = ROOT / "tests" / "system"
 
 
+STAGES = ("system", "integration", "unit")
+"""The suite's stages, each a folder and a marker (``pytest -m unit`` runs one): the slowest first."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # One torch thread per worker and per process it starts: with a worker per core, torch's
+        # own threads would only fight over the cores (its spinning workers waste them).
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests under tests/system/ (a pty, torchrun, a browser, a real tmpfs) carry the ``system``
-    marker: ``pytest -m 'not system'`` leaves them out."""
+    """Each test carries its stage's marker (its folder: tests/system/ is a pty, torchrun, a browser
+    or a real tmpfs; tests/unit/ trains nothing); the stages run slowest first, so that with
+    several workers (pytest-xdist) the long tests start early and the short ones fill in."""
     for item in items:
-        if SYSTEM in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.system)
+        stage = Path(str(item.fspath)).parent.name
+        if stage in STAGES:
+            item.add_marker(getattr(pytest.mark, stage))
+    order = {stage: i for i, stage in enumerate(STAGES)}
+    items.sort(key=lambda item: order.get(Path(str(item.fspath)).parent.name, len(STAGES)))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

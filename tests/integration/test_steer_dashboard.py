@@ -75,3 +75,26 @@ async def test_a_scripted_run_gets_the_acts_the_keys_make() -> None:
         assert [(a.what, a.value, a.extra, a.source) for a in session.steered] == [
             ("lr_scale", 2.0, 1.0, "dashboard"), ("lr_scale", 2.0, 1.0, "dashboard"),
             ("lr_scale", 0.5, 1.0, "dashboard")]  # fmt: skip
+
+
+async def test_keys_typed_ahead_into_the_steer_dialog_land_in_the_fields_they_were_meant_for() -> None:
+    """`t`, a value, tab, another value and enter typed (or pasted) in one burst, faster than the
+    dialog opens and selects: each lands in its field, none acts on the dashboard behind it."""
+    from textual import events
+
+    cfg = tutorial_config()
+    played = script(cfg, 3)
+    session = ScriptedSession(played)
+    app = CifarTui(cfg, lambda c: session, telemetry_s=3600)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, events=len(played))
+        burst = [("t", "t"), ("0", "0"), ("full_stop", "."), ("2", "2"), ("5", "5"), ("tab", None),
+                 ("minus", "-"), ("1", "1"), ("enter", None)]  # fmt: skip
+        assert app._driver is not None
+        for key, char in burst:  # straight into the driver, not waiting for the app between keys
+            event = events.Key(key, char)
+            event.set_sender(app)
+            app._driver.send_message(event)
+        await app_until(pilot, lambda: len(session.steered) == 2, why=lambda: (session.steered, session.commands))
+        assert [(a.what, a.value, a.extra) for a in session.steered] == [("lr_scale", 0.25, 0.0), ("epochs", -1.0, 1.0)]
+        assert session.commands == ["steer", "steer"]  # the "-" went into the field, not to the LR key

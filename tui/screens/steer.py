@@ -4,6 +4,8 @@ value that does not read is said under the fields (the dialog stays open)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -25,10 +27,12 @@ class SteerDialog(ModalScreen[list[st.SteerAct]]):
 
     BINDINGS = [Binding("escape", "dismiss([])", "Cancel")]
 
-    def __init__(self, current: dict[str, str], source: str) -> None:
+    def __init__(self, current: dict[str, str], source: str, ready: Callable[[], None] = lambda: None) -> None:
         super().__init__()
         self.current = current
         self.source = source
+        self.ready = ready
+        """Called once the first field has the focus: keys typed ahead can be played into it."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -45,6 +49,7 @@ class SteerDialog(ModalScreen[list[st.SteerAct]]):
 
     def on_mount(self) -> None:
         self.query_one(f"#steer-{st.LR_SCALE}", Input).focus()  # its value selected: typing replaces it
+        self.ready()
 
     def acts(self) -> list[st.SteerAct]:
         """The changed fields as acts; ValueError (one line) for the first that does not read."""

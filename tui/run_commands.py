@@ -19,9 +19,10 @@ from engine.run import steering as st
 from engine.run.catalog import NoSuchRun, choose_run
 from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
 from engine.run.controls import Command
+from engine.run.fileio import clear_torn_writes
 from engine.run.index import forget
 from engine.run.label import check_name, check_notes, check_tags, read_label, run_title, write_label
-from engine.run.rundir import EVENTS, holds_run, live_owner
+from engine.run.rundir import CHECKPOINTS, EVENTS, holds_run, live_owner
 from engine.run.summary import safe_summary
 from engine.run.wording import event_lines
 
@@ -215,6 +216,8 @@ def label_main(argv: list[str]) -> int:
     except (NoSuchRun, ValueError) as exc:
         return usage_error(str(exc))
     if any(v is not None for v in (args.name, args.tags, args.add_tags, args.notes)):
+        if not trainer_alive(run_dir) and live_owner(run_dir) is None:  # nothing writes there now
+            clear_torn_writes(run_dir / CHECKPOINTS)
         try:
             write_label(run_dir, label)
         except OSError as exc:
@@ -246,6 +249,7 @@ def archive_main(argv: list[str]) -> int:
     run_dir = _idle_run(args, "archive")
     if isinstance(run_dir, str):
         return usage_error(run_dir)
+    clear_torn_writes(run_dir / CHECKPOINTS)  # (an idle run: what a killed save left goes)
     label = read_label(run_dir)
     label.archived = not args.undo
     try:

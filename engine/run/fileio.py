@@ -73,3 +73,17 @@ def write_error(path: Path, exc: BaseException) -> OSError:
     if 0 <= free < 64 * 1024 * 1024:
         return OSError(errno.ENOSPC, f"No space left on device ({free // 1024} KB free in {path.parent})")
     return OSError(errno.EIO, f"write failed: {str(exc).splitlines()[0][:200]}")
+
+
+def clear_torn_writes(folder: Path) -> list[Path]:
+    """Remove what a write killed part-way left in ``folder``: the temporary files of
+    :func:`atomic_write` (``.NAME.XXXX.tmp``), never a file a reader takes. Only for a folder
+    nothing is writing to now (a live writer's temporary file is its write under way)."""
+    gone = []
+    try:
+        for stale in folder.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+            gone.append(stale)
+    except OSError:  # a folder we cannot list or clean: the files stay, nothing else is affected
+        pass
+    return gone

@@ -27,7 +27,7 @@ from engine.run.config import TrainConfig
 from engine.run.controls import Controls
 from engine.run.errors import CheckpointError, first_line
 from engine.run.events import Phase
-from engine.run.fileio import atomic_torch_save, free_bytes
+from engine.run.fileio import atomic_torch_save, clear_torn_writes, free_bytes
 from engine.run.rundir import BEST, LAST
 from engine.run.steering import SteerState
 from engine.run.wording import duration, plural
@@ -123,9 +123,7 @@ class CheckpointStore:
     def __init__(self, folder: Path, keep: int) -> None:
         self.folder = folder
         self.keep = max(1, keep)
-        if folder.is_dir():  # leftovers of a write that was killed: never a valid checkpoint
-            for stale in folder.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
+        clear_torn_writes(folder)  # leftovers of a write that was killed: never a valid checkpoint
 
     def save(self, state: dict[str, Any], *, best: bool) -> Path:
         path = self.folder / f"step-{int(state['global_step']):08d}.pt"

@@ -91,3 +91,22 @@ def test_replies_and_exports_call_a_run_by_its_name(tmp_path: Path, monkeypatch:
     fake_run(tmp_path / "runs" / "20261204-140000-wide", name="wide lr")
     assert main(["export", "baseline", "wide lr", "--csv", "--out", str(tmp_path / "csv")]) == 0
     assert sorted(p.name for p in (tmp_path / "csv").iterdir()) == ["baseline", "wide-lr"]
+
+
+def test_what_a_killed_save_left_goes_when_the_run_is_next_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint write killed with SIGKILL leaves its temporary file (up to a checkpoint's size)
+    in checkpoints/ (tests/integration/test_faults.py makes one); labelling or archiving the idle
+    run removes it, as the next trainer to open the run does."""
+    monkeypatch.chdir(tmp_path)
+    run = fake_run(tmp_path / "runs" / "torn")
+    (run / "checkpoints").mkdir()
+    kept = run / "checkpoints" / "step-00000008.pt"
+    kept.write_bytes(b"a checkpoint")
+    torn = run / "checkpoints" / ".step-00000016.pt.k2j3h4.tmp"
+    torn.write_bytes(b"x" * 1000)
+    assert main(["label", "torn", "--notes", "tried lr 0.1"]) == 0
+    assert not torn.exists() and kept.exists()
+    torn.write_bytes(b"x" * 1000)
+    assert main(["archive", "torn"]) == 0 and not torn.exists() and kept.exists()

@@ -73,10 +73,10 @@ def test_gpu_branch_reads_the_device_only_at_reports(
     # The fast recipe's parts on the cheap ImageNet stem: triangular schedule, reflect padding,
     # Cutout, alternating flips, EMA, TTA.
     counts, recorder = _run(
-        tmp_path / "gpu", monkeypatch, recipe="fast", stem="imagenet", batch_size=32, ema=0.9, flip="alternate"
+        tmp_path / "gpu", monkeypatch, recipe="fast", stem="imagenet", batch_size=16, ema=0.9, flip="alternate"
     )
     reports = {p.global_step for p in recorder.of(ev.Progress)}
-    assert reports == {8, 16}  # 256 images, batch 32: the last step of each epoch
+    assert reports == {8, 16}  # 128 images, batch 16: the last step of each epoch
     assert counts[8] > 0 and counts[16] > 0  # the reports read (loss, sums), evaluation and saving too
     between = {step: n for step, n in counts.items() if step not in reports and step != 0}
     assert between == {}, f"host syncs between reports, by step: {between}"
@@ -108,7 +108,8 @@ def test_compile_compiles_once_for_training_and_once_for_evaluation(
     recorder = Recorder()
     # 100 training images at batch 32 (a ragged batch of 4, dropped), 50 test images at batch 32
     # (a last batch of 18, padded), flip TTA: two graphs, then nothing new in epoch 2.
-    cfg = tiny_config(tmp_path, epochs=2, train_limit=100, test_limit=50, eval_batch_size=32, tta=True, compile=True)
+    cfg = tiny_config(tmp_path, epochs=2, train_limit=100, test_limit=50, batch_size=32, eval_batch_size=32, tta=True,
+                      compile=True)  # fmt: skip
     finished = Trainer(cfg, recorder).run()
     torch._dynamo.reset()
     assert finished.reason == "completed"

@@ -4,10 +4,12 @@ input, a damaged index hides nothing, and replies and exports call a run by its 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from engine.run import events as ev
 from engine.run import wire
 from engine.run.index import index_path, remember
 from engine.run.label import Label, write_label
@@ -110,3 +112,58 @@ def test_what_a_killed_save_left_goes_when_the_run_is_next_written(
     assert not torn.exists() and kept.exists()
     torn.write_bytes(b"x" * 1000)
     assert main(["archive", "torn"]) == 0 and not torn.exists() and kept.exists()
+
+
+def test_resume_takes_a_runs_name_and_a_stopped_run_points_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.options import resume_target
+
+    monkeypatch.chdir(tmp_path)
+    run = fake_run(tmp_path / "runs" / "20261204-150000-tutorial-demo", name="baseline")
+    assert main(["resume", "baseline"]) == 2  # the control command: the run is not running...
+    assert "to train it on: cifar-tui --resume baseline" in capsys.readouterr().err  # ...and says how
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.pt").write_bytes(b"stands in for a checkpoint")
+    for given in ("baseline", "20261204-150000-tutorial-demo", str(run)):
+        assert Path(resume_target(given)).resolve() == run / "checkpoints" / "last.pt", given
+    assert resume_target(str(run / "checkpoints" / "last.pt")) == str(run / "checkpoints" / "last.pt")
+    assert resume_target("no-such-run") == "no-such-run"  # the config's check says no such checkpoint
+
+
+def test_runs_lists_by_best_with_unmeasured_runs_last_and_help_names_the_real_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.run.index import index_path
+
+    monkeypatch.chdir(tmp_path)
+    fake_run(tmp_path / "runs" / "measured")
+    unmeasured = tmp_path / "runs" / "unmeasured"
+    unmeasured.mkdir(parents=True)
+    write_mark(unmeasured)
+    started = script(tutorial_config(), 0)[:2]  # started, no epoch ended: no accuracy yet
+    (unmeasured / "events.jsonl").write_text("".join(wire.to_json_line(e) + "\n" for e in started))
+    for reverse in ([], ["--reverse"]):
+        assert main(["runs", "--json", "--sort", "best", *reverse]) == 0
+        assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["measured", "unmeasured"]
+    with pytest.raises(SystemExit):
+        main(["runs", "--help"])
+    words = capsys.readouterr().out.split()  # (argparse wraps lines at spaces, never in a path)
+    assert f"{index_path()})." in words and "~/.local/state/cifar-tui/runs.jsonl)." not in words
+
+
+def test_a_resumed_runs_duration_leaves_out_the_time_it_lay_stopped() -> None:
+    from engine.run.summary import SummaryFold
+
+    cfg = tutorial_config()
+    first = [e for e in script(cfg, 1) if not isinstance(e, ev.Status)]
+    fold = SummaryFold()
+    for event in first:  # trained for 100 s ...
+        fold.add(event)
+    fold.add(ev.Finished("stopped", 1, 782, 0.5, 0.5, 100.0, t=first[-1].t + 100))
+    gap = 86_400.0  # ... then lay stopped for a day ...
+    later = first[-1].t + 100 + gap
+    for event in (first[0], ev.Finished("completed", 2, 1564, 0.6, 0.6, 50.0)):  # ... and trained 50 s more
+        fold.add(replace(event, t=later) if isinstance(event, ev.RunStarted) else replace(event, t=later + 50))
+    summary = fold.summary(Path("/nonexistent"))
+    assert summary.duration is not None and abs(summary.duration - 150.0) < 1e-6

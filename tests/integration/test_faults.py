@@ -142,7 +142,7 @@ def test_out_of_memory_is_reported_with_a_suggestion(tmp_path: Path, monkeypatch
     rec = Recorder()
     from engine.run.errors import UserError
 
-    with pytest.raises(UserError, match="try --batch-size 16"):
+    with pytest.raises(UserError, match="try --batch-size 8"):
         Trainer(tiny_config(tmp_path), rec).run()
     assert rec.of(ev.Failed)[0].error == "out_of_memory"
 

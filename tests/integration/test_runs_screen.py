@@ -43,8 +43,8 @@ async def test_eight_runs_compare_each_in_its_colour_with_steering_marks(
         name = f"20261127-1{i}0000-tutorial-cifar10"
         events = [replace(e, run_dir=f"runs/{name}") if isinstance(e, ev.RunStarted) else e for e in base]
         if i == 7:  # the last run was halved at step 1000 and once refused
-            events.insert(-3, ev.Steered(1000, 2, "lr_scale", "x1", "x0.5", "dashboard", t=T0))
-            events.insert(-3, ev.Steered(1200, 2, "epochs", "3", "1", "dashboard", refused="too late", t=T0))
+            events.insert(-3, ev.Steered(1000, 2, "lr_scale", 1.0, 0.5, "dashboard", t=T0))
+            events.insert(-3, ev.Steered(1200, 2, "epochs", 3.0, 1.0, "dashboard", refused="too late", t=T0))
         write_run(tmp_path / "runs" / name, events)
     app = CifarTui(cfg, lambda c: ScriptedSession(base), telemetry_s=3600)
     async with app.run_test(size=(160, 50)) as pilot:

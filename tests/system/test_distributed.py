@@ -28,8 +28,8 @@ from engine.train.evaluate import evaluate
 from engine.train.models import build_model
 from tests.helpers.waiting import wait_until
 
-DATA = ["--device", "cpu", "--data", "demo", "--weights", "none", "--train-limit", "256", "--test-limit", "200",
-        "--batch-size", "32", "--lr", "0.02", "--loader", "tensor"]  # fmt: skip
+DATA = ["--device", "cpu", "--data", "demo", "--weights", "none", "--train-limit", "512", "--test-limit", "200",
+        "--batch-size", "64", "--lr", "0.02", "--loader", "tensor"]  # fmt: skip
 
 
 def engine(*args: str) -> list[str]:
@@ -91,7 +91,7 @@ def test_two_processes_train_one_run_and_evaluate_exactly(
     final = [e for e in events if isinstance(e, ev.Evaluation)][-1]
     assert final.accuracy > 0.3  # it learned (chance: 10%)
     # The sharded, all-reduced evaluation is exactly a one-process evaluation of the saved model.
-    cfg = from_recipe("tutorial", data="demo", weights="none", train_limit=256, test_limit=200, device="cpu",
+    cfg = from_recipe("tutorial", data="demo", weights="none", train_limit=512, test_limit=200, device="cpu",
                       run_dir=str(tmp_path / "unused"))  # fmt: skip
     data = load_data(cfg, lambda _kind, _text: None)
     model = build_model(cfg, len(data.class_names), lambda _kind, _text: None)

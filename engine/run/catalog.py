@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.run.index import indexed, resolved
+from engine.run.label import read_label
 from engine.run.rundir import EVENTS
 from engine.run.summary import RunSummary, list_runs, safe_summary
 
@@ -60,17 +61,32 @@ def looks_like_path(text: str) -> bool:
     return "/" in text or text in (".", "..") or text.startswith("~")
 
 
-def _named_exactly(text: str, roots: list[Path] | None) -> list[Path]:
-    """Runs whose folder name is exactly ``text``: found from the runs folders and the index alone,
-    no run's summary read (the common case, fast over thousands of runs)."""
-    candidates: dict[Path, Path] = {}
+def _folders(roots: list[Path] | None) -> list[Path]:
+    """The folders under ``roots`` (default: ./runs) and in the index, each once (by absolute
+    path, no link followed): only listed, nothing in them read or even looked up."""
+    found: dict[Path, Path] = {}
     for root in roots if roots is not None else [DEFAULT_ROOT]:
-        if ((root / text) / EVENTS).is_file() and (key := resolved(root / text)) is not None:
-            candidates[key] = root / text
-    for path in indexed() if roots is None else []:
-        if path.name == text and (path / EVENTS).is_file() and (key := resolved(path)) is not None:
-            candidates.setdefault(key, path)
-    return list(candidates.values())
+        try:
+            children = sorted(root.iterdir()) if root.is_dir() else []
+        except OSError:
+            continue
+        for folder in children:
+            found.setdefault(folder.absolute(), folder)
+    for folder in indexed() if roots is None else []:
+        found.setdefault(folder.absolute(), folder)
+    return list(found.values())
+
+
+def _named_exactly(text: str, roots: list[Path] | None) -> list[Path]:
+    """Runs whose folder name is exactly ``text``, else whose --name is: from the folders and the
+    small label files alone, no run's summary read (the common case, fast over thousands of runs)."""
+    # A folder name: looked up where it would be, not listed.
+    named = [root / text for root in (roots if roots is not None else [DEFAULT_ROOT])]
+    named += [folder for folder in (indexed() if roots is None else []) if folder.name == text]
+    if not any((folder / EVENTS).is_file() for folder in named):
+        named = [folder for folder in _folders(roots) if read_label(folder).name == text]
+    runs = {key: folder for folder in named if (folder / EVENTS).is_file() and (key := resolved(folder))}
+    return list(runs.values())
 
 
 def resolve_run(text: str, roots: list[Path] | None = None) -> Path:
@@ -85,9 +101,9 @@ def resolve_run(text: str, roots: list[Path] | None = None) -> Path:
         raise NoSuchRun(f"{text} holds no run (no {EVENTS})" if path.exists() else f"no run at {text}")
     if (path / EVENTS).is_file():  # a folder name in the current folder
         return path
-    folders = _named_exactly(text, roots)
-    if len(folders) == 1:
-        return folders[0]
+    named = _named_exactly(text, roots)
+    if len(named) == 1:
+        return named[0]
     runs = find_runs(roots)
     for exact in ([r for r in runs if text in (r.name, r.title)],
                   [r for r in runs if text.lower() in r.name.lower() or text.lower() in r.title.lower()]):  # fmt: skip

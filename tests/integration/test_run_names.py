@@ -167,3 +167,22 @@ def test_a_resumed_runs_duration_leaves_out_the_time_it_lay_stopped() -> None:
         fold.add(replace(event, t=later) if isinstance(event, ev.RunStarted) else replace(event, t=later + 50))
     summary = fold.summary(Path("/nonexistent"))
     assert summary.duration is not None and abs(summary.duration - 150.0) < 1e-6
+
+
+def test_a_run_named_exactly_is_found_without_reading_any_runs_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.run import catalog, summary
+    from engine.run.catalog import resolve_run
+
+    monkeypatch.chdir(tmp_path)
+    runs = [fake_run(tmp_path / "runs" / f"20261204-16000{i}-tutorial-demo", name=f"trial {i}") for i in range(5)]
+
+    def no_summaries(*_args: object) -> None:
+        raise AssertionError("read a run's summary")
+
+    monkeypatch.setattr(summary, "load_fold", no_summaries)
+    monkeypatch.setattr(catalog, "find_runs", no_summaries)
+    assert resolve_run("20261204-160003-tutorial-demo").resolve() == runs[3]
+    assert resolve_run("trial 2").resolve() == runs[2]
+    assert resolve_run(str(runs[4])) == runs[4]

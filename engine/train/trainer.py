@@ -30,7 +30,8 @@ from engine.run.control_socket import ControlServer, process_start_time
 from engine.run.controls import Controls
 from engine.run.errors import ConfigError, UserError, first_line
 from engine.run.events import Phase
-from engine.run.rundir import CHECKPOINTS, RunDirSink, check_target, default_run_dir
+from engine.run.run_writer import RunDirSink
+from engine.run.rundir import CHECKPOINTS, check_target, default_run_dir
 from engine.run.summary import SummaryKeeper
 from engine.train.checkpoint import CheckpointStore, load_checkpoint, restore_checkpoint
 from engine.train.device import can_compile, gpu_uuids, resolve_device

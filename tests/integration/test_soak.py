@@ -12,7 +12,7 @@ import psutil
 
 from engine.run import events as ev
 from engine.run.config import from_recipe
-from engine.run.rundir import RunDirSink
+from engine.run.run_writer import RunDirSink
 from tests.helpers.scripted import ScriptedSession, run_started, script, tutorial_config
 from tui.app import CifarTui
 from tui.screens.help import HelpScreen

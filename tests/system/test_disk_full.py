@@ -175,7 +175,7 @@ def test_a_full_disk_takes_room_from_the_oldest_kept_checkpoint_never_last_or_be
 
 
 def test_no_nan_in_events_jsonl(tmp_path: Path) -> None:
-    from engine.run.rundir import RunDirSink
+    from engine.run.run_writer import RunDirSink
 
     sink = RunDirSink(tmp_path / "run")
     sink.open(tiny_config(tmp_path))

@@ -117,6 +117,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             process.kill()
         except psutil.Error:
             continue
+    # With pytest-xdist, a worker tells the main process (whose temporary folder holds the
+    # workers' own): the main process lists them and its exit status is the run's.
+    base = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    told = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "left-running.txt"
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        if LEFT_RUNNING:
+            with told.open("a") as f:
+                f.writelines(line + "\n" for line in LEFT_RUNNING)
+    elif told.is_file():
+        LEFT_RUNNING.extend(told.read_text().splitlines())
     if LEFT_RUNNING and session.exitstatus == 0:
         session.exitstatus = 1
 

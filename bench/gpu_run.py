@@ -117,7 +117,7 @@ def dashboard_run(name: str, run_dir: Path, args: list[str]) -> Row | str:
     import termios
 
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    sent_quit = False
+    sent_quit = float("-inf")  # when q was last sent
     screen = b""  # the terminal's last output: says why, if the app dies
     while True:
         ready, _, _ = select.select([master], [], [], 0.2)
@@ -129,9 +129,11 @@ def dashboard_run(name: str, run_dir: Path, args: list[str]) -> Row | str:
             if not chunk:
                 break
             screen = (screen + chunk)[-4096:]
-        if not sent_quit and any(isinstance(e, ev.Finished) for e in _tail_events(run_dir)):
+        # q once the run has ended, and again every 5 s: a q that beats the app to the run's end
+        # opens the quit dialog (training still looked live), which a second q answers.
+        if time.perf_counter() - sent_quit > 5 and any(isinstance(e, ev.Finished) for e in _tail_events(run_dir)):
             os.write(master, b"q")
-            sent_quit = True
+            sent_quit = time.perf_counter()
         done, _status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
@@ -209,8 +211,8 @@ def main() -> None:
     common: dict[str, Any] = {"device": args.device}
     if args.smoke:
         root, seed_epochs = demo_image_folder(tmp / "demo-folder"), 1  # no data set needed
-        common.update(data="demo", train_limit=256, test_limit=128)
-        fast: dict[str, Any] = {"recipe": "fast", "batch_size": 128, "stem": "imagenet", "epochs": 1}
+        common.update(data="demo", train_limit=128, test_limit=64)
+        fast: dict[str, Any] = {"recipe": "fast", "batch_size": 64, "stem": "imagenet", "epochs": 1}
         seeds, tutorial_epochs = [0, 1], 1
     else:
         t0 = time.perf_counter()

@@ -12,7 +12,7 @@ from tests.helpers.common import ROOT
 
 def test_gpu_script_smoke_runs_on_cpu(tmp_path: Path, project_env: dict[str, str]) -> None:
     out = subprocess.run([str(ROOT / "bench" / "gpu.sh"), "--smoke", "--device", "cpu"], capture_output=True,
-                         text=True, env={**project_env, "XDG_CACHE_HOME": str(tmp_path)}, timeout=300)  # fmt: skip
+                         text=True, env={**project_env, "XDG_CACHE_HOME": str(tmp_path)}, timeout=1200)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     table = [line.split(" | ") for line in out.stdout.splitlines() if line.startswith("| ")]
     assert table[0][:4] == ["| run", "loader", "epochs", "wall s"]

@@ -216,7 +216,7 @@ def label_main(argv: list[str]) -> int:
     except (NoSuchRun, ValueError) as exc:
         return usage_error(str(exc))
     if any(v is not None for v in (args.name, args.tags, args.add_tags, args.notes)):
-        if not trainer_alive(run_dir) and live_owner(run_dir) is None:  # nothing writes there now
+        if _idle(run_dir):  # nothing writes there now
             clear_torn_writes(run_dir / CHECKPOINTS)
         try:
             write_label(run_dir, label)
@@ -227,6 +227,11 @@ def label_main(argv: list[str]) -> int:
     return 0
 
 
+def _idle(run_dir: Path) -> bool:
+    """No trainer runs in ``run_dir`` and none holds it."""
+    return not trainer_alive(run_dir) and live_owner(run_dir) is None
+
+
 def _idle_run(args: argparse.Namespace, doing: str) -> Path | str:
     """The named run when nothing trains in it; else a one-line reason."""
     if args.run is None:
@@ -235,7 +240,7 @@ def _idle_run(args: argparse.Namespace, doing: str) -> Path | str:
         run_dir = choose_run(args.run, _roots(args))
     except NoSuchRun as exc:
         return str(exc)
-    if trainer_alive(run_dir) or live_owner(run_dir) is not None:
+    if not _idle(run_dir):
         return f"{run_dir} is live; stop it first (cifar-tui stop {run_dir}), a live run is never {doing}d"
     return run_dir
 

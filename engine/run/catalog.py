@@ -67,7 +67,7 @@ def _folders(roots: list[Path] | None) -> list[Path]:
     found: dict[Path, Path] = {}
     for root in roots if roots is not None else [DEFAULT_ROOT]:
         try:
-            children = sorted(root.iterdir()) if root.is_dir() else []
+            children = list(root.iterdir()) if root.is_dir() else []  # (order does not matter here)
         except OSError:
             continue
         for folder in children:

@@ -1,7 +1,8 @@
 """How long finding runs takes with many of them: ``cifar-tui runs`` over N finished runs (each
 with its summary.json, label and events, as the trainer leaves them) and resolving one by its
-folder name (looked up, nothing listed), by its --name (the small label files read, no summary) and by a
-part of its name (every summary read).
+folder name (looked up, nothing listed), by its --name (the label files, cached) and by a part of
+its name (every summary, cached). Listing reads a run's summary and label from the per-user
+cache (engine/run/summary_cache.py) while their files are unchanged.
 
     python bench/run_lookup.py [--runs 10000]
 """
@@ -24,6 +25,7 @@ from bench.common import machine
 from engine.run import events as ev
 from engine.run import wire
 from engine.run.config import from_recipe
+from engine.run.index import remember
 from engine.run.label import Label, write_label
 from engine.run.rundir import write_mark
 from engine.run.summary import SummaryFold
@@ -51,6 +53,7 @@ def make_runs(root: Path, count: int) -> list[str]:
             fold.add(event)
         (folder / "summary.json").write_text(json.dumps(fold.to_dict()))
         write_label(folder, Label(name=f"trial {i}", tags=["sweep"]))
+        remember(folder)  # as the trainer does: the index holds every run too
         names.append(folder.name)
     return names
 
@@ -73,17 +76,29 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="cifar-tui-lookup-"))
     os.environ["XDG_STATE_HOME"] = str(work / "state")  # an index of this bench's own
+    os.environ["XDG_CACHE_HOME"] = str(work / "cache")  # and a summaries cache of its own
     os.chdir(work)
     began = time.perf_counter()
     names = make_runs(work / "runs", args.runs)
     print(f"machine: {machine()} | {args.runs:,} runs made in {time.perf_counter() - began:.1f} s")
-    timed(f"cifar-tui runs ({args.runs:,} runs)", lambda: cifar_tui(["runs"]))
+    list_all = f"cifar-tui runs ({args.runs:,} runs)"
+    timed(f"{list_all}, files just written (never cached)", lambda: cifar_tui(["runs"]))
+    age(work / "runs", hours=1)  # as runs finished a while ago are
+    timed(f"{list_all}, first listing (builds the cache)", lambda: cifar_tui(["runs"]))
+    timed(f"{list_all}", lambda: cifar_tui(["runs"]))
     timed(f"cifar-tui runs --json ({args.runs:,} runs)", lambda: cifar_tui(["runs", "--json"]))
     middle = names[len(names) // 2]
     timed("resolve one run by its folder name", lambda: resolve_run(middle))
-    timed("resolve one run by its --name (its label files read, no summary)",
-          lambda: resolve_run(f"trial {len(names) // 2}"))  # fmt: skip
-    timed("resolve one run by a part of its name (every summary read)", lambda: resolve_run(middle[9:15]))
+    timed("resolve one run by its --name (label files, cached)", lambda: resolve_run(f"trial {len(names) // 2}"))
+    timed("resolve one run by a part of its name (every summary)", lambda: resolve_run(middle[9:15]))
+
+
+def age(root: Path, hours: float) -> None:
+    """Set every file under ``root`` back ``hours``."""
+    then = time.time() - 3600 * hours
+    for folder in root.iterdir():
+        for file in folder.iterdir():
+            os.utime(file, (then, then))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import argparse
 from collections.abc import Sequence
 
 from engine.options import build_parser, on_off
-from tui.keys import epilog_lines
 
 DASHBOARD_OPTIONS = ("--headless", "--refresh", "--detach", "--notify", "--on-hangup")
 """Options of the dashboard, not of training: a rank of ``--nproc`` never takes them."""
@@ -65,7 +64,15 @@ def dashboard_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         argv,
         prog="cifar-tui",
         what=" and watch it live.",
-        epilog=EPILOG.format(keys="\n".join(epilog_lines())),
+        epilog=EPILOG.format(keys="\n".join(_key_lines())),
         front_options=_front,
         more_options=_dashboard,
     )
+
+
+def _key_lines() -> list[str]:
+    # Imported here: tui.keys needs Textual, which the commands that open no screen
+    # (``cifar-tui runs``, ``stop``, ...) should not pay 0.15 s to import.
+    from tui.keys import epilog_lines
+
+    return epilog_lines()

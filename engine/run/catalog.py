@@ -3,14 +3,16 @@ knows of; naming one on a command line by its path, its folder name or its label
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.run.index import indexed, resolved
-from engine.run.label import read_label
+from engine.run.index import indexed_paths, resolved
+from engine.run.label import LABEL, label_from
 from engine.run.rundir import EVENTS
-from engine.run.summary import RunSummary, list_runs, safe_summary
+from engine.run.summary import RunSummary, run_folders, safe_summary
+from engine.run.summary_cache import LABELS, SUMMARIES, SummaryCache
 
 DEFAULT_ROOT = Path("runs")
 
@@ -18,18 +20,28 @@ DEFAULT_ROOT = Path("runs")
 def find_runs(roots: list[Path] | None = None, also: tuple[Path, ...] = ()) -> list[RunSummary]:
     """Runs under ``roots`` only; or, by default, under ./runs and ``also`` and every run in the
     index. Each once, oldest first. Archived runs are included: the caller decides whether to show them."""
-    found: dict[Path, RunSummary] = {}
+    cache, labels = SummaryCache(SUMMARIES), SummaryCache(LABELS)
+    folders = _run_folders(roots, also)
+    runs = [summary for folder in folders.values() if (summary := safe_summary(Path(folder), cache, labels))]
+    for kept in (cache, labels):
+        kept.save(prune=roots is None)  # a whole listing: runs no longer there leave the cache
+    return sorted(runs, key=lambda r: (r.started or 0.0, r.name))
+
+
+def _run_folders(roots: list[Path] | None, also: tuple[Path, ...] = ()) -> dict[str, str]:
+    """The run folders under ``roots`` only; or under ./runs, ``also`` and in the index: each once,
+    by its real path (nothing in them read)."""
+    folders: dict[str, str] = {}
     for root in roots if roots is not None else [DEFAULT_ROOT, *also]:
-        for run in list_runs(root):
-            if (key := resolved(Path(run.path))) is not None:
-                found.setdefault(key, run)
-    for path in indexed() if roots is None else []:
-        key = resolved(path)
-        if key is not None and key not in found and (path / EVENTS).is_file():
-            summary = safe_summary(path)
-            if summary is not None:
-                found[key] = summary
-    return sorted(found.values(), key=lambda r: (r.started or 0.0, r.name))
+        for key, folder in run_folders(root).items():
+            folders.setdefault(key, folder)
+    for path in indexed_paths() if roots is None else []:
+        # The index holds resolved paths: most are found as they are, unresolved.
+        if path in folders or not os.path.isfile(os.path.join(path, EVENTS)):
+            continue
+        if (real := resolved(Path(path))) is not None:
+            folders.setdefault(str(real), path)
+    return folders
 
 
 RUN_ORDERS: dict[str, Callable[[RunSummary], Any]] = {
@@ -61,32 +73,27 @@ def looks_like_path(text: str) -> bool:
     return "/" in text or text in (".", "..") or text.startswith("~")
 
 
-def _folders(roots: list[Path] | None) -> list[Path]:
-    """The folders under ``roots`` (default: ./runs) and in the index, each once (by absolute
-    path, no link followed): only listed, nothing in them read or even looked up."""
-    found: dict[Path, Path] = {}
-    for root in roots if roots is not None else [DEFAULT_ROOT]:
-        try:
-            children = list(root.iterdir()) if root.is_dir() else []  # (order does not matter here)
-        except OSError:
-            continue
-        for folder in children:
-            found.setdefault(folder.absolute(), folder)
-    for folder in indexed() if roots is None else []:
-        found.setdefault(folder.absolute(), folder)
-    return list(found.values())
-
-
 def _named_exactly(text: str, roots: list[Path] | None) -> list[Path]:
     """Runs whose folder name is exactly ``text``, else whose --name is: from the folders and the
-    small label files alone, no run's summary read (the common case, fast over thousands of runs)."""
+    label files alone (cached), no run's summary read (the common case, fast over thousands of runs)."""
     # A folder name: looked up where it would be, not listed.
     named = [root / text for root in (roots if roots is not None else [DEFAULT_ROOT])]
-    named += [folder for folder in (indexed() if roots is None else []) if folder.name == text]
-    if not any((folder / EVENTS).is_file() for folder in named):
-        named = [folder for folder in _folders(roots) if read_label(folder).name == text]
-    runs = {key: folder for folder in named if (folder / EVENTS).is_file() and (key := resolved(folder))}
-    return list(runs.values())
+    named += [Path(p) for p in (indexed_paths() if roots is None else []) if os.path.basename(p) == text]
+    if any((folder / EVENTS).is_file() for folder in named):
+        runs = {key: folder for folder in named if (folder / EVENTS).is_file() and (key := resolved(folder))}
+        return list(runs.values())
+    labels = SummaryCache(LABELS)
+    named = [Path(folder) for folder in _run_folders(roots).values() if _label_name(folder, labels) == text]
+    labels.save()
+    return named
+
+
+def _label_name(folder: str, labels: SummaryCache) -> str:
+    """The run's --name from its label.json (through the cache); "" when it has none."""
+    try:
+        return label_from(labels.read_json(os.path.join(folder, LABEL))).name
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
+        return ""
 
 
 def resolve_run(text: str, roots: list[Path] | None = None) -> Path:

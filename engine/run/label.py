@@ -8,9 +8,12 @@ never edited) so a label can change at any time, while the run trains or long af
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.run.fileio import atomic_write_json
 
@@ -57,18 +60,24 @@ def check_notes(notes: str) -> str:
     return notes.strip()
 
 
-def read_label(run_dir: Path) -> Label:
-    """The run's label; an empty one when it has none or it cannot be read (a label never hides a run)."""
+def read_label(run_dir: Path, read_json: Callable[[str], Any] | None = None) -> Label:
+    """The run's label; an empty one when it has none or it cannot be read (a label never hides a
+    run). ``read_json``: how to read the file (a cache's), by default read and parsed here."""
     try:
-        data = json.loads((run_dir / LABEL).read_bytes())
-        return Label(
-            name=str(data.get("name", "")),
-            tags=[str(t) for t in data.get("tags", []) if isinstance(t, str)],
-            notes=str(data.get("notes", "")),
-            archived=bool(data.get("archived", False)),
-        )
+        file = os.path.join(run_dir, LABEL)
+        return label_from(read_json(file) if read_json else json.loads(Path(file).read_bytes()))
     except (OSError, ValueError, AttributeError, TypeError, RecursionError):
         return Label()
+
+
+def label_from(data: Any) -> Label:
+    """A label from label.json's parsed content (AttributeError/TypeError when it is not one)."""
+    return Label(
+        name=str(data.get("name", "")),
+        tags=[str(t) for t in data.get("tags", []) if isinstance(t, str)],
+        notes=str(data.get("notes", "")),
+        archived=bool(data.get("archived", False)),
+    )
 
 
 def run_title(run_dir: Path) -> str:

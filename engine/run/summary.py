@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from engine.run.fileio import atomic_write_json
 from engine.run.label import read_label
 from engine.run.rundir import EVENTS, SUMMARY, read_events
 from engine.run.steering import BRIEF, EARLY_STOP, EPOCHS, TARGET, rule_text, shown
+from engine.run.summary_cache import SummaryCache
 
 # Events after which the trainer rewrites summary.json (not progress: that is every few steps).
 SUMMARY_EVENTS = (ev.RunStarted, ev.EpochEnd, ev.Evaluation, ev.Paused, ev.Resumed, ev.Finished, ev.Failed)
@@ -150,11 +152,11 @@ class SummaryFold:
         fold.earlier = float(d.get("earlier", 0.0))
         return fold
 
-    def summary(self, run_dir: Path) -> RunSummary:
+    def summary(self, run_dir: Path, labels: SummaryCache | None = None) -> RunSummary:
         state = self.status
         if state in ("running", "paused") and not trainer_alive(run_dir):
             state = "stopped"  # the process died without a final report (kill -9, reboot)
-        label = read_label(run_dir)
+        label = read_label(run_dir, labels.read_json if labels else None)
         return RunSummary(
             name=run_dir.name, path=str(run_dir), state=state,
             recipe=str(self.config.get("recipe", "?")), data=str(self.config.get("data", "?")),
@@ -167,12 +169,14 @@ class SummaryFold:
         )  # fmt: skip
 
 
-def load_fold(run_dir: Path) -> SummaryFold | None:
+def load_fold(run_dir: Path, cache: SummaryCache | None = None) -> SummaryFold | None:
     """The run's summary: its summary.json when that is whole, else folded from events.jsonl
     (runs from before summaries, or a summary lost to a full disk). None: no run there."""
     try:
+        if cache:  # (a string path: 10,000 runs, 10,000 fewer Paths made)
+            return SummaryFold.from_dict(cache.read_json(os.path.join(run_dir, SUMMARY)))
         return SummaryFold.from_dict(json.loads((run_dir / SUMMARY).read_bytes()))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
         pass
     fold = SummaryFold()
     for event in read_events(run_dir):
@@ -200,13 +204,16 @@ class SummaryKeeper:
                     (self.run_dir / SUMMARY).unlink(missing_ok=True)
 
 
-def summarize(run_dir: Path) -> RunSummary | None:
-    """None when the folder holds no run (no events.jsonl with a run_started)."""
-    fold = load_fold(run_dir)
+def summarize(
+    run_dir: Path, cache: SummaryCache | None = None, labels: SummaryCache | None = None
+) -> RunSummary | None:
+    """None when the folder holds no run (no events.jsonl with a run_started). ``cache``, ``labels``:
+    the caches to read summary.json and label.json through (engine/run/summary_cache.py)."""
+    fold = load_fold(run_dir, cache)
     if fold is None:
         events_file = run_dir / EVENTS
         return damaged(run_dir) if events_file.is_file() and events_file.stat().st_size else None
-    return fold.summary(run_dir)
+    return fold.summary(run_dir, labels)
 
 
 def damaged(run_dir: Path) -> RunSummary:
@@ -214,20 +221,40 @@ def damaged(run_dir: Path) -> RunSummary:
     return RunSummary(run_dir.name, str(run_dir), "damaged", "?", "?", 0, 0, None, None, None)
 
 
-def safe_summary(run_dir: Path) -> RunSummary | None:
+def safe_summary(
+    run_dir: Path, cache: SummaryCache | None = None, labels: SummaryCache | None = None
+) -> RunSummary | None:
     try:
-        return summarize(run_dir)
+        return summarize(run_dir, cache, labels)
     except Exception:  # one unreadable run (permissions, garbage, a file system error) hides nothing else
         return damaged(run_dir)
 
 
-def list_runs(root: Path) -> list[RunSummary]:
-    """Runs under ``root``, oldest first; unreadable ones as ``damaged``."""
+def run_folders(root: Path) -> dict[str, str]:
+    """The run folders under ``root`` (those with an events.jsonl): their paths as listed, by
+    their real paths. The root's links are followed once, a folder's only when it is a link
+    itself, and no Path is made: 10,000 runs cost 10,000 ``stat`` calls and little else."""
     try:
-        folders = [p for p in sorted(root.iterdir()) if (p / EVENTS).is_file()] if root.is_dir() else []
-    except OSError:
-        return []
-    runs = [safe_summary(p) for p in folders]
+        real, listed = os.path.realpath(root), os.fspath(root)
+        entries = list(os.scandir(root))
+    except (OSError, ValueError):
+        return {}
+    found: dict[str, str] = {}
+    for entry in entries:
+        if not os.path.isfile(os.path.join(entry.path, EVENTS)):
+            continue
+        folder = os.path.join(listed, entry.name)
+        try:
+            key = os.path.realpath(folder, strict=True) if entry.is_symlink() else os.path.join(real, entry.name)
+        except (OSError, RuntimeError):  # a dangling link or a loop
+            continue
+        found.setdefault(key, folder)
+    return found
+
+
+def list_runs(root: Path, cache: SummaryCache | None = None) -> list[RunSummary]:
+    """Runs under ``root``, oldest first; unreadable ones as ``damaged``."""
+    runs = [safe_summary(Path(folder), cache) for folder in run_folders(root).values()]
     return sorted((r for r in runs if r is not None), key=lambda r: (r.started or 0.0, r.name))
 
 

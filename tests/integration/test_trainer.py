@@ -19,19 +19,21 @@ from tests.helpers.common import Recorder, tiny_config
 
 
 def test_demo_run_learns_and_writes_run_directory(tmp_path: Path, recorder: Recorder) -> None:
-    cfg = tiny_config(tmp_path, train_limit=0, test_limit=0, batch_size=64, lr=0.02, schedule="onecycle", log_every=200)
+    # 2,048 of the demo set's 5,000 images (its full size: tests/unit/test_pipeline.py): 17 s, not 40.
+    cfg = tiny_config(tmp_path, train_limit=2048, test_limit=500, batch_size=64, lr=0.02, schedule="onecycle",
+                      log_every=200)  # fmt: skip
     finished = Trainer(cfg, recorder).run()
     assert finished.reason == "completed"
-    assert finished.test_accuracy is not None and finished.test_accuracy > 0.9  # one CPU epoch on the demo set
+    assert finished.test_accuracy is not None and finished.test_accuracy > 0.9  # one CPU epoch
     run = Path(cfg.run_dir)
     assert json.loads((run / "config.json").read_text())["data"] == "demo"
     kinds = [e.kind for e in read_events(run)]
     assert kinds.count("run_started") == 1 and kinds[-1] == "finished"
     assert "epoch_end" in kinds and "evaluation" in kinds
     started = recorder.of(ev.RunStarted)[0]
-    assert started.train_size == 5000 and started.test_size == 1000 and len(started.class_names) == 10
+    assert started.train_size == 2048 and started.test_size == 500 and len(started.class_names) == 10
     evaluation = recorder.of(ev.Evaluation)[-1]
-    assert len(evaluation.per_class) == 10 and sum(map(sum, evaluation.confusion)) == 1000
+    assert len(evaluation.per_class) == 10 and sum(map(sum, evaluation.confusion)) == 500
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["class_names"] == started.class_names
 

@@ -114,7 +114,10 @@ def train_for_dashboard(conn: Connection) -> int:
         if not detached.is_set() and not detach_wanted.is_set():
             stop(save=not told_to_stop.is_set(), cause="dashboard gone")
 
-    channel = EventChannel(conn, dashboard_gone)
+    # The app's end is gone when the command reader meets the end of the pipe, never when a send
+    # fails: a detach the app sent just before it left is still in the pipe, and the reader takes
+    # it first.
+    channel = EventChannel(conn, on_gone=lambda: None)
     printer = LinePrinter()  # once detached, stdout is output.log: the headless lines go there
     started: list[ev.RunStarted] = []
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+import pytest
+
 BROWSER = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+needs_chromium = pytest.mark.skipif(
+    BROWSER is None, reason="no Chromium on this machine (CI installs Debian's chromium)"
+)
+"""A test that drives a real browser: skipped, saying why, where none is installed."""
 
 # Counts what the dashboard sends over the websocket: the page draws on a canvas, so its first
 # frames (some KB) are the sign that the dashboard is up and takes keys.

@@ -28,7 +28,7 @@ import pytest
 from engine.run import events as ev
 from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
 from engine.run.rundir import read_events
-from tests.helpers.browser import BROWSER, free_port, launch, open_dashboard, status
+from tests.helpers.browser import BROWSER, free_port, launch, needs_chromium, open_dashboard, status
 from tests.helpers.common import live_children
 from tests.helpers.waiting import wait_until
 
@@ -82,7 +82,7 @@ def test_served_dashboard_needs_its_token(served: tuple[str, Path, subprocess.Po
     assert status(base + "/download/anything?token=" + token) == 404  # textual-serve's downloads are not routed
 
 
-@pytest.mark.skipif(BROWSER is None, reason="no Chromium on this machine (CI installs Debian's chromium)")
+@needs_chromium
 def test_dashboard_in_a_real_browser_steers_the_run_and_closing_leaves_training(
     served: tuple[str, Path, subprocess.Popen[str]], tmp_path: Path
 ) -> None:
@@ -225,6 +225,7 @@ def test_every_served_dashboard_ends_with_its_tab_its_server_or_a_signal(
     assert "progress" in kinds(run_dir)[-20:] or "finished" in kinds(run_dir)  # training went on throughout
 
 
+@needs_chromium
 def test_a_key_pressed_as_soon_as_the_page_shows_acts(served: tuple[str, Path, subprocess.Popen[str]]) -> None:
     """`p` at once after clicking into a fresh page, before the dashboard has drawn: the trainer
     pauses (the key is kept until the dashboard reaches the trainer), never a lost key."""

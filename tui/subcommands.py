@@ -138,11 +138,16 @@ def export_main(argv: list[str]) -> int:
     p.add_argument("--out", type=path_arg("--out"), help="folder for the CSV files (several runs: OUT/<run name>/)")
     p.add_argument("--tensorboard", type=path_arg("--tensorboard"), metavar="LOGDIR", help="TensorBoard event files in LOGDIR/<run name>/ "
                    "(needs: pip install tensorboard); then: tensorboard --logdir LOGDIR")  # fmt: skip
+    p.add_argument("--mistakes", type=path_arg("--mistakes"), metavar="FILE.png",
+                   help="the latest evaluation's most confident mistakes as one labelled picture (one run)")  # fmt: skip
     args: argparse.Namespace = p.parse_args(argv)
-    if not (args.csv or args.tensorboard):
-        return usage_error("say what to write: --csv, --tensorboard LOGDIR, or both")
+    if not (args.csv or args.tensorboard or args.mistakes):
+        return usage_error("say what to write: --csv, --tensorboard LOGDIR, --mistakes FILE.png, or several")
+    if args.mistakes and len(args.runs) > 1:
+        return usage_error("--mistakes takes one run")
     from engine.run.catalog import NoSuchRun, resolve_run
     from engine.run.export import ExportError, export_csv, export_name, export_tensorboard
+    from engine.run.gallery_export import NoGallery, export_mistakes
 
     try:
         run_dirs = [resolve_run(text) for text in args.runs]
@@ -157,7 +162,9 @@ def export_main(argv: list[str]) -> int:
             written += export_csv(run_dir, out) if args.csv else []
             if args.tensorboard:
                 written.append(export_tensorboard(run_dir, Path(args.tensorboard)))
-        except ExportError as exc:
+            if args.mistakes:
+                written.append(export_mistakes(run_dir, Path(args.mistakes)))
+        except (ExportError, NoGallery) as exc:
             return usage_error(str(exc))
         except OSError as exc:
             return usage_error(f"cannot write the export of {run_dir}: {exc.strerror or exc}")

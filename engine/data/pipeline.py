@@ -188,6 +188,12 @@ class TensorBatches:
         dev = self.device
         return EpochPlan(order.to(dev), offsets[0].to(dev), offsets[1].to(dev), flips.to(dev), cut_y, cut_x)
 
+    def eval_index(self, step: int) -> torch.Tensor:
+        """The test-split places of an evaluation batch's labelled images (this rank's share)."""
+        lo, hi = step * self.batch_size, min(int(self.labels.shape[0]), (step + 1) * self.batch_size)
+        index = torch.arange(lo, hi, device=self.device)
+        return index if self.shard is None else self.shard(index)
+
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = self.labels.shape[0]
         plan = self.epoch_plan(epoch) if self.train else None

@@ -66,12 +66,14 @@ def evaluate(
     should_stop: Callable[[], bool] = lambda: False,
     on_batch: Callable[[int], None] = lambda _done: None,
     reduce: Callable[..., None] | None = None,
+    predictions: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> EvalResult:
     """Evaluate in eval mode (BatchNorm running stats), restoring the previous mode after.
     ``should_stop`` is asked between batches; EvaluationInterrupted if it says so. A batch may
     hold more images than labels (padded to one shape for torch.compile): the extra are ignored.
     ``reduce`` sums the loss and the confusion counts over data-parallel ranks, each of which
-    evaluated its share of every batch."""
+    evaluated its share of every batch. ``predictions(index, labels, logits)`` is given each
+    batch (index: the images' places in the test split), for the mistakes gallery."""
     was_training = model.training
     model.eval()
     # float32 sums (float64 is not on every backend, e.g. Apple MPS); a test set's loss sum is small.
@@ -79,7 +81,7 @@ def evaluate(
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=source.device)
     count = 0
     try:
-        for x, y in source.batches(0):
+        for step, (x, y) in enumerate(source.batches(0)):
             if should_stop():
                 raise EvaluationInterrupted
             with autocast():
@@ -87,6 +89,8 @@ def evaluate(
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
             count += int(y.shape[0])
+            if predictions is not None:
+                predictions(source.eval_index(step), y, logits)
             on_batch(count)
     finally:
         model.train(was_training)

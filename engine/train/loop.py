@@ -26,6 +26,7 @@ from engine.run.wording import CountProgress
 from engine.train.checkpoint import CheckpointStore, build_checkpoint, save_final
 from engine.train.evaluate import EvalResult, EvaluationInterrupted, evaluate
 from engine.train.loop_parts import EpochStats, LoopHost, LoopParts, StopTraining, all_finite, sync
+from engine.train.mistakes import MistakeLog, keep_mistakes
 
 
 class TrainLoop:
@@ -212,10 +213,13 @@ class TrainLoop:
 
         # Ranks evaluate their shares and sum the counts; a stop waits for the end (all ranks agree).
         should_stop = (lambda: False) if self.world.is_distributed else (lambda: self.host.controls.stop_requested)
+        mistakes = MistakeLog()
         result = evaluate(model, self.test_src, self.num_classes, autocast=self.autocast, tta=self.cfg.tta,
                           tta_translate=self.cfg.tta_translate, should_stop=should_stop, on_batch=on_batch,
-                          reduce=self.world.all_reduce_ if self.world.is_distributed else None)  # fmt: skip
+                          reduce=self.world.all_reduce_ if self.world.is_distributed else None,
+                          predictions=mistakes.add)  # fmt: skip
         seconds = time.perf_counter() - began - compiled
+        keep_mistakes(self.host, mistakes, self.data, result.accuracy)
         if not math.isfinite(result.loss):
             raise FloatingPointError(f"test loss became {result.loss} after epoch {s.epoch + 1}, step {s.step}")
         self.last_eval_seconds = seconds

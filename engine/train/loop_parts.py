@@ -4,6 +4,7 @@ of an epoch, and the two device checks it makes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -26,6 +27,7 @@ class LoopHost(Protocol):
     controls: Controls
     world: World
     status_every_s: float
+    run_dir: Path
 
     def emit(self, event: ev.Event) -> None: ...
 

@@ -1,0 +1,82 @@
+"""The mistakes gallery: what the trainer writes after each evaluation, and its export."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.data.pipeline import TensorBatches
+from engine.data.sources import load_data
+from engine.run import events as ev
+from engine.run.gallery import MAX_TILES, read_gallery
+from engine.train.checkpoint import load_checkpoint
+from engine.train.models import build_model
+from engine.train.trainer import Trainer
+from tests.helpers.common import Recorder, tiny_config
+
+
+def test_the_gallery_holds_exactly_the_images_the_saved_model_gets_wrong(tmp_path: Path, recorder: Recorder) -> None:
+    cfg = tiny_config(tmp_path, test_limit=200)
+    Trainer(cfg, recorder).run()
+    gallery = read_gallery(Path(cfg.run_dir))
+    last = recorder.of(ev.Evaluation)[-1]
+    assert gallery is not None and (gallery.epoch, gallery.global_step) == (last.epoch, last.global_step)
+    assert gallery.class_names == last.class_names and gallery.accuracy == last.accuracy
+    # A separate evaluation of the saved checkpoint, image by image.
+    data = load_data(cfg, lambda _kind, _text: None)
+    model = build_model(cfg, len(data.class_names), lambda _kind, _text: None)
+    model.load_state_dict(load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt")["model"])
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(x) for x, _y in TensorBatches(data.test, 64, torch.device("cpu"), 0, train=False)
+                            .batches(0)])  # fmt: skip
+    predicted = logits.argmax(1)
+    wrong = {i: int(predicted[i]) for i in range(len(data.test)) if predicted[i] != data.test.labels[i]}
+    assert 0 < len(wrong) <= MAX_TILES  # all of them kept: 200 test images
+    assert gallery.total_wrong == len(wrong)
+    assert {m.index: m.predicted for m in gallery.mistakes} == wrong
+    assert all(m.true == int(data.test.labels[m.index]) for m in gallery.mistakes)
+    assert all(m.true != m.predicted for m in gallery.mistakes)
+    for m in gallery.mistakes:
+        probabilities = [p for _c, p in m.top]
+        assert len(m.top) == 3 and probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.001
+    # Each tile is the test image itself.
+    sheet = np.asarray(Image.open(gallery.sheet).convert("RGB"))
+    for m in gallery.mistakes[:20]:
+        left, top, right, bottom = gallery.tile_box(m)
+        assert np.array_equal(sheet[top:bottom, left:right], data.test.images[m.index].permute(1, 2, 0).numpy())
+    # A cell holds only its own mistakes, most confident first.
+    true, pred = gallery.mistakes[0].true, gallery.mistakes[0].predicted
+    cell = gallery.cell(true, pred)
+    assert cell and all((m.true, m.predicted) == (true, pred) for m in cell)
+    assert [m.confidence for m in cell] == sorted((m.confidence for m in cell), reverse=True)
+    assert len(cell) == sum(1 for i, p in wrong.items() if (int(data.test.labels[i]), p) == (true, pred))
+
+
+def test_export_mistakes_writes_a_labelled_picture(tmp_path: Path, project_env: dict[str, str]) -> None:
+    cfg = tiny_config(tmp_path, test_limit=60)
+    Trainer(cfg, Recorder()).run()
+    gallery = read_gallery(Path(cfg.run_dir))
+    assert gallery is not None
+    out = tmp_path / "mistakes.png"
+    command = [sys.executable, "-m", "tui.cli", "export", cfg.run_dir, "--mistakes", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(out)
+    picture = Image.open(out)
+    columns = min(10, len(gallery.mistakes))
+    rows = -(-len(gallery.mistakes) // columns)
+    assert picture.size == (columns * 96, rows * (96 + 26))
+    # A run without a gallery: one line, exit 2, nothing written.
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    (empty / "events.jsonl").write_text("")
+    again = subprocess.run([*command[:4], str(empty), "--mistakes", str(tmp_path / "none.png")],
+                           capture_output=True, text=True, env=project_env, timeout=120)  # fmt: skip
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+    assert not (tmp_path / "none.png").exists()

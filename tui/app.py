@@ -267,7 +267,8 @@ class CifarTui(SteeringApp):
         self.dashboard.scroll_log(pages)
 
     def action_confusion(self) -> None:
-        self.push_screen(ConfusionScreen(self.run_state.last_eval))
+        started = self.run_state.started
+        self.push_screen(ConfusionScreen(self.run_state.last_eval, started.run_dir if started else ""))
 
     def action_cycle_plots(self) -> None:
         self.dashboard.cycle_plots()

@@ -80,3 +80,49 @@ def test_export_mistakes_writes_a_labelled_picture(tmp_path: Path, project_env: 
                            capture_output=True, text=True, env=project_env, timeout=120)  # fmt: skip
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
     assert not (tmp_path / "none.png").exists()
+
+
+async def test_the_confusion_matrix_opens_a_cells_mistakes_and_steps_through_them(tmp_path: Path) -> None:
+    """c, the arrows to a cell off the diagonal, Enter: only that cell's images; Enter again: one
+    large, the arrows step; m: the most confident mistakes of all classes."""
+    from engine.session.attached import AttachedSession
+    from tests.helpers.common import screen_text
+    from tests.helpers.waiting import app_until
+    from tui.app import make_app
+    from tui.screens.confusion import ConfusionScreen
+    from tui.screens.gallery import GalleryScreen, MistakeScreen, Tile
+
+    cfg = tiny_config(tmp_path, test_limit=100)
+    Trainer(cfg, Recorder()).run()
+    run = Path(cfg.run_dir)
+    gallery = read_gallery(run)
+    assert gallery is not None
+    # The fullest cell off the diagonal, the cursor's way there from its start (row 0, column 1).
+    confusion = [[len(gallery.cell(t, p)) if t != p else -1 for p in range(10)] for t in range(10)]
+    true, predicted = max(((t, p) for t in range(10) for p in range(10)), key=lambda c: confusion[c[0]][c[1]])
+    app = make_app(tiny_config(tmp_path), lambda _cfg: AttachedSession(run), refresh_hz=4.0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app_until(pilot, lambda: app.run_state.finished is not None)
+        await pilot.press("c")
+        await app_until(pilot, lambda: isinstance(app.screen, ConfusionScreen))
+        await pilot.press(*["down"] * true, *["right"] * predicted, "enter")
+        await app_until(pilot, lambda: isinstance(app.screen, GalleryScreen))
+        tiles = list(app.screen.query(Tile))
+        assert [t.mistake for t in tiles] == gallery.cell(true, predicted)
+        assert len(tiles) == confusion[true][predicted] > 0
+        names = gallery.class_names
+        assert f"{names[true]} taken for {names[predicted]}: {len(tiles)} image" in screen_text(app)
+        await pilot.press("enter")
+        await app_until(pilot, lambda: isinstance(app.screen, MistakeScreen))
+        first = tiles[0].mistake
+        assert f"test image {first.index}" in screen_text(app) and gallery.top_line(first) in screen_text(app)
+        if len(tiles) > 1:
+            await pilot.press("right")
+            await app_until(pilot, lambda: f"test image {tiles[1].mistake.index}" in screen_text(app))
+        await pilot.press("escape", "escape")
+        await app_until(pilot, lambda: isinstance(app.screen, ConfusionScreen))
+        await pilot.press("m")
+        await app_until(pilot, lambda: isinstance(app.screen, GalleryScreen))
+        shown = [t.mistake for t in app.screen.query(Tile)]
+        assert shown == gallery.most_confident() and len(shown) == gallery.total_wrong
+        assert "most confident mistakes" in screen_text(app)

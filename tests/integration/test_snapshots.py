@@ -6,14 +6,17 @@ Update after an intended change with: pytest tests/integration/test_snapshots.py
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from engine.run import events as ev
+from engine.run.gallery import Gallery, read_gallery
 from tests.helpers.scripted import T0, ScriptedSession, script, tutorial_config
 from tests.helpers.waiting import app_until
 from tests.helpers.waiting import settle as settle_app
 from tui.app import CifarTui
+from tui.screens.gallery import GalleryScreen, MistakeScreen, confident_title
 
 
 def app_for(end: str, epochs_done: int = 3, extra: list[ev.Event] | None = None) -> CifarTui:
@@ -153,3 +156,44 @@ def test_lr_finder_offers_its_suggestion(snap_compare) -> None:  # type: ignore[
 
     app = app_for("", epochs_done=0, extra=[range_test_found()])
     assert snap_compare(app, terminal_size=(110, 36), run_before=offered)
+
+
+def made_gallery(folder: Path) -> Gallery:
+    """A gallery of 40 demo test images with made-up predictions: the same on every machine."""
+    from engine.data.demo import make_demo
+    from engine.train.mistakes import write_gallery
+
+    (_train, (images, labels)) = make_demo(0)
+    rows = [(k, int(labels[k]), [((int(labels[k]) + 1 + k % 3) % 10, round(0.9 - k * 0.01, 4)),
+                                 (int(labels[k]), 0.05), ((int(labels[k]) + 5) % 10, 0.02)]) for k in range(40)]  # fmt: skip
+    write_gallery(folder, rows, images, [f"class{i}" for i in range(10)], {"epoch": 2, "step": 0, "global_step": 2346,
+                                                                           "accuracy": 0.8125})  # fmt: skip
+    gallery = read_gallery(folder)
+    assert gallery is not None
+    return gallery
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+def test_mistakes_gallery(snap_compare, tmp_path: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    gallery = made_gallery(tmp_path)
+
+    async def open_gallery(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        pilot.app.push_screen(GalleryScreen(gallery, gallery.most_confident(), confident_title(gallery)))
+        await app_until(pilot, lambda: isinstance(pilot.app.screen, GalleryScreen))
+        await pilot.press("right")
+
+    assert snap_compare(app_for("finished", epochs_done=10), terminal_size=size, run_before=open_gallery)
+
+
+def test_one_mistake_large(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    gallery = made_gallery(tmp_path)
+
+    async def open_one(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        pilot.app.push_screen(GalleryScreen(gallery, gallery.most_confident(), confident_title(gallery)))
+        await app_until(pilot, lambda: isinstance(pilot.app.screen, GalleryScreen))
+        await pilot.press("enter", "right")
+        await app_until(pilot, lambda: isinstance(pilot.app.screen, MistakeScreen))
+
+    assert snap_compare(app_for("finished", epochs_done=10), terminal_size=(80, 24), run_before=open_one)

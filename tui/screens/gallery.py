@@ -1,0 +1,158 @@
+"""The mistakes gallery: the test images of one confusion cell (or the most confident mistakes
+of all classes) as pictures, each with the model's top three; Enter shows one large, and the
+arrows step through them. Reads the files the trainer wrote (engine/run/gallery.py)."""
+
+from __future__ import annotations
+
+from PIL import Image as PILImage
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical, VerticalScroll
+from textual.events import Click, Resize
+from textual.screen import ModalScreen
+from textual.widgets import Label
+
+from engine.run.gallery import Gallery, Mistake
+from tui.widgets.images import image_widget
+
+TILE_W, TILE_H = 18, 10
+"""A tile's cells: the picture (8 rows of half cells: 16 px tall) and its caption."""
+
+
+def crop(gallery: Gallery, sheet: PILImage.Image, mistake: Mistake) -> PILImage.Image:
+    return sheet.crop(gallery.tile_box(mistake))
+
+
+class Tile(Vertical, can_focus=True):
+    """One mistake: its picture and a caption (true -> predicted, probability)."""
+
+    def __init__(self, gallery: Gallery, sheet: PILImage.Image, mistake: Mistake, place: int) -> None:
+        super().__init__(classes="tile")
+        self.gallery, self.sheet, self.mistake, self.place = gallery, sheet, mistake, place
+
+    def compose(self) -> ComposeResult:
+        yield image_widget()(crop(self.gallery, self.sheet, self.mistake), classes="picture")
+        g, m = self.gallery, self.mistake
+        yield Label(f"{g.name(m.true)} -> {g.name(m.predicted)}\n{m.confidence:.0%} sure", classes="caption")
+
+    def on_click(self, _event: Click) -> None:
+        self.focus()
+
+
+class GalleryScreen(ModalScreen[None]):
+    """A grid of mistakes; arrows move, Enter opens one large."""
+
+    BINDINGS = [
+        Binding("escape,q,g", "dismiss", "Close"),
+        Binding("left", "move(-1)", "Previous", show=False),
+        Binding("right", "move(1)", "Next", show=False),
+        Binding("up", "move_row(-1)", "Up", show=False),
+        Binding("down", "move_row(1)", "Down", show=False),
+        Binding("enter,v", "view", "Large"),
+    ]
+
+    def __init__(self, gallery: Gallery, mistakes: list[Mistake], title: str) -> None:
+        super().__init__()
+        self.gallery, self.mistakes, self.title_text = gallery, mistakes, title
+        self.sheet = PILImage.open(gallery.sheet).convert("RGB")
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.title_text, id="title")
+            with VerticalScroll(id="tiles"), Grid(id="grid"):
+                for place, mistake in enumerate(self.mistakes):
+                    yield Tile(self.gallery, self.sheet, mistake, place)
+            yield Label("arrows: move · enter: large · esc: close", classes="hint")
+
+    def on_mount(self) -> None:
+        self._fit(self.app.size.width)
+        tiles = list(self.query(Tile))
+        if tiles:
+            tiles[0].focus()
+
+    def on_resize(self, event: Resize) -> None:
+        self._fit(event.size.width)
+
+    def _fit(self, width: int) -> None:
+        self.columns = max(1, (width - 8) // TILE_W)
+        self.query_one("#grid", Grid).styles.grid_size_columns = self.columns
+
+    def _focused(self) -> int:
+        focused = self.focused
+        return focused.place if isinstance(focused, Tile) else 0
+
+    def _go(self, place: int) -> None:
+        tiles = list(self.query(Tile))
+        if tiles:
+            tiles[max(0, min(len(tiles) - 1, place))].focus()
+
+    def action_move(self, by: int) -> None:
+        self._go(self._focused() + by)
+
+    def action_move_row(self, by: int) -> None:
+        self._go(self._focused() + by * self.columns)
+
+    def action_view(self) -> None:
+        if self.mistakes:
+            self.app.push_screen(MistakeScreen(self.gallery, self.sheet, self.mistakes, self._focused()))
+
+    @on(Click, "Tile")
+    def _open(self, event: Click) -> None:
+        if event.chain == 2:  # a double click opens it large
+            self.action_view()
+
+
+class MistakeScreen(ModalScreen[None]):
+    """One mistake, as large as the screen allows, with its top three; arrows step through."""
+
+    BINDINGS = [
+        Binding("escape,q,enter", "dismiss", "Back"),
+        Binding("left,up", "step(-1)", "Previous"),
+        Binding("right,down,space", "step(1)", "Next"),
+    ]
+
+    def __init__(self, gallery: Gallery, sheet: PILImage.Image, mistakes: list[Mistake], place: int) -> None:
+        super().__init__()
+        self.gallery, self.sheet, self.mistakes, self.place = gallery, sheet, mistakes, place
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("", id="which")
+            yield image_widget()(None, id="large")
+            yield Label("", id="top")
+            yield Label("left / right: previous / next · esc: back", classes="hint")
+
+    def on_mount(self) -> None:
+        self._show()
+
+    def _show(self) -> None:
+        mistake = self.mistakes[self.place]
+        picture = self.query_one("#large")
+        picture.image = crop(self.gallery, self.sheet, mistake)  # type: ignore[attr-defined]
+        self.query_one("#which", Label).update(
+            f"{self.place + 1} of {len(self.mistakes)} · test image {mistake.index} · "
+            f"a {self.gallery.name(mistake.true)}, taken for a {self.gallery.name(mistake.predicted)}"
+        )
+        self.query_one("#top", Label).update(f"top 3: {self.gallery.top_line(mistake)}")
+
+    def action_step(self, by: int) -> None:
+        self.place = (self.place + by) % len(self.mistakes)
+        self._show()
+
+
+def cell_title(gallery: Gallery, true: int, predicted: int, shown: int) -> str:
+    """``cat taken for dog: 12 images (the evaluation at step 1,170)``."""
+    return (
+        f"{gallery.name(true)} taken for {gallery.name(predicted)}: {shown} image{'s' * (shown != 1)} "
+        f"(the evaluation at step {gallery.global_step:,})"
+    )
+
+
+def confident_title(gallery: Gallery) -> str:
+    kept = len(gallery.mistakes)
+    more = f" of {gallery.total_wrong}" if gallery.total_wrong > kept else ""
+    return (
+        f"most confident mistakes: {kept}{more} (the evaluation at step {gallery.global_step:,}, "
+        f"accuracy {gallery.accuracy:.1%})"
+    )

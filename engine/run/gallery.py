@@ -22,6 +22,10 @@ MAX_TILES = 400
 """Images kept per evaluation: a few hundred, so the files stay small (a 32 px sheet ~1 MB)."""
 MAX_TILE_PX = 64
 COLUMNS = 20
+CAM_JSON = "cam.json"
+CAM_SHEET = "cam.png"
+MAX_CAMS = 64
+"""Images whose activation maps one request computes (engine/session/cam.py)."""
 
 
 @dataclass(frozen=True)
@@ -127,3 +131,36 @@ def pick(rows: list[tuple[int, int, list[tuple[int, float]]]], limit: int = MAX_
         ranked.extend((rank, -rows[i][2][0][1], i) for rank, i in enumerate(members))
     ranked.sort()
     return [i for _rank, _conf, i in ranked[:limit]]
+
+
+@dataclass(frozen=True)
+class Cams:
+    """Where the model looked, for some test images: Grad-CAM of the predicted and of the true
+    class, from the checkpoint at ``global_step`` (engine/session/cam.py wrote them)."""
+
+    global_step: int
+    layer: str
+    tile_px: int
+    rows: dict[int, int]
+    """Test index -> its row in the sheet (the predicted class's map left, the true class's right)."""
+    sheet: Path
+
+    def boxes(self, index: int) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]] | None:
+        """The sheet boxes of an image's two maps (predicted, true); None when not computed."""
+        row = self.rows.get(index)
+        if row is None:
+            return None
+        t, y = self.tile_px, row * self.tile_px
+        return (0, y, t, y + t), (t, y, 2 * t, y + t)
+
+
+def read_cams(run_dir: Path) -> Cams | None:
+    """The run's latest activation maps; None when there are none or they are damaged."""
+    folder = Path(run_dir) / GALLERY
+    try:
+        data = json.loads((folder / CAM_JSON).read_text())
+        rows = {int(i): int(v["row"]) for i, v in data["images"].items()}
+        cams = Cams(int(data["global_step"]), str(data["layer"]), int(data["tile_px"]), rows, folder / CAM_SHEET)
+        return cams if cams.sheet.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None

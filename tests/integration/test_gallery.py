@@ -85,6 +85,8 @@ def test_export_mistakes_writes_a_labelled_picture(tmp_path: Path, project_env: 
 async def test_the_confusion_matrix_opens_a_cells_mistakes_and_steps_through_them(tmp_path: Path) -> None:
     """c, the arrows to a cell off the diagonal, Enter: only that cell's images; Enter again: one
     large, the arrows step; m: the most confident mistakes of all classes."""
+    from textual.widgets import Label
+
     from engine.session.attached import AttachedSession
     from tests.helpers.common import screen_text
     from tests.helpers.waiting import app_until
@@ -116,9 +118,19 @@ async def test_the_confusion_matrix_opens_a_cells_mistakes_and_steps_through_the
         await app_until(pilot, lambda: isinstance(app.screen, MistakeScreen))
         first = tiles[0].mistake
         assert f"test image {first.index}" in screen_text(app) and gallery.top_line(first) in screen_text(app)
+        # a: where it looked, computed by a process of its own from the checkpoint (torch is not here).
+        await pilot.press("a")
+        looked = app.screen.query_one("#looked", Label)
+        await app_until(
+            pilot, lambda: "where it looked (Grad-CAM at layer2, step 8)" in str(looked.render()), timeout=120
+        )
+        names = gallery.class_names
+        assert f"middle: {names[first.predicted]} · right: {names[first.true]}" in str(looked.render())
+        assert app.screen.query_one("#cam-predicted").display and app.screen.query_one("#cam-true").display
         if len(tiles) > 1:
             await pilot.press("right")
             await app_until(pilot, lambda: f"test image {tiles[1].mistake.index}" in screen_text(app))
+            assert f"right: {names[tiles[1].mistake.true]}" in str(looked.render())  # computed with the first
         await pilot.press("escape", "escape")
         await app_until(pilot, lambda: isinstance(app.screen, ConfusionScreen))
         await pilot.press("m")
@@ -126,3 +138,12 @@ async def test_the_confusion_matrix_opens_a_cells_mistakes_and_steps_through_the
         shown = [t.mistake for t in app.screen.query(Tile)]
         assert shown == gallery.most_confident() and len(shown) == gallery.total_wrong
         assert "most confident mistakes" in screen_text(app)
+
+
+def test_the_maps_command_refuses_an_image_the_run_does_not_have(tmp_path: Path, project_env: dict[str, str]) -> None:
+    cfg = tiny_config(tmp_path, test_limit=40)
+    Trainer(cfg, Recorder()).run()
+    command = [sys.executable, "-m", "engine.session.cam", cfg.run_dir, "3", "40"]
+    done = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip() == "no test image 40: the run's test split holds 40"
+    assert not (Path(cfg.run_dir) / "gallery" / "cam.json").exists()

@@ -1,19 +1,24 @@
 """The mistakes gallery: the test images of one confusion cell (or the most confident mistakes
-of all classes) as pictures, each with the model's top three; Enter shows one large, and the
-arrows step through them. Reads the files the trainer wrote (engine/run/gallery.py)."""
+of all classes) as pictures, each with the model's top three; Enter shows one large, the
+arrows step through them, and a shows where the model looked. Reads the files the trainer
+wrote (engine/run/gallery.py); the activation maps come from a process of their own
+(engine/session/cam.py), as this process never imports torch."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 from PIL import Image as PILImage
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Vertical, VerticalScroll
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.events import Click, Resize
 from textual.screen import ModalScreen
 from textual.widgets import Label
 
-from engine.run.gallery import Gallery, Mistake
+from engine.run.gallery import MAX_CAMS, Cams, Gallery, Mistake, read_cams
 from tui.widgets.images import image_widget
 
 TILE_W, TILE_H = 18, 10
@@ -104,40 +109,85 @@ class GalleryScreen(ModalScreen[None]):
 
 
 class MistakeScreen(ModalScreen[None]):
-    """One mistake, as large as the screen allows, with its top three; arrows step through."""
+    """One mistake, as large as the screen allows, with its top three; arrows step through; a
+    shows where the model looked (Grad-CAM for its prediction and for the truth)."""
 
     BINDINGS = [
         Binding("escape,q,enter", "dismiss", "Back"),
         Binding("left,up", "step(-1)", "Previous"),
         Binding("right,down,space", "step(1)", "Next"),
+        Binding("a", "looked", "Where it looked"),
     ]
 
     def __init__(self, gallery: Gallery, sheet: PILImage.Image, mistakes: list[Mistake], place: int) -> None:
         super().__init__()
         self.gallery, self.sheet, self.mistakes, self.place = gallery, sheet, mistakes, place
+        self.run_dir = gallery.sheet.parent.parent
+        self.cams: Cams | None = None
+        self.cam_sheet: PILImage.Image | None = None
+        self.computing = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label("", id="which")
-            yield image_widget()(None, id="large")
+            with Horizontal(id="pictures"):
+                yield image_widget()(None, id="large")
+                yield image_widget()(None, id="cam-predicted", classes="cam")
+                yield image_widget()(None, id="cam-true", classes="cam")
             yield Label("", id="top")
-            yield Label("left / right: previous / next · esc: back", classes="hint")
+            yield Label("", id="looked")
+            yield Label("left / right: previous / next · a: where it looked · esc: back", classes="hint")
 
     def on_mount(self) -> None:
         self._show()
 
     def _show(self) -> None:
         mistake = self.mistakes[self.place]
-        picture = self.query_one("#large")
-        picture.image = crop(self.gallery, self.sheet, mistake)  # type: ignore[attr-defined]
+        g = self.gallery
+        self.query_one("#large").image = crop(g, self.sheet, mistake)  # type: ignore[attr-defined]
         self.query_one("#which", Label).update(
             f"{self.place + 1} of {len(self.mistakes)} · test image {mistake.index} · "
-            f"a {self.gallery.name(mistake.true)}, taken for a {self.gallery.name(mistake.predicted)}"
+            f"a {g.name(mistake.true)}, taken for a {g.name(mistake.predicted)}"
         )
-        self.query_one("#top", Label).update(f"top 3: {self.gallery.top_line(mistake)}")
+        self.query_one("#top", Label).update(f"top 3: {g.top_line(mistake)}")
+        boxes = self.cams.boxes(mistake.index) if self.cams and self.cam_sheet else None
+        for widget_id, box in zip(("#cam-predicted", "#cam-true"), boxes or (None, None), strict=True):
+            picture = self.query_one(widget_id)
+            picture.image = self.cam_sheet.crop(box) if box and self.cam_sheet else None  # type: ignore[attr-defined]
+            picture.display = box is not None
+        looked = self.query_one("#looked", Label)
+        if boxes and self.cams:
+            looked.update(f"where it looked (Grad-CAM at {self.cams.layer}, step {self.cams.global_step:,}): "
+                          f"middle: {g.name(mistake.predicted)} · right: {g.name(mistake.true)}")  # fmt: skip
+        elif not self.computing:
+            looked.update("")
 
     def action_step(self, by: int) -> None:
         self.place = (self.place + by) % len(self.mistakes)
+        self._show()
+
+    def action_looked(self) -> None:
+        """Compute the maps of this image and those after it, in a process of its own (torch)."""
+        if self.computing:
+            return
+        self.computing = True
+        indices = [m.index for m in (self.mistakes[self.place :] + self.mistakes[: self.place])][:MAX_CAMS]
+        self.query_one("#looked", Label).update("where it looked: computing Grad-CAM from the latest checkpoint…")
+        self.run_worker(lambda: self._compute(indices), thread=True, exclusive=True)
+
+    def _compute(self, indices: list[int]) -> None:
+        command = [sys.executable, "-m", "engine.session.cam", str(self.run_dir), *map(str, indices)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        self.app.call_from_thread(self._computed, done.returncode, done.stderr.strip().splitlines())
+
+    def _computed(self, code: int, err: list[str]) -> None:
+        self.computing = False
+        cams = read_cams(self.run_dir) if code == 0 else None
+        if cams is None:
+            why = err[-1] if err else f"exit {code}"
+            self.query_one("#looked", Label).update(f"where it looked: not computed ({why})")
+            return
+        self.cams, self.cam_sheet = cams, PILImage.open(cams.sheet).convert("RGB")
         self._show()
 
 

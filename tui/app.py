@@ -32,6 +32,7 @@ from engine.session.base import Session
 from tui.controller import Lifecycle, RunController, SessionFactory
 from tui.keys import ACTS_ON_TRAINING, KEYS, bindings
 from tui.notify import end_notice, notification_escapes, offline_config
+from tui.screens.batch import BatchScreen
 from tui.screens.confusion import ConfusionScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.dialogs import Choice, offline_dialog, stop_dialog
@@ -269,6 +270,10 @@ class CifarTui(SteeringApp):
     def action_confusion(self) -> None:
         started = self.run_state.started
         self.push_screen(ConfusionScreen(self.run_state.last_eval, started.run_dir if started else ""))
+
+    def action_batch_view(self) -> None:
+        started = self.run_state.started
+        self.push_screen(BatchScreen(started.run_dir if started else ""))
 
     def action_cycle_plots(self) -> None:
         self.dashboard.cycle_plots()

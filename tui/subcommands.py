@@ -140,14 +140,18 @@ def export_main(argv: list[str]) -> int:
                    "(needs: pip install tensorboard); then: tensorboard --logdir LOGDIR")  # fmt: skip
     p.add_argument("--mistakes", type=path_arg("--mistakes"), metavar="FILE.png",
                    help="the latest evaluation's most confident mistakes as one labelled picture (one run)")  # fmt: skip
+    p.add_argument("--batch", type=path_arg("--batch"), metavar="FILE.png",
+                   help="a training batch before and after augmentation as one labelled picture (one run)")  # fmt: skip
     args: argparse.Namespace = p.parse_args(argv)
-    if not (args.csv or args.tensorboard or args.mistakes):
-        return usage_error("say what to write: --csv, --tensorboard LOGDIR, --mistakes FILE.png, or several")
-    if args.mistakes and len(args.runs) > 1:
-        return usage_error("--mistakes takes one run")
+    if not (args.csv or args.tensorboard or args.mistakes or args.batch):
+        return usage_error("say what to write: --csv, --tensorboard LOGDIR, --mistakes FILE.png, --batch FILE.png")
+    if (args.mistakes or args.batch) and len(args.runs) > 1:
+        return usage_error("--mistakes and --batch take one run")
     from engine.run.catalog import NoSuchRun, resolve_run
+    from engine.run.errors import UserError
     from engine.run.export import ExportError, export_csv, export_name, export_tensorboard
     from engine.run.gallery_export import NoGallery, export_mistakes
+    from engine.session.batch_view import export_batch
 
     try:
         run_dirs = [resolve_run(text) for text in args.runs]
@@ -164,7 +168,9 @@ def export_main(argv: list[str]) -> int:
                 written.append(export_tensorboard(run_dir, Path(args.tensorboard)))
             if args.mistakes:
                 written.append(export_mistakes(run_dir, Path(args.mistakes)))
-        except (ExportError, NoGallery) as exc:
+            if args.batch:
+                written.append(export_batch(run_dir, Path(args.batch)))
+        except (ExportError, NoGallery, UserError) as exc:
             return usage_error(str(exc))
         except OSError as exc:
             return usage_error(f"cannot write the export of {run_dir}: {exc.strerror or exc}")

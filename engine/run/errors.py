@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 from engine.run import events as ev
 
 
@@ -94,3 +97,17 @@ def _end_code(end: ev.Finished | ev.Failed) -> int:
     if end.unsaved:  # trained, but the weights it ended with are in no checkpoint
         return EXIT_CRASH
     return EXIT_OK if end.reason == "completed" else EXIT_STOPPED
+
+
+def one_line_command(work: Callable[[], object], cannot: str) -> int:
+    """A helper command's exit code: what ``work`` returns is printed; a UserError is its one line
+    on stderr and exit 2, an OSError ``{cannot}: why`` and exit 1 (never a traceback)."""
+    try:
+        print(work(), flush=True)
+    except UserError as exc:
+        print(first_line(exc), file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"{cannot}: {first_line(exc)}", file=sys.stderr, flush=True)
+        return EXIT_CRASH
+    return EXIT_OK

@@ -22,6 +22,10 @@ MAX_TILES = 400
 """Images kept per evaluation: a few hundred, so the files stay small (a 32 px sheet ~1 MB)."""
 MAX_TILE_PX = 64
 COLUMNS = 20
+BATCH_JSON = "batch.json"
+BATCH_SHEET = "batch.png"
+BATCH_IMAGES = 32
+"""Images of a training batch the batch view shows (engine/session/batch_view.py)."""
 CAM_JSON = "cam.json"
 CAM_SHEET = "cam.png"
 MAX_CAMS = 64
@@ -163,4 +167,39 @@ def read_cams(run_dir: Path) -> Cams | None:
         cams = Cams(int(data["global_step"]), str(data["layer"]), int(data["tile_px"]), rows, folder / CAM_SHEET)
         return cams if cams.sheet.is_file() else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """What the model sees: the first images of a training batch before and after augmentation,
+    as engine/session/batch_view.py rebuilt them from the run's seed."""
+
+    epoch: int
+    step: int
+    loader: str
+    labels: list[int]
+    class_names: list[str]
+    tile_px: int
+    sheet: Path
+
+    def boxes(self, k: int) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+        """The sheet boxes of image ``k`` before and after augmentation."""
+        t, y = self.tile_px, k * self.tile_px
+        return (0, y, t, y + t), (t, y, 2 * t, y + t)
+
+    def name(self, k: int) -> str:
+        cls = self.labels[k]
+        return self.class_names[cls] if 0 <= cls < len(self.class_names) else str(cls)
+
+
+def read_batch_view(run_dir: Path) -> BatchView | None:
+    """The run's latest batch view; None when there is none or it is damaged."""
+    folder = Path(run_dir) / GALLERY
+    try:
+        d = json.loads((folder / BATCH_JSON).read_text())
+        view = BatchView(int(d["epoch"]), int(d["step"]), str(d["loader"]), [int(c) for c in d["labels"]],
+                         [str(n) for n in d["class_names"]], int(d["tile_px"]), folder / BATCH_SHEET)  # fmt: skip
+        return view if view.sheet.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
         return None

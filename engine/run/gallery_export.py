@@ -1,5 +1,6 @@
-"""``cifar-tui export RUN --mistakes FILE.png``: the gallery's mistakes as one labelled picture
-(each image enlarged, its true class, the prediction and its probability under it)."""
+"""``cifar-tui export RUN --mistakes FILE.png`` and ``--batch FILE.png``: the gallery's mistakes
+(each image enlarged, its true class, the prediction and its probability under it) and a
+training batch before and after augmentation, as labelled pictures."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from engine.run.fileio import atomic_write
-from engine.run.gallery import Gallery, Mistake, read_gallery
+from engine.run.gallery import BatchView, Gallery, Mistake, read_gallery
 
 CELL_PX = 96
 """Each image is drawn at least this wide (a 32 px CIFAR image three times over)."""
@@ -51,3 +52,22 @@ def export_mistakes(run_dir: Path, out: Path) -> Path:
     grid = labelled_grid(gallery, gallery.most_confident())
     atomic_write(out, lambda f: grid.save(f, format="PNG"))
     return out
+
+
+def batch_grid(view: BatchView, columns: int = 4) -> Image.Image:
+    """The batch view's pairs (before, after augmentation), ``columns`` pairs wide, each labelled."""
+    sheet = Image.open(view.sheet).convert("RGB")
+    side = max(CELL_PX, view.tile_px)
+    count = len(view.labels)
+    columns = max(1, min(columns, count))
+    rows = max(1, -(-count // columns))
+    pair_w = 2 * side + 8
+    grid = Image.new("RGB", (columns * pair_w, rows * (side + CAPTION_PX)), "white")
+    draw = ImageDraw.Draw(grid)
+    for k in range(count):
+        r, c = divmod(k, columns)
+        x, y = c * pair_w, r * (side + CAPTION_PX)
+        for j, box in enumerate(view.boxes(k)):
+            grid.paste(sheet.crop(box).resize((side, side), Image.Resampling.NEAREST), (x + j * side, y))
+        draw.text((x + 2, y + side + 1), f"{view.name(k)}: before | after", fill="black")
+    return grid

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.run.errors import EXIT_CRASH, EXIT_USAGE, UserError, first_line
+from engine.run.errors import UserError, one_line_command
 from engine.run.gallery import CAM_JSON, CAM_SHEET, GALLERY, MAX_CAMS, MAX_TILE_PX
 from engine.run.rundir import CHECKPOINTS
 
@@ -72,15 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir", type=Path)
     p.add_argument("indices", nargs="+", type=int, metavar="INDEX")
     args = p.parse_args(argv)
-    try:
-        print(write_cams(args.run_dir, list(dict.fromkeys(args.indices))[:MAX_CAMS]), flush=True)
-    except UserError as exc:
-        print(first_line(exc), file=sys.stderr, flush=True)
-        return EXIT_USAGE
-    except OSError as exc:
-        print(f"cannot write the maps: {first_line(exc)}", file=sys.stderr, flush=True)
-        return EXIT_CRASH
-    return 0
+    return one_line_command(
+        lambda: write_cams(args.run_dir, list(dict.fromkeys(args.indices))[:MAX_CAMS]), "cannot write the maps"
+    )
 
 
 if __name__ == "__main__":

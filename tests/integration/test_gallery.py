@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -147,3 +148,58 @@ def test_the_maps_command_refuses_an_image_the_run_does_not_have(tmp_path: Path,
     done = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=120)
     assert done.returncode == 2 and done.stderr.strip() == "no test image 40: the run's test split holds 40"
     assert not (Path(cfg.run_dir) / "gallery" / "cam.json").exists()
+
+
+@pytest.mark.parametrize("loader", ["tensor", "dataloader"])
+def test_the_batch_view_is_the_batch_the_trainer_takes(tmp_path: Path, loader: str) -> None:
+    """Rebuilt from the run's seed: the augmented images are the ones its loader yields at that
+    step, beside the same training images unaugmented."""
+    from engine.ranks.group import World
+    from engine.run.gallery import read_batch_view
+    from engine.session.batch_view import batch_images, write_batch_view
+    from engine.train.setup import batch_sources
+
+    cfg = tiny_config(tmp_path, loader=loader, workers=0, cutout=8 if loader == "tensor" else 0)
+    Trainer(cfg, Recorder()).run()
+    run = Path(cfg.run_dir)
+    write_batch_view(run, epoch=0, step=3)
+    view = read_batch_view(run)
+    assert view is not None and (view.epoch, view.step, view.loader) == (0, 3, loader)
+    data = load_data(cfg, lambda _kind, _text: None)
+    train, _ = batch_sources(cfg, data, torch.device("cpu"), World(), compiled=False)
+    x, y = next(iter(train.batches(0, start_step=3)))
+    assert view.labels == y.tolist() and len(view.labels) == 16
+    sheet = np.asarray(Image.open(view.sheet).convert("RGB"))
+    for k, index in enumerate(batch_images(train, 0, 3)):
+        (bl, bt, br, bb), (al, at, ar, ab) = view.boxes(k)
+        assert np.array_equal(sheet[bt:bb, bl:br], data.train.images[index].permute(1, 2, 0).numpy())
+        expected = (x[k] * 127.5 + 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        assert np.array_equal(sheet[at:ab, al:ar], expected)
+    assert not np.array_equal(sheet[:, :32], sheet[:, 32:64])  # augmentation changed something
+    # A finished run shows its last batch; export writes it as a labelled picture.
+    out = tmp_path / "batch.png"
+    command = [sys.executable, "-m", "tui.cli", "export", str(run), "--batch", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    again = read_batch_view(run)
+    assert again is not None and (again.epoch, again.step) == (0, 7)
+    assert Image.open(out).size == (4 * (2 * 96 + 8), 4 * (96 + 26))  # 16 images, 4 pairs a row
+
+
+async def test_b_shows_the_batch_before_and_after_augmentation(tmp_path: Path) -> None:
+    from engine.session.attached import AttachedSession
+    from tests.helpers.waiting import app_until
+    from tui.app import make_app
+    from tui.screens.batch import BatchScreen, Pair
+
+    cfg = tiny_config(tmp_path)
+    Trainer(cfg, Recorder()).run()
+    app = make_app(tiny_config(tmp_path), lambda _cfg: AttachedSession(Path(cfg.run_dir)), refresh_hz=4.0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app_until(pilot, lambda: app.run_state.finished is not None)
+        await pilot.press("b")
+        await app_until(pilot, lambda: isinstance(app.screen, BatchScreen) and bool(app.screen.query(Pair)),
+                        timeout=120)  # fmt: skip
+        assert len(app.screen.query(Pair)) == 16
+        title = str(app.screen.query_one("#title").render())
+        assert title.startswith("what the model sees: batch 8 of epoch 1 (tensor loader), the first 16 images")

@@ -1,5 +1,7 @@
 """Regenerate the README screenshots from a real run (demo data, CPU): python screenshots/make_screenshots.py
-(``... steering``: only the learning-rate finder's offer and a steered run)
+(``... steering``: only the learning-rate finder's offer and a steered run; ``... gallery``: only
+the mistakes gallery, where the model looked and the batch view, from a short run on the real
+CIFAR-10 images of ../shared/data/cifar10-mini, or demo data where that is missing)
 
 Uses Textual's run_test + save_screenshot so the pictures never drift from the code.
 """
@@ -14,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from engine.run.config import from_recipe  # noqa: E402
+from engine.run.config import TrainConfig, from_recipe  # noqa: E402
 from tui.app import CifarTui, make_app  # noqa: E402
 
 
@@ -124,6 +126,81 @@ def served_in_a_browser() -> None:
                 pass
 
 
+def gallery() -> None:
+    """The mistakes of a short run at 80x24 and 160x50, one of them with where the model looked,
+    the batch view, and the mistakes in a browser: pictures from real images where the shared
+    mini set is here."""
+    from engine.train.trainer import Trainer
+    from tests.helpers.common import MINI
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = str(MINI) if MINI.is_dir() else "demo"
+        cfg = from_recipe("fast", data=data, weights="none", device="cpu", epochs=4, batch_size=100,
+                          train_limit=0 if MINI.is_dir() else 2000, run_dir=f"{tmp}/run")  # fmt: skip
+        Trainer(cfg, lambda _event: None).run()
+        asyncio.run(gallery_in_the_terminal(cfg))
+        gallery_in_a_browser(Path(cfg.run_dir))
+
+
+async def gallery_in_the_terminal(cfg: TrainConfig) -> None:
+    from engine.session.attached import AttachedSession
+
+    for size, name in (((80, 24), "mistakes-80x24"), ((160, 50), "mistakes")):
+        app = make_app(cfg, lambda _c: AttachedSession(Path(cfg.run_dir)), refresh_hz=2.0)
+        async with app.run_test(size=size) as pilot:
+            await wait_until(pilot, lambda: app.run_state.finished is not None)  # noqa: B023
+            await pilot.press("c", "m")
+            await pilot.pause(1.0)
+            app.save_screenshot(f"{name}.svg", str(HERE))
+            if name == "mistakes":
+                await pilot.press("enter", "a")
+                await wait_until(pilot, lambda: "Grad-CAM" in str(app.screen.query_one("#looked").render()))  # noqa: B023
+                await pilot.pause(1.0)
+                app.save_screenshot("looked.svg", str(HERE))
+                await pilot.press("escape", "escape", "escape", "b")
+                await wait_until(pilot, lambda: bool(app.screen.query("Pair")))  # noqa: B023
+                await pilot.pause(1.0)
+                app.save_screenshot("batch.svg", str(HERE))
+    print("wrote mistakes-80x24.svg, mistakes.svg, looked.svg, batch.svg")
+
+
+def gallery_in_a_browser(run_dir: Path) -> None:
+    """served-mistakes.png: `cifar-tui serve RUN`, c then m, in headless Chromium."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.helpers.browser import BROWSER, launch, open_dashboard
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("served-mistakes.png skipped: pip install playwright")
+        return
+    if BROWSER is None:
+        print("served-mistakes.png skipped: no chromium (apt install chromium)")
+        return
+    server = subprocess.Popen([sys.executable, "-m", "tui.cli", "serve", str(run_dir), "--port", "8792"],
+                              stdout=subprocess.PIPE, text=True, cwd=HERE.parent)  # fmt: skip
+    try:
+        assert server.stdout is not None
+        url = next(line.split(" at ", 1)[1].strip() for line in server.stdout if "?token=" in line)
+        with sync_playwright() as playwright:
+            browser = launch(playwright)
+            page = open_dashboard(browser, url, 1400, 860)
+            time.sleep(3)
+            page.keyboard.press("c")
+            time.sleep(1)
+            page.keyboard.press("m")
+            time.sleep(3)
+            page.screenshot(path=str(HERE / "served-mistakes.png"))
+            browser.close()
+        print("wrote served-mistakes.png")
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+
+
 async def steering() -> None:
     """A run started with --lr-find: the finder's offer, then the run trained at it and steered."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,7 +231,10 @@ async def steering() -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["steering"]:
         asyncio.run(steering())
+    elif sys.argv[1:] == ["gallery"]:
+        gallery()
     else:
         served_in_a_browser()  # first: Playwright's sync API wants a thread without a (closed) asyncio loop
         asyncio.run(main())
         asyncio.run(steering())
+        gallery()

@@ -94,6 +94,7 @@ def export_tensorboard(run_dir: Path, logdir: Path, name: str = "") -> Path:
         _write_scalars(writer, events)
         _write_confusion(writer, events)
         _write_hparams(writer, events)
+        _write_mistakes(writer, run_dir)
         writer.close()
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -152,6 +153,21 @@ def _write_confusion(writer: object, events: list[ev.Event]) -> None:
         for name, row in zip(last.class_names, last.confusion)
     ]
     writer.add_text("confusion_matrix", "\n".join([head, rule, *rows]), last.global_step)  # type: ignore[attr-defined]
+
+
+def _write_mistakes(writer: object, run_dir: Path) -> None:
+    """The gallery's most confident mistakes as one labelled picture (TensorBoard's Images tab),
+    at the step of the evaluation they come from."""
+    import numpy as np
+
+    from engine.run.gallery import read_gallery
+    from engine.run.gallery_export import labelled_grid
+
+    gallery = read_gallery(run_dir)
+    if gallery is None or not gallery.mistakes:
+        return
+    grid = np.asarray(labelled_grid(gallery, gallery.most_confident()[:40]))
+    writer.add_image("mistakes", grid, gallery.global_step, dataformats="HWC")  # type: ignore[attr-defined]
 
 
 def _write_hparams(writer: object, events: list[ev.Event]) -> None:

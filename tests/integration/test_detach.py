@@ -15,6 +15,7 @@ from engine.run import events as ev
 from engine.run.control_socket import TRAINER_FILE, ControlClient, ControlServer, trainer_alive
 from engine.run.controls import Controls
 from engine.run.export import export_csv
+from engine.run.gallery import read_gallery
 from engine.run.rundir import read_events
 from engine.run.summary import list_runs, summarize
 from engine.session.attached import AttachedSession
@@ -201,6 +202,11 @@ def test_export_tensorboard_reads_back_and_replaces_an_earlier_export(
     assert [round(s.value, 3) for s in test_acc] == [round(100 * e.test_accuracy, 3) for e in epochs]
     assert [s.step for s in tb.Scalars("train/loss")][-1] == 16 and "class_accuracy/disc" in tb.Tags()["scalars"]
     assert "confusion_matrix/text_summary" in tb.Tags()["tensors"]
+    # The gallery's most confident mistakes, as a picture at the step of their evaluation.
+    gallery = read_gallery(Path(cfg.run_dir))
+    assert gallery is not None and [i.step for i in tb.Images("mistakes")] == [gallery.global_step] == [16]
+    shown = min(40, len(gallery.mistakes))
+    assert tb.Images("mistakes")[0].width == min(10, shown) * 96
     # Several runs in one command, each with its hyperparameters for the HParams tab.
     other = tiny_config(tmp_path, epochs=1, lr=0.05, run_dir=str(tmp_path / "other"))
     Trainer(other, Recorder()).run()

@@ -203,3 +203,25 @@ async def test_b_shows_the_batch_before_and_after_augmentation(tmp_path: Path) -
         assert len(app.screen.query(Pair)) == 16
         title = str(app.screen.query_one("#title").render())
         assert title.startswith("what the model sees: batch 8 of epoch 1 (tensor loader), the first 16 images")
+
+
+async def test_the_runs_screen_opens_a_finished_runs_gallery(tmp_path: Path) -> None:
+    from engine.session.attached import AttachedSession
+    from tests.helpers.waiting import app_until
+    from tui.app import make_app
+    from tui.screens.gallery import GalleryScreen, Tile
+    from tui.screens.runs import RunsScreen
+
+    root = tmp_path / "runs"
+    cfg = tiny_config(tmp_path, run_dir=str(root / "only"), test_limit=50)
+    Trainer(cfg, Recorder()).run()
+    gallery = read_gallery(Path(cfg.run_dir))
+    assert gallery is not None
+    app = make_app(tiny_config(tmp_path), lambda _cfg: AttachedSession(Path(cfg.run_dir)), refresh_hz=4.0)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app_until(pilot, lambda: app.run_state.finished is not None)
+        await pilot.press("r")
+        await app_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded)
+        await pilot.press("g")
+        await app_until(pilot, lambda: isinstance(app.screen, GalleryScreen))
+        assert [t.mistake for t in app.screen.query(Tile)] == gallery.most_confident()

@@ -197,3 +197,25 @@ def test_one_mistake_large(snap_compare, tmp_path: Path) -> None:  # type: ignor
         await app_until(pilot, lambda: isinstance(pilot.app.screen, MistakeScreen))
 
     assert snap_compare(app_for("finished", epochs_done=10), terminal_size=(80, 24), run_before=open_one)
+
+
+def test_batch_view(snap_compare, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The batch of a tiny demo run, rebuilt from its seed (the same on every machine)."""
+    from engine.session.attached import AttachedSession
+    from engine.train.trainer import Trainer
+    from tests.helpers.common import tiny_config
+    from tui.app import make_app
+    from tui.screens.batch import BatchScreen
+
+    cfg = tiny_config(tmp_path, cutout=8)
+    Trainer(cfg, lambda _event: None).run()
+    app = make_app(cfg, lambda _cfg: AttachedSession(Path(cfg.run_dir)), refresh_hz=4.0)
+
+    async def open_batch(pilot) -> None:  # type: ignore[no-untyped-def]
+        await app_until(pilot, lambda: app.run_state.finished is not None)
+        await pilot.press("b")
+        await app_until(pilot, lambda: isinstance(app.screen, BatchScreen) and bool(app.screen.query("Pair")),
+                        timeout=120)  # fmt: skip
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_batch)

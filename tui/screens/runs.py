@@ -89,6 +89,7 @@ class RunsScreen(ModalScreen[None]):
         Binding("x", "cycle_axis", "X axis"),
         Binding("slash", "filter", "Filter"),
         Binding("o", "cycle_order", "Order"),
+        Binding("g", "gallery", "Mistakes"),
         Binding("r,escape", "close", "Close"),
         Binding("q", "app.quit_app", "Quit"),
     ]
@@ -183,6 +184,17 @@ class RunsScreen(ModalScreen[None]):
         self.selected ^= {run.path}
         table.update_cell(run.path, table.ordered_columns[0].key, self._mark(run))
         self._read_curves()
+
+    def action_gallery(self) -> None:
+        """The highlighted run's most confident mistakes (its latest evaluation's gallery)."""
+        from engine.run.gallery import read_gallery
+        from tui.screens.gallery import GalleryScreen, confident_title
+
+        gallery = read_gallery(Path(self.runs[self.query_one(DataTable).cursor_row].path)) if self.runs else None
+        if gallery is None or not gallery.mistakes:
+            self.notify("no mistakes gallery for this run (written after each evaluation)", severity="warning")
+            return
+        self.app.push_screen(GalleryScreen(gallery, gallery.most_confident(), confident_title(gallery)))
 
     def action_toggle_view(self) -> None:
         self.toggle_class("-configs")

@@ -76,6 +76,26 @@ async def main() -> None:
     print("wrote", ", ".join(sorted(p.name for p in HERE.glob("*.svg"))))
 
 
+def browser_shot(url: str, name: str, keys: list[str]) -> None:
+    """A served dashboard in headless Chromium: ``keys`` pressed, then the page as ``name``."""
+    import time
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.helpers.browser import launch, open_dashboard
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = open_dashboard(browser, url, 1400, 860)
+        time.sleep(3)  # a few redraws after the replay
+        for key in keys:
+            page.keyboard.press(key)
+            time.sleep(2)
+        page.screenshot(path=str(HERE / name))
+        browser.close()
+    print(f"wrote {name}")
+
+
 def served_in_a_browser() -> None:
     """served-browser.png: `cifar-tui serve` on a demo run, in headless Chromium (skipped without one)."""
     import signal
@@ -84,10 +104,10 @@ def served_in_a_browser() -> None:
 
     from engine.run.control_socket import ControlClient
     from engine.run.rundir import read_events
-    from tests.helpers.browser import BROWSER, launch, open_dashboard
+    from tests.helpers.browser import BROWSER
 
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401  (only whether it is there)
     except ImportError:
         print("served-browser.png skipped: pip install playwright")
         return
@@ -110,13 +130,7 @@ def served_in_a_browser() -> None:
 
             while epochs_done() < 2:
                 time.sleep(0.5)
-            with sync_playwright() as playwright:
-                browser = launch(playwright)
-                page = open_dashboard(browser, url, 1400, 860)
-                time.sleep(3)  # a few redraws after the replay
-                page.screenshot(path=str(HERE / "served-browser.png"))
-                browser.close()
-            print("wrote served-browser.png")
+            browser_shot(url, "served-browser.png", [])
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(timeout=30)
@@ -154,7 +168,8 @@ async def gallery_in_the_terminal(cfg: TrainConfig) -> None:
             app.save_screenshot(f"{name}.svg", str(HERE))
             if name == "mistakes":
                 await pilot.press("enter", "a")
-                await wait_until(pilot, lambda: "Grad-CAM" in str(app.screen.query_one("#looked").render()))  # noqa: B023
+                looked = app.screen.query_one("#looked")
+                await wait_until(pilot, lambda: "looked (Grad-CAM" in str(looked.render()))  # noqa: B023
                 await pilot.pause(1.0)
                 app.save_screenshot("looked.svg", str(HERE))
                 await pilot.press("escape", "escape", "escape", "b")
@@ -168,12 +183,11 @@ def gallery_in_a_browser(run_dir: Path) -> None:
     """served-mistakes.png: `cifar-tui serve RUN`, c then m, in headless Chromium."""
     import signal
     import subprocess
-    import time
 
-    from tests.helpers.browser import BROWSER, launch, open_dashboard
+    from tests.helpers.browser import BROWSER
 
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401  (only whether it is there)
     except ImportError:
         print("served-mistakes.png skipped: pip install playwright")
         return
@@ -185,17 +199,7 @@ def gallery_in_a_browser(run_dir: Path) -> None:
     try:
         assert server.stdout is not None
         url = next(line.split(" at ", 1)[1].strip() for line in server.stdout if "?token=" in line)
-        with sync_playwright() as playwright:
-            browser = launch(playwright)
-            page = open_dashboard(browser, url, 1400, 860)
-            time.sleep(3)
-            page.keyboard.press("c")
-            time.sleep(1)
-            page.keyboard.press("m")
-            time.sleep(3)
-            page.screenshot(path=str(HERE / "served-mistakes.png"))
-            browser.close()
-        print("wrote served-mistakes.png")
+        browser_shot(url, "served-mistakes.png", ["c", "m"])
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)

@@ -39,7 +39,7 @@ class Tile(Vertical, can_focus=True):
     def compose(self) -> ComposeResult:
         yield image_widget()(crop(self.gallery, self.sheet, self.mistake), classes="picture")
         g, m = self.gallery, self.mistake
-        yield Label(f"{g.name(m.true)} -> {g.name(m.predicted)}\n{m.confidence:.0%} sure", classes="caption")
+        yield Label(f"{g.name(m.true)}\n-> {g.name(m.predicted)}\n{m.confidence:.0%} sure", classes="caption")
 
     def on_click(self, _event: Click) -> None:
         self.focus()
@@ -141,6 +141,17 @@ class MistakeScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self._show()
 
+    def on_resize(self, _event: Resize) -> None:
+        self.call_after_refresh(self._fit)
+
+    def _fit(self) -> None:
+        """Square pictures as large as fit side by side: a cell is one pixel wide and two tall."""
+        shown = [w for w in self.query_one("#pictures").children if w.display]
+        area = self.query_one("#pictures").size
+        cols = max(4, min((area.width - 2 * len(shown)) // max(1, len(shown)), 2 * area.height))
+        for widget in shown:
+            widget.styles.width, widget.styles.height = cols, cols // 2
+
     def _show(self) -> None:
         mistake = self.mistakes[self.place]
         g = self.gallery
@@ -155,6 +166,7 @@ class MistakeScreen(ModalScreen[None]):
             picture = self.query_one(widget_id)
             picture.image = self.cam_sheet.crop(box) if box and self.cam_sheet else None  # type: ignore[attr-defined]
             picture.display = box is not None
+        self.call_after_refresh(self._fit)
         looked = self.query_one("#looked", Label)
         if boxes and self.cams:
             looked.update(f"where it looked (Grad-CAM at {self.cams.layer}, step {self.cams.global_step:,}): "

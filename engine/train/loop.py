@@ -26,7 +26,7 @@ from engine.run.wording import CountProgress
 from engine.train.checkpoint import CheckpointStore, build_checkpoint, save_final
 from engine.train.evaluate import EvalResult, EvaluationInterrupted, evaluate
 from engine.train.loop_parts import EpochStats, LoopHost, LoopParts, StopTraining, all_finite, sync
-from engine.train.mistakes import MistakeLog, keep_mistakes
+from engine.train.mistakes import GalleryWriter, MistakeLog
 
 
 class TrainLoop:
@@ -57,6 +57,7 @@ class TrainLoop:
         self.started = time.perf_counter()
         self.excluded = 0.0  # seconds paused or evaluating on request: not training time
         self.last_eval_seconds = 0.0
+        self.gallery = GalleryWriter()  # the mistakes of each evaluation, written beside training
         # Cross-entropy starts near ln(C); a hundred times that means the weights have blown up
         # (a healthy run, warm-up spikes included, stays far below).
         self.explode_at = 100.0 * math.log(max(2, self.num_classes))
@@ -219,7 +220,7 @@ class TrainLoop:
                           reduce=self.world.all_reduce_ if self.world.is_distributed else None,
                           predictions=mistakes.add)  # fmt: skip
         seconds = time.perf_counter() - began - compiled
-        keep_mistakes(self.host, mistakes, self.data, result.accuracy)
+        self.gallery.keep(self.host, mistakes, self.data, result.accuracy)
         if not math.isfinite(result.loss):
             raise FloatingPointError(f"test loss became {result.loss} after epoch {s.epoch + 1}, step {s.step}")
         self.last_eval_seconds = seconds

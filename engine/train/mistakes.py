@@ -6,6 +6,7 @@ wrong ones are picked and the trainer writes the gallery's JSON and image sheet.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,24 +70,44 @@ def write_gallery(run_dir: Path, rows: list[Row], images: torch.Tensor, class_na
         sheet[r * tile_px : (r + 1) * tile_px, c * tile_px : (c + 1) * tile_px] = tile
     meta_path, sheet_path = gallery_files(run_dir)
     meta_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(sheet_path, lambda f: Image.fromarray(sheet).save(f, format="PNG"))
+    atomic_write(sheet_path, lambda f: Image.fromarray(sheet).save(f, format="PNG", compress_level=1))
     entries = [{"index": i, "true": t, "top": [list(p) for p in top], "tile": k} for k, (i, t, top) in enumerate(kept)]
     atomic_write_json(meta_path, {**meta, "class_names": list(class_names), "tile_px": tile_px,
                                   "columns": columns, "total_wrong": len(rows), "mistakes": entries})  # fmt: skip
     return time.perf_counter() - began
 
 
-def keep_mistakes(host: LoopHost, log: MistakeLog, data: DataBundle, accuracy: float) -> None:
-    """The gallery of the evaluation just made: every rank's share of the mistakes (a collective:
-    every rank calls it), written by rank 0. A failed write is said, never a reason to stop."""
-    rows = log.rows()
-    if host.world.is_distributed:
-        rows = [row for share in host.world.gather(rows) for row in share]
-    if not host.world.is_main:
-        return
-    s = host.state
-    meta = {"epoch": s.epoch, "step": s.step, "global_step": s.global_step, "accuracy": accuracy}
-    try:
-        write_gallery(host.run_dir, rows, data.test.images, data.class_names, meta)
-    except OSError as exc:
-        host.emit(ev.Log(f"mistakes gallery not written: {first_line(exc)}", level="warning"))
+class GalleryWriter:
+    """Writes each evaluation's gallery in a thread of its own, so that training goes on at once
+    (encoding the sheet and writing both files takes ~70 ms on a CPU: docs/benchmarks.md); one
+    write at a time, the newest after the one before. ``wait`` before the run reports its end."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+
+    def keep(self, host: LoopHost, log: MistakeLog, data: DataBundle, accuracy: float) -> None:
+        """The gallery of the evaluation just made: every rank's share of the mistakes (a
+        collective: every rank calls it), written by rank 0. A failed write is said, never a
+        reason to stop."""
+        rows = log.rows()
+        if host.world.is_distributed:
+            rows = [row for share in host.world.gather(rows) for row in share]
+        if not host.world.is_main:
+            return
+        s = host.state
+        meta = {"epoch": s.epoch, "step": s.step, "global_step": s.global_step, "accuracy": accuracy}
+
+        def write() -> None:
+            try:
+                write_gallery(host.run_dir, rows, data.test.images, data.class_names, meta)
+            except OSError as exc:
+                host.emit(ev.Log(f"mistakes gallery not written: {first_line(exc)}", level="warning"))
+
+        self.wait()
+        self._thread = threading.Thread(target=write, name="gallery-writer")
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None

@@ -293,6 +293,7 @@ class Trainer:
                 cause = loop.stop_rule
         except StopTraining:
             reason, cause = "stopped", self.controls.stop_cause
+        loop.gallery.wait()  # the last evaluation's gallery is on disk before the run says it ended
         if world.is_distributed:
             same = world.weights_agree(model)
             self.emit(ev.Log(f"{world.size} ranks hold identical weights" if same else

@@ -225,3 +225,25 @@ async def test_the_runs_screen_opens_a_finished_runs_gallery(tmp_path: Path) -> 
         await pilot.press("g")
         await app_until(pilot, lambda: isinstance(app.screen, GalleryScreen))
         assert [t.mistake for t in app.screen.query(Tile)] == gallery.most_confident()
+
+
+def test_an_image_folder_at_another_size_gets_tiles_that_fit(tmp_path: Path, mini_data: Path) -> None:
+    """--image-size 80 on the user's own folder: the gallery's tiles are scaled down to 64 px,
+    the batch view's too, and the maps are read where the network still has 4x4 places."""
+    from engine.run.gallery import MAX_TILE_PX, read_batch_view, read_cams
+    from engine.session.batch_view import write_batch_view
+    from engine.session.cam import write_cams
+
+    cfg = tiny_config(tmp_path, data=str(mini_data), image_size=80, train_limit=64, test_limit=40)
+    Trainer(cfg, Recorder()).run()
+    run = Path(cfg.run_dir)
+    gallery = read_gallery(run)
+    assert gallery is not None and gallery.tile_px == MAX_TILE_PX and gallery.class_names[0] == "airplane"
+    sheet = Image.open(gallery.sheet)
+    assert sheet.size == (gallery.columns * 64, -(-len(gallery.mistakes) // gallery.columns) * 64)
+    write_batch_view(run)
+    view = read_batch_view(run)
+    assert view is not None and view.tile_px == 64 and Image.open(view.sheet).size == (128, 64 * len(view.labels))
+    write_cams(run, [m.index for m in gallery.mistakes[:3]])
+    cams = read_cams(run)
+    assert cams is not None and cams.layer == "layer3" and cams.tile_px == 64  # 80 px: layer3 is 5x5, layer4 3x3

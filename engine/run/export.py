@@ -157,17 +157,21 @@ def _write_confusion(writer: object, events: list[ev.Event]) -> None:
 
 def _write_mistakes(writer: object, run_dir: Path) -> None:
     """The gallery's most confident mistakes as one labelled picture (TensorBoard's Images tab),
-    at the step of the evaluation they come from."""
+    at the step of the evaluation they come from; and the latest batch view (before | after
+    augmentation) where one was made, at its epoch."""
     import numpy as np
 
-    from engine.run.gallery import read_gallery
-    from engine.run.gallery_export import labelled_grid
+    from engine.run.gallery import read_batch_view, read_gallery
+    from engine.run.gallery_export import batch_grid, labelled_grid
 
     gallery = read_gallery(run_dir)
-    if gallery is None or not gallery.mistakes:
-        return
-    grid = np.asarray(labelled_grid(gallery, gallery.most_confident()[:40]))
-    writer.add_image("mistakes", grid, gallery.global_step, dataformats="HWC")  # type: ignore[attr-defined]
+    if gallery is not None and gallery.mistakes:
+        grid = np.asarray(labelled_grid(gallery, gallery.most_confident()[:40]))
+        writer.add_image("mistakes", grid, gallery.global_step, dataformats="HWC")  # type: ignore[attr-defined]
+    view = read_batch_view(run_dir)  # made by b in the dashboard or by export --batch
+    if view is not None:
+        pairs = np.asarray(batch_grid(view))
+        writer.add_image("training_batch", pairs, view.epoch, dataformats="HWC")  # type: ignore[attr-defined]
 
 
 def _write_hparams(writer: object, events: list[ev.Event]) -> None:

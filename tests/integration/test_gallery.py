@@ -184,6 +184,17 @@ def test_the_batch_view_is_the_batch_the_trainer_takes(tmp_path: Path, loader: s
     again = read_batch_view(run)
     assert again is not None and (again.epoch, again.step) == (0, 7)
     assert Image.open(out).size == (4 * (2 * 96 + 8), 4 * (96 + 26))  # 16 images, 4 pairs a row
+    if loader == "tensor":  # the TensorBoard export carries the batch view too (TensorBoard's Images tab)
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        logdir = tmp_path / "tb"
+        assert (
+            subprocess.run([*command[:5], "--tensorboard", str(logdir)], capture_output=True, timeout=120).returncode
+            == 0
+        )
+        tb = EventAccumulator(str(logdir / "run"))
+        tb.Reload()
+        assert [(i.step, i.width) for i in tb.Images("training_batch")] == [(0, 4 * (2 * 96 + 8))]
 
 
 async def test_b_shows_the_batch_before_and_after_augmentation(tmp_path: Path) -> None:

@@ -220,9 +220,9 @@ class TrainLoop:
                           reduce=self.world.all_reduce_ if self.world.is_distributed else None,
                           predictions=mistakes.add)  # fmt: skip
         seconds = time.perf_counter() - began - compiled
-        self.gallery.keep(self.host, mistakes, self.data, result.accuracy)
         if not math.isfinite(result.loss):
             raise FloatingPointError(f"test loss became {result.loss} after epoch {s.epoch + 1}, step {s.step}")
+        self.gallery.keep(self.host, mistakes, self.data, result.accuracy)  # (a diverged model's: none)
         self.last_eval_seconds = seconds
         if reason == "request":
             self.excluded += seconds

@@ -143,11 +143,13 @@ def test_a_reply_that_comes_too_late_fails_one_command_not_the_next(tmp_root: Pa
     import threading
 
     release = threading.Event()
+    applied = threading.Event()
 
     class SlowOnce(Controls):
         def save(self) -> None:  # the trainer's process too busy to answer this one in time
             release.wait(60)
             super().save()
+            applied.set()
 
     controls = SlowOnce()
     server = ControlServer(tmp_path, controls, lambda _m: None)
@@ -156,10 +158,13 @@ def test_a_reply_that_comes_too_late_fails_one_command_not_the_next(tmp_root: Pa
         reply = client.send("save")
         assert not reply["ok"] and "no reply from the trainer" in reply["error"]
         release.set()
+        client.timeout = 30.0  # the next connection gets all the time a loaded machine needs
         # Before the fix the socket file that timed out refused every later read: the dashboard
         # could never steer the run again.
         assert client.send("evaluate")["ok"]
         assert client.send("pause")["ok"] and controls.paused
+        # The late save finishes on its own connection's thread: wait for it, not for a time.
+        assert applied.wait(60)
         taken = controls.take()
         assert taken.save and taken.evaluate  # the late one was applied, and not twice-sent
         client.close()

@@ -110,13 +110,18 @@ def recipe_defaults(recipe: str) -> dict[str, Any]:
     return {**base, **RECIPES.get(recipe, {})}
 
 
-def _peek_recipe(argv: Sequence[str]) -> str:
+def peek_option(argv: Sequence[str], option: str, default: str) -> str:
+    """An option's value from a command line not parsed yet (``--recipe fast``, ``--recipe=fast``)."""
     for i, arg in enumerate(argv):
-        if arg == "--recipe" and i + 1 < len(argv):
+        if arg == option and i + 1 < len(argv):
             return argv[i + 1]
-        if arg.startswith("--recipe="):
+        if arg.startswith(option + "="):
             return arg.split("=", 1)[1]
-    return "tutorial"
+    return default
+
+
+def _peek_recipe(argv: Sequence[str]) -> str:
+    return peek_option(argv, "--recipe", "tutorial")
 
 
 def build_parser(

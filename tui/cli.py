@@ -28,7 +28,17 @@ from tui.run_commands import (
 from tui.subcommands import attach_main, export_main, os_error_line, runs_main
 
 LR_FIND = "lr-find"
-SUBCOMMANDS = ("attach", "runs", "export", "serve", *CONTROL_COMMANDS, STEER_COMMAND, *MANAGE_COMMANDS, LR_FIND)
+SUBCOMMANDS = (
+    "attach",
+    "runs",
+    "export",
+    "serve",
+    *CONTROL_COMMANDS,
+    STEER_COMMAND,
+    *MANAGE_COMMANDS,
+    LR_FIND,
+    "sweep",
+)
 
 
 def lr_find_main(argv: list[str]) -> int:
@@ -54,6 +64,10 @@ def _subcommand(name: str) -> Callable[[list[str]], int]:
         return serve_main
     if name in CONTROL_COMMANDS:
         return lambda argv: control_main(name, argv)
+    if name == "sweep":
+        from engine.sweep.cli import sweep_main
+
+        return sweep_main
     return {"attach": attach_main, "runs": runs_main, "export": export_main, "label": label_main,
             "archive": archive_main, "delete": delete_main, "steer": steer_main}[name]  # fmt: skip
 

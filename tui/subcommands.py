@@ -79,7 +79,7 @@ def runs_main(argv: list[str]) -> int:
     p.add_argument("--runs-root", type=path_arg("--runs-root"), help="list only this runs folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--all", action="store_true", help="archived runs too")
-    p.add_argument("--state", choices=("running", "paused", "finished", "stopped", "failed", "damaged"),
+    p.add_argument("--state", choices=("running", "paused", "finished", "stopped", "pruned", "failed", "damaged"),
                    help="only runs in this state")  # fmt: skip
     p.add_argument("--recipe", help="only runs of this recipe")
     p.add_argument("--data", help="only runs whose data contains this text")
@@ -126,10 +126,30 @@ def _wanted(r: RunSummary, args: argparse.Namespace) -> bool:
     )
 
 
+def export_sweep(folder: Path, out: Path | None, csv: bool) -> tuple[Path | None, list[Path]]:
+    """A sweep's part of an export: its trials table (with --csv) and its best trial's run."""
+    from engine.run.catalog import NoSuchRun
+    from engine.sweep.cli import read_plan
+    from engine.sweep.table import best_run, write_trials_csv
+
+    plan = read_plan(folder)
+    if plan is None:
+        raise NoSuchRun(f"{folder}: its sweep.json is damaged")
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    tables = [write_trials_csv(plan, (out or folder) / "trials.csv")] if csv else []
+    best = best_run(plan)
+    if best is None:
+        print(f"sweep {plan.name}: no trial has completed yet; only its table is written", file=sys.stderr)
+    return best, tables
+
+
 def export_main(argv: list[str]) -> int:
     p = OneLineParser(prog="cifar-tui export", description="Write runs' metrics for other tools: CSV, TensorBoard "
                       "(scalars, the config as HParams, the last confusion matrix).")  # fmt: skip
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories or run names")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run directories or run names; a sweep's folder (RUNS/NAME.sweep): its trials table "
+                        "(trials.csv, with --csv) and its best trial's run")  # fmt: skip
     p.add_argument(
         "--csv",
         action="store_true",
@@ -153,11 +173,20 @@ def export_main(argv: list[str]) -> int:
     from engine.run.gallery_export import NoGallery, export_mistakes
     from engine.session.batch_view import export_batch
 
+    written: list[Path] = []
     try:
-        run_dirs = [resolve_run(text) for text in args.runs]
+        run_dirs = []
+        for text in args.runs:
+            if (Path(text) / "sweep.json").is_file():
+                best, tables = export_sweep(Path(text), Path(args.out) if args.out else None, args.csv)
+                written += tables
+                run_dirs += [best] if best else []
+            else:
+                run_dirs.append(resolve_run(text))
     except NoSuchRun as exc:
         return usage_error(str(exc))
-    written: list[Path] = []
+    except OSError as exc:
+        return usage_error(f"cannot write the export: {exc.strerror or exc}")
     for run_dir in run_dirs:
         out = (
             run_dir if not args.out else Path(args.out) / export_name(run_dir) if len(run_dirs) > 1 else Path(args.out)

@@ -34,6 +34,8 @@ COMMANDS = tuple(c.value for c in Command)
 
 STOPPED_FROM_A_DASHBOARD = "stopped from a dashboard"
 """The stop cause of a stop command, whichever channel brought it."""
+PRUNED_CAUSE = "pruned by the sweep"
+"""The stop cause of a trial its sweep pruned (engine/sweep): listed as ``pruned``."""
 
 
 def message(command: str, cause: str = "", steer: SteerAct | None = None) -> dict[str, Any]:

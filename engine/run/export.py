@@ -31,7 +31,7 @@ class ExportError(Exception):
     """A one-line reason an export cannot be written (a missing package, not a bug)."""
 
 
-def _csv_bytes(header: list[str], rows: Sequence[Sequence[object]]) -> bytes:
+def csv_bytes(header: list[str], rows: Sequence[Sequence[object]]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(header)
@@ -51,10 +51,10 @@ def export_csv(run_dir: Path, out_dir: Path) -> list[Path]:
              e.refused]
             for e in events if isinstance(e, ev.Steered)]  # fmt: skip
     files = {
-        out_dir / "steps.csv": _csv_bytes(
+        out_dir / "steps.csv": csv_bytes(
             ["global_step", "epoch", "step", "loss", "lr", "images_per_sec", "data_wait", "elapsed_s"], steps
         ),
-        out_dir / "epochs.csv": _csv_bytes(
+        out_dir / "epochs.csv": csv_bytes(
             [
                 "epoch",
                 "train_loss",
@@ -68,7 +68,7 @@ def export_csv(run_dir: Path, out_dir: Path) -> list[Path]:
             ],
             epochs,
         ),
-        out_dir / "steering.csv": _csv_bytes(
+        out_dir / "steering.csv": csv_bytes(
             ["global_step", "epoch", "what", "old", "new", "old_extra", "new_extra", "source", "refused"], acts
         ),
     }

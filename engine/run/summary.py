@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.run import events as ev
 from engine.run.control_socket import trainer_alive
+from engine.run.controls import PRUNED_CAUSE
 from engine.run.fileio import atomic_write_json
 from engine.run.label import read_label
 from engine.run.rundir import EVENTS, SUMMARY, read_events
@@ -119,7 +120,7 @@ class SummaryFold:
         elif isinstance(e, ev.Paused | ev.Resumed):
             self.status = "paused" if isinstance(e, ev.Paused) else "running"
         elif isinstance(e, ev.Finished):
-            self.status = "finished" if e.reason == "completed" else "stopped"
+            self.status = "finished" if e.reason == "completed" else "pruned" if e.cause == PRUNED_CAUSE else "stopped"
             self._measured(e.best_accuracy)
             self._measured(e.test_accuracy)
             self.final = e.test_accuracy if e.test_accuracy is not None else self.final

@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine.ranks",),
     ("engine.train",),
     ("engine.session",),
-    ("engine.options", "engine.headless", "engine.cli", "engine.__main__", "engine"),
+    ("engine.options", "engine.headless", "engine.cli", "engine.__main__", "engine", "engine.sweep"),
     ("tui.format", "tui.series", "tui.state", "tui.keys", "tui.telemetry", "tui.view_settings"),
     ("tui.widgets",),
     ("tui.screens",),

@@ -1,0 +1,105 @@
+"""``cifar-tui sweep NAME --space ... [run options]``: start or continue a sweep, or show it.
+
+    cifar-tui sweep lr-wd --recipe fast --space lr=log:0.05..0.8 --space weight-decay=log:1e-4..1e-3 \\
+        --space cutout=choice:0,8,12 --trials 16 --parallel 2
+    cifar-tui sweep lr-wd --status            # the trials table of the study, nothing started
+
+Options the sweep does not know are the runs' options (every trial takes them); a bad space or
+option is one line and exit 2, before anything is written."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from engine.options import OneLineParser, peek_option, usage_error
+from engine.run.errors import EXIT_USAGE, first_line
+from engine.run.fileio import atomic_write_json
+from engine.sweep.space import SpaceError, parse_space
+from engine.sweep.study import PLAN_FILE, PRUNERS, SAMPLERS, Sweep, SweepPlan, check_space
+
+NOT_IN_A_TRIAL = ("--run-dir", "--name", "--resume", "--nproc", "--detach", "--overwrite")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="cifar-tui sweep", description="Many runs on Optuna: which settings are best.",
+                      epilog="Any other option is a run option: every trial takes it.")  # fmt: skip
+    p.add_argument("name", metavar="NAME", help="the sweep's name: RUNS/NAME.sweep/ holds its study")
+    p.add_argument("--space", action="append", default=[], metavar="NAME=KIND:VALUES",
+                   help="a swept option: log:LO..HI, float:LO..HI, int:LO..HI or choice:A,B,C (repeat it)")  # fmt: skip
+    p.add_argument("--trials", type=int, default=16, help="trials in all (default 16)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna's sampler (default tpe)")
+    p.add_argument("--pruner", choices=PRUNERS, default="asha",
+                   help="stop trials early on test accuracy per epoch (default asha: successive halving)")  # fmt: skip
+    p.add_argument("--parallel", type=int, default=1, help="trials at a time on this machine (default 1)")
+    p.add_argument("--storage", default="", metavar="URL",
+                   help="where the study lives: an Optuna storage URL several machines reach (postgresql://...), "
+                        "sqlite:///PATH or journal:PATH (Optuna's journal file); default SQLite in the runs folder")  # fmt: skip
+    p.add_argument("--heartbeat", type=int, default=10, metavar="S",
+                   help="seconds between a running trial's signs of life in the study (default 10); "
+                        "a trial silent for 3x that, its sweep killed, is tried again")  # fmt: skip
+    p.add_argument("--status", action="store_true", help="print the study's trials table; start nothing")
+    p.add_argument("--headless", action="store_true", help="print a line per finished trial (the only mode yet)")
+    return p
+
+
+def sweep_main(argv: list[str]) -> int:
+    args, base = parser().parse_known_args(argv)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", args.name):
+        return usage_error(f"sweep name {args.name!r}: letters, digits, '.', '_' and '-' only")
+    runs_root = peek_option(base, "--runs-root", "runs")
+    folder = Path(runs_root) / f"{args.name}.sweep"
+    if args.status:
+        return show_status(folder)
+    if args.trials < 1 or args.parallel < 1 or args.heartbeat < 1:
+        return usage_error("--trials, --parallel and --heartbeat must be at least 1")
+    if given := [a for a in base if a.split("=")[0] in NOT_IN_A_TRIAL]:
+        return usage_error(f"{given[0].split('=')[0]} is the sweep's to set for each trial; leave it out")
+    try:
+        params = parse_space(args.space)
+        check_space(params, base)
+    except SpaceError as exc:
+        return usage_error(str(exc))
+    plan = SweepPlan(args.name, runs_root, params, base, args.trials, args.sampler, args.pruner, args.parallel,
+                     args.storage, args.heartbeat)  # fmt: skip
+    if (folder / PLAN_FILE).is_file():
+        before = read_plan(folder)
+        if before is None or (before.params, before.base) != (plan.params, plan.base):
+            return usage_error(f"the sweep {args.name} exists with another space or other options "
+                               f"({folder / PLAN_FILE}); give the same ones to go on, or another name")  # fmt: skip
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / PLAN_FILE, plan.to_dict())
+    except OSError as exc:
+        return usage_error(f"cannot write {folder}: {first_line(exc)}")
+    from engine.sweep.table import trial_line
+
+    code = Sweep(plan, lambda trial: print(trial_line(trial), flush=True)).run()
+    return show_status(folder) or code
+
+
+def read_plan(folder: Path) -> SweepPlan | None:
+    try:
+        return SweepPlan.from_dict(json.loads((folder / PLAN_FILE).read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def show_status(folder: Path) -> int:
+    """The trials table of the sweep in ``folder``, best first; exit 2 when there is none."""
+    plan = read_plan(folder)
+    if plan is None:
+        print(f"cifar-tui: error: no sweep in {folder}", file=sys.stderr)
+        return EXIT_USAGE
+    from engine.sweep.study import counted, open_study
+    from engine.sweep.table import best_first, trial_line
+
+    trials = best_first(counted(open_study(plan).get_trials(deepcopy=False)))
+    print(f"sweep {plan.name}: {len(trials)} trials ({plan.trials} asked), sampler {plan.sampler}, "
+          f"pruner {plan.pruner}")  # fmt: skip
+    for trial in trials:
+        print("  " + trial_line(trial))
+    return 0

@@ -1,0 +1,353 @@
+"""A sweep on Optuna: its samplers (TPE, random, grid), pruners (successive halving, Hyperband,
+median) and storage (SQLite in the runs folder, or any URL Optuna takes, PostgreSQL among them);
+this module writes no search and no coordination of its own.
+
+Every trial is an ordinary run (``python -m engine`` with the sweep's options and the trial's
+values, in ``RUNS/<sweep>-tNNN``), so the runs screen, attach, steer, export and resume work on
+it unchanged. The sweep reads each trial's test accuracy per epoch from its events.jsonl and
+reports it to Optuna; a trial Optuna prunes is stopped through its control socket (saving),
+ends as ``pruned`` and frees its place for the next. A trial that crashes or diverges is
+recorded as failed with its cause and the sweep goes on. A stop signal (Ctrl-C, a lost
+terminal) stops the running trials, saving, and ends the sweep; the same command again goes on
+with the study: finished trials stay, interrupted ones are tried again from the start (their
+values first). Optuna's heartbeat marks a trial whose sweep was killed (SIGKILL) as failed once
+it has been silent for a minute, and retries it once."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from engine.run import events as ev
+from engine.run.control_socket import TRAINER_FILE, ControlClient
+from engine.run.controls import PRUNED_CAUSE
+from engine.run.errors import first_line
+from engine.run.rundir import EVENTS, read_events
+from engine.sweep.space import Param, SpaceError, trial_argv
+
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("asha", "hyperband", "median", "none")
+PLAN_FILE = "sweep.json"
+
+
+@dataclass
+class SweepPlan:
+    """What a sweep is: kept in RUNS/<name>.sweep/sweep.json, so that --status needs no options."""
+
+    name: str
+    runs_root: str
+    params: list[Param]
+    base: list[str]
+    trials: int
+    sampler: str = "tpe"
+    pruner: str = "asha"
+    parallel: int = 1
+    storage: str = ""
+    heartbeat: int = 10
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.runs_root) / f"{self.name}.sweep"
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{(self.folder / 'study.db').resolve()}"
+
+    def run_dir(self, number: int) -> Path:
+        return Path(self.runs_root) / f"{self.name}-t{number:03d}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["params"] = [asdict(p) for p in self.params]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepPlan:
+        params = [Param(p["name"], p["kind"], p["low"], p["high"], tuple(p["choices"])) for p in data["params"]]
+        return cls(**{**data, "params": params})
+
+
+def check_space(params: list[Param], base: list[str]) -> None:
+    """Every swept option is a run option, and every value (a range's ends) passes the same checks
+    as on the command line, with the sweep's other options: SpaceError in one line otherwise."""
+    import contextlib
+    import io
+
+    from engine.options import build_parser, config_from_args
+    from engine.run.config import TrainConfig, validate
+    from engine.run.errors import UserError
+
+    fields = set(TrainConfig.__dataclass_fields__)
+    for p in params:
+        if p.name not in fields or p.name in ("run_dir", "runs_root", "resume", "name", "overwrite"):
+            raise SpaceError(f"--space {p.name}: not an option a run can sweep ({p.option} is not a training setting)")
+        for value in p.edges():
+            argv = [*base, p.option, value]
+            said = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(said):
+                    args = build_parser(argv).parse_args(argv)
+                validate(config_from_args(args))
+            except SystemExit:
+                why = said.getvalue().strip().splitlines()[-1:] or ["refused"]
+                raise SpaceError(f"--space {p.name}: {why[0].removeprefix('cifar-tui: error: ')}") from None
+            except (UserError, ValueError) as exc:
+                raise SpaceError(f"--space {p.name}: {p.option} {value}: {first_line(exc)}") from None
+
+
+JOURNAL = "journal:"
+"""``--storage journal:PATH``: Optuna's journal file (one file several processes append to)."""
+
+
+def open_storage(plan: SweepPlan) -> Any:
+    """The study's storage. SQLite and PostgreSQL (Optuna's RDBStorage) keep a heartbeat: a trial
+    whose sweep was killed is marked failed after ``3 x heartbeat`` seconds of silence and tried
+    again once, with its values. A journal file has no heartbeat in Optuna."""
+    import sqlalchemy.exc
+    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages.journal import JournalFileBackend
+
+    url = plan.storage_url
+    if url.startswith(JOURNAL):
+        return JournalStorage(JournalFileBackend(url.removeprefix(JOURNAL)))
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
+    for attempt in range(5):
+        try:
+            return RDBStorage(
+                url,
+                heartbeat_interval=plan.heartbeat,
+                grace_period=3 * plan.heartbeat,
+                heartbeat_stale_trial_callback=retry,
+                engine_kwargs={"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {},
+            )
+        except sqlalchemy.exc.DBAPIError:
+            # Two workers that reach a new database at once both create Optuna's tables, and the
+            # slower one fails: its next try finds them made.
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def open_study(plan: SweepPlan) -> Any:
+    import warnings
+
+    import optuna
+
+    # The sweep says what happened to each trial itself; Optuna's own log would repeat it with a
+    # traceback for every failed trial, and warn that heartbeats are experimental.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    storage = open_storage(plan)
+    samplers = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=0),
+        "random": lambda: optuna.samplers.RandomSampler(seed=0),
+        "grid": lambda: optuna.samplers.GridSampler({p.name: p.grid() for p in plan.params}, seed=0),
+    }
+    pruners = {
+        "asha": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1),
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0),
+        "none": lambda: optuna.pruners.NopPruner(),
+    }
+    return optuna.create_study(study_name=plan.name, storage=storage, sampler=samplers[plan.sampler](),
+                               pruner=pruners[plan.pruner](), direction="maximize", load_if_exists=True)  # fmt: skip
+
+
+class TrialFailed(Exception):
+    """The trial's run failed (crashed, diverged, refused): recorded as failed, the sweep goes on."""
+
+
+class TrialInterrupted(Exception):
+    """The sweep was stopped while the trial ran: recorded as failed (interrupted), tried again."""
+
+
+def replaced(trials: list[Any]) -> set[int]:
+    """Numbers of the trials another trial stands in for: stopped with the sweep (user attribute
+    ``interrupted``), past the trial count (``surplus``), or stale and retried by Optuna."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    gone = {t.number for t in trials if t.user_attrs.get("interrupted") or t.user_attrs.get("surplus")}
+    for t in trials:
+        gone.update(RetryHeartbeatStaleTrialCallback.retry_history(t))
+    return gone
+
+
+def counted(trials: list[Any]) -> list[Any]:
+    """The trials that count toward ``--trials``: every one not replaced by another."""
+    gone = replaced(trials)
+    return [t for t in trials if t.number not in gone]
+
+
+def finished(trials: list[Any]) -> list[Any]:
+    return [t for t in counted(trials) if t.state.is_finished()]
+
+
+def _die_with_parent() -> None:
+    """In a trial's process before it starts: a SIGTERM (save, then stop) when the sweep that
+    started it dies, SIGKILL included, so that no trial trains on alone."""
+    _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only calls into it
+
+
+class Sweep:
+    """Runs a plan's remaining trials, ``plan.parallel`` at a time. Several sweeps (processes,
+    machines) may work on one study: trial numbers come from the storage, so each trial knows
+    whether it is within the trial count and the count is exact."""
+
+    def __init__(self, plan: SweepPlan, report: Callable[[Any], None], say: Callable[[str], None] = print) -> None:
+        self.plan, self.report, self.say = plan, report, say
+        self.stopping = threading.Event()
+        self.running: dict[int, subprocess.Popen[bytes]] = {}
+        self.lock = threading.Lock()
+
+    def run(self) -> int:
+        """Run the sweep to its trial count or a stop signal; the exit code (0, or 130 stopped)."""
+        study = open_study(self.plan)
+        self._retry_interrupted(study)
+        left = self.plan.trials - len(finished(study.get_trials(deepcopy=False)))
+        if left <= 0:
+            self.say(f"sweep {self.plan.name}: all {self.plan.trials} trials are done")
+            return 0
+        self.say(f"sweep {self.plan.name}: {left} of {self.plan.trials} trials to run, {self.plan.parallel} at a time; "
+                 f"study in {self.plan.storage_url}")  # fmt: skip
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            study.optimize(self._objective, n_jobs=self.plan.parallel, catch=(TrialFailed, TrialInterrupted),
+                           callbacks=[self._finished])  # fmt: skip
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return 130 if self.stopping.is_set() else 0
+
+    def _retry_interrupted(self, study: Any) -> None:
+        """Trials a stop interrupted run again first, with their values (from the start)."""
+        from optuna.trial import TrialState
+
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            if t.user_attrs.get("interrupted") and not t.user_attrs.get("retried"):
+                study.enqueue_trial(t.params, skip_if_exists=False)
+                study._storage.set_trial_user_attr(t._trial_id, "retried", True)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        """Stop: no new trial; the running ones save and stop (they have sessions of their own)."""
+        self.stopping.set()
+        with self.lock:
+            for proc in self.running.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+
+    def _within_count(self, trial: Any) -> bool:
+        """Whether this trial is one of the first ``--trials`` that count: the storage numbered it."""
+        before = [t for t in counted(trial.study.get_trials(deepcopy=False)) if t.number < trial.number]
+        return len(before) < self.plan.trials
+
+    def _objective(self, trial: Any) -> float:
+        if self.stopping.is_set() or not self._within_count(trial):
+            trial.study.stop()
+            trial.set_user_attr("interrupted" if self.stopping.is_set() else "surplus", True)
+            raise TrialInterrupted("the sweep was stopped" if self.stopping.is_set() else "the trial count is reached")
+        values = {p.name: p.sample(trial) for p in self.plan.params}
+        run_dir = self.plan.run_dir(trial.number)
+        trial.set_user_attr("run_dir", str(run_dir))
+        command = [sys.executable, "-m", "engine", *trial_argv(self.plan.base, values), "--run-dir", str(run_dir),
+                   "--name", f"{self.plan.name}-t{trial.number:03d}"]  # fmt: skip
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        log_path = self.plan.folder / f"t{trial.number:03d}.log"
+        with self.lock:  # no trial starts once a stop has been sent to the running ones
+            if self.stopping.is_set():
+                trial.set_user_attr("interrupted", True)
+                raise TrialInterrupted("the sweep was stopped")
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
+            self.running[trial.number] = proc
+        try:
+            return self._follow(trial, proc, run_dir, log_path)
+        finally:
+            with self.lock:
+                self.running.pop(trial.number, None)
+            self._stop_when_counted(trial.study)
+
+    def _stop_when_counted(self, study: Any) -> None:
+        if len(finished(study.get_trials(deepcopy=False))) >= self.plan.trials:
+            study.stop()
+
+    def _follow(self, trial: Any, proc: subprocess.Popen[bytes], run_dir: Path, log_path: Path) -> float:
+        """Report each epoch's test accuracy; stop the run if Optuna prunes it; its result."""
+        import optuna
+
+        reported, best, pruned = 0, 0.0, False
+        while True:
+            code = proc.poll()
+            for e in _epoch_ends(run_dir)[reported:]:
+                reported += 1
+                best = max(best, e.test_accuracy)
+                trial.report(e.test_accuracy, e.epoch)
+                if not pruned and code is None and trial.should_prune():
+                    pruned = _stop(run_dir, PRUNED_CAUSE)
+            if code is not None:
+                break
+            time.sleep(0.5)
+        trial.set_user_attr("epochs", reported)
+        trial.set_user_attr("best_accuracy", best if reported else None)
+        if pruned:
+            raise optuna.TrialPruned(f"pruned after {reported} epochs at {best:.1%}")
+        if self.stopping.is_set() and code in (130, 143):
+            trial.set_user_attr("interrupted", True)
+            raise TrialInterrupted("stopped with the sweep (saved)")
+        if code != 0:
+            cause = _failure(log_path, code)
+            trial.set_user_attr("cause", cause)
+            raise TrialFailed(cause)
+        return best
+
+    def _finished(self, study: Any, trial: Any) -> None:
+        if not trial.user_attrs.get("surplus"):
+            self.report(trial)
+
+
+def _epoch_ends(run_dir: Path) -> list[ev.EpochEnd]:
+    try:
+        return [e for e in read_events(run_dir) if isinstance(e, ev.EpochEnd)] if (run_dir / EVENTS).is_file() else []
+    except (OSError, ValueError):
+        return []
+
+
+def _stop(run_dir: Path, cause: str) -> bool:
+    """Ask a trial's run to save and stop, saying why; whether it took the request."""
+    try:
+        client = ControlClient(Path(json.loads((run_dir / TRAINER_FILE).read_text())["socket"]), timeout=30)
+        try:
+            return bool(client.send("stop_save", cause).get("ok"))
+        finally:
+            client.close()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _failure(log_path: Path, code: int) -> str:
+    """Why a trial's run failed, in one line: a signal that killed it, or its last error line."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    try:
+        lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    errors = [line for line in lines if "error" in line.lower() or "fail" in line.lower()]
+    return (errors or lines or [f"exit {code}"])[-1].strip()[:200]

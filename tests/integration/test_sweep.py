@@ -1,0 +1,198 @@
+"""Sweeps on Optuna, as a user runs them: trials are real runs in child processes, pruned through
+their control sockets, failed with a cause, and counted exactly across a kill and a restart."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.postgres import postgres_server
+from tests.helpers.waiting import wait_until
+
+# Trials as small as a run gets: two steps an epoch; a trial's cost is its process's start.
+TINY = ["--data", "demo", "--weights", "none", "--train-limit", "32", "--test-limit", "32", "--batch-size", "16",
+        "--device", "cpu", "--loader", "tensor"]  # fmt: skip
+
+
+def sweep(runs: Path, name: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "tui.cli", "sweep", name, "--runs-root", str(runs), *TINY, *args]
+
+
+def cli(project_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True, text=True,
+                          env=project_env, timeout=600)  # fmt: skip
+
+
+def trials(runs: Path, name: str, every: bool = False) -> list[dict[str, Any]]:
+    """The study as Optuna holds it, read in this process: the trials that count toward
+    ``--trials`` (``every``: replaced ones too, interrupted, surplus or retried)."""
+    from engine.sweep.cli import read_plan
+    from engine.sweep.study import counted, open_study
+
+    plan = read_plan(runs / f"{name}.sweep")
+    assert plan is not None
+    held = open_study(plan).get_trials(deepcopy=False)
+    return [
+        {"number": t.number, "state": t.state.name, "params": t.params, **t.user_attrs}
+        for t in (held if every else counted(held))
+    ]
+
+
+def run_states(project_env: dict[str, str], runs: Path) -> dict[str, str]:
+    listed = cli(project_env, "runs", "--runs-root", str(runs), "--json")
+    assert listed.returncode == 0, listed.stderr
+    return {Path(r["path"]).name: r["state"] for r in json.loads(listed.stdout)}
+
+
+def test_a_trial_worse_than_the_one_before_is_pruned_and_listed_as_pruned(tmp_path: Path,
+                                                                          project_env: dict[str, str]) -> None:  # fmt: skip
+    runs = tmp_path / "runs"
+    # A grid of two rates, in the grid's order for seed 0: the good one first, then one that
+    # learns nothing. Successive halving keeps the better half at each epoch: the second is cut.
+    # (128 images: enough for the two to differ by the second epoch.)
+    out = subprocess.run(sweep(runs, "prune", "--train-limit", "128", "--test-limit", "64", "--epochs", "3", "--sampler", "grid", "--pruner", "asha",
+                               "--space", "lr=choice:1e-9,0.05", "--trials", "2", "--headless"),
+                         capture_output=True, text=True, env=project_env, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    held = sorted(trials(runs, "prune"), key=lambda t: t["number"])
+    assert [t["params"] for t in held] == [{"lr": "0.05"}, {"lr": "1e-9"}], "the grid's order changed"
+    assert [t["state"] for t in held] == ["COMPLETE", "PRUNED"]
+    assert held[0]["epochs"] == 3 and held[1]["epochs"] < 3
+    # One line per finished trial, then the table; the pruned trial is an ordinary run that saved.
+    assert (
+        f"trial 1 pruned after {held[1]['epochs']} epochs" in out.stdout
+        and "trial 0 completed after 3 epochs" in out.stdout
+    )
+    states = run_states(project_env, runs)
+    assert states == {"prune-t000": "finished", "prune-t001": "pruned"}
+    assert (runs / "prune-t001" / "checkpoints" / "last.pt").is_file()
+    pruned = cli(project_env, "runs", "--runs-root", str(runs), "--state", "pruned").stdout
+    assert "prune-t001" in pruned and "prune-t000" not in pruned
+    # --status: the table again, from the study alone, nothing started.
+    status = cli(project_env, "sweep", "prune", "--runs-root", str(runs), "--status")
+    assert status.returncode == 0 and "2 trials (2 asked)" in status.stdout
+    assert status.stdout.index("trial 0 completed") < status.stdout.index("trial 1 pruned")  # best first
+    # export: the trials table as CSV, and the best trial's run as any run's.
+    out = tmp_path / "out"
+    exported = cli(project_env, "export", str(runs / "prune.sweep"), "--csv", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    with (out / "trials.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["trial"], r["state"], r["lr"], r["run"]) for r in rows] == [
+        ("0", "completed", "0.05", "prune-t000"),
+        ("1", "pruned", "1e-9", "prune-t001"),
+    ]
+    with (out / "epochs.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 3  # the best trial's three epochs
+
+
+def test_a_diverging_and_a_killed_trial_fail_with_their_cause_and_the_sweep_goes_on(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(sweep(runs, "faults", "--epochs", "2", "--sampler", "grid", "--pruner", "none",
+                                  "--space", "lr=choice:0.01,100,0.02", "--trials", "3", "--parallel", "2",
+                                  "--headless"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
+    # Kill the trial that trains at 0.02 as soon as its trainer is up: SIGKILL, no chance to save.
+    killed: list[int] = []
+
+    def kill_the_trial_at_002() -> bool:
+        for t in trials(runs, "faults") if (runs / "faults.sweep" / "study.db").is_file() else []:
+            info = Path(str(t.get("run_dir", ""))) / "trainer.json"
+            if t["params"].get("lr") == "0.02" and info.is_file():
+                pid = json.loads(info.read_text())["pid"]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return True
+        return False
+
+    wait_until(kill_the_trial_at_002, what="the trial at lr 0.02 to start", process=proc)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    held = {t["params"]["lr"]: t for t in trials(runs, "faults")}
+    assert held["0.02"]["state"] == "FAIL" and held["0.02"]["cause"] == "killed by SIGKILL"
+    assert held["100"]["state"] == "FAIL" and "training diverged" in str(held["100"]["cause"]), held["100"]
+    assert held["0.01"]["state"] == "COMPLETE" and held["0.01"]["epochs"] == 2
+    assert "trial" in out and "killed by SIGKILL" in out
+    # Nothing left running: the study has no running trial, the runs list none.
+    assert all(t["state"] != "RUNNING" for t in held.values())
+    assert "running" not in run_states(project_env, runs).values()
+
+
+def test_a_killed_sweep_leaves_no_trial_running_and_the_same_command_finishes_the_count(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    runs = tmp_path / "runs"
+    command = sweep(runs, "again", "--epochs", "1", "--space", "lr=log:0.01..0.1", "--trials", "3",
+                    "--parallel", "2", "--heartbeat", "1", "--headless")  # fmt: skip
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=project_env)
+
+    def two_trainers_up() -> list[int]:
+        infos = [runs / f"again-t{n:03d}" / "trainer.json" for n in range(3)]
+        return [json.loads(i.read_text())["pid"] for i in infos if i.is_file()]
+
+    wait_until(lambda: len(two_trainers_up()) == 2, what="two trials training", process=first)
+    trainers = two_trainers_up()
+    first.send_signal(signal.SIGKILL)  # the sweep, not its trials: as a lost box or an OOM kill
+    first.communicate(timeout=60)
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    # Its trials do not train on alone: each saves and stops when its sweep dies.
+    wait_until(lambda: all(gone(p) for p in trainers), what="the orphaned trials to stop")
+    again = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "3 trials (3 asked)" in again.stdout
+    every = trials(runs, "again", every=True)
+    assert all(t["state"] != "RUNNING" for t in every)
+    # Exactly three count, all completed: the two the kill left running were failed by Optuna's
+    # heartbeat check and tried again with their values.
+    held = trials(runs, "again")
+    assert len(held) == 3 and all(t["state"] == "COMPLETE" for t in held)
+    stale = [t for t in every if t["state"] == "FAIL" and not t.get("surplus")]
+    assert len(stale) == 2
+    assert {t["params"]["lr"] for t in stale} <= {t["params"]["lr"] for t in held}
+
+
+@pytest.mark.parametrize("storage", ["journal", "postgresql"])
+def test_two_workers_on_one_storage_never_run_a_trial_twice_and_stop_at_the_count(
+    storage: str, tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    with contextlib.ExitStack() as stack:
+        url = (f"journal:{tmp_path / 'study.journal'}" if storage == "journal"
+               else stack.enter_context(postgres_server()))  # fmt: skip
+        # Two boxes: each its own runs folder, one study both reach.
+        boxes = [tmp_path / "box-a", tmp_path / "box-b"]
+        args = ["--epochs", "1", "--sampler", "random", "--space", "lr=log:0.01..0.1", "--trials", "3",
+                "--storage", url, "--headless"]  # fmt: skip
+        workers = [subprocess.Popen(sweep(box, "shared", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=project_env) for box in boxes]  # fmt: skip
+        outs = [w.communicate(timeout=600) for w in workers]
+        assert [w.returncode for w in workers] == [0, 0], outs
+        from engine.sweep.cli import read_plan
+        from engine.sweep.study import counted, open_study
+
+        plan = read_plan(boxes[0] / "shared.sweep")
+        assert plan is not None
+        held = counted(open_study(plan).get_trials(deepcopy=False))
+        assert sorted(t.number for t in held) == [0, 1, 2] and all(t.state.name == "COMPLETE" for t in held)
+        # Each trial ran once, on one box: one run folder per trial number across both.
+        ran = sorted(p.name for box in boxes for p in box.glob("shared-t*") if p.is_dir())
+        assert ran == ["shared-t000", "shared-t001", "shared-t002"]
+        lines = [line for out, _ in outs for line in out.splitlines() if line.startswith("trial ")]
+        assert sorted(line.split()[1] for line in lines) == ["0", "1", "2"], outs

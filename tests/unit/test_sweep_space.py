@@ -1,0 +1,83 @@
+"""A sweep's space and options: every bad one is one line and exit 2, and nothing is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.sweep.cli import sweep_main
+from engine.sweep.space import Param, SpaceError, parse_param, parse_space, trial_argv
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("lr", "expected NAME=KIND:VALUES"),
+        ("lr=log", "expected NAME=KIND:VALUES"),
+        ("=log:0.1..1", "expected NAME=KIND:VALUES"),
+        ("lr=normal:0.1..1", "the kind must be one of log, float, int, choice"),
+        ("lr=log:0..1", "LOW > 0 on a log scale"),
+        ("lr=float:1..1", "needs LOW < HIGH"),
+        ("lr=float:2..1", "needs LOW < HIGH"),
+        ("lr=float:0.1", "expected LOW..HIGH numbers"),
+        ("lr=float:a..b", "expected LOW..HIGH numbers"),
+        ("epochs=int:1.5..3", "expected LOW..HIGH numbers"),
+        ("cutout=choice:0,,8", "choices must be distinct and not empty"),
+        ("cutout=choice:8,8", "choices must be distinct and not empty"),
+    ],
+)
+def test_a_malformed_space_says_what_is_wrong(text: str, said: str) -> None:
+    with pytest.raises(SpaceError, match=said):
+        parse_param(text)
+
+
+def test_a_space_reads_into_the_options_a_trial_takes() -> None:
+    params = parse_space(["lr=log:0.05..0.8", "weight-decay=float:0..1e-3", "epochs=int:2..4", "cutout=choice:0,8"])
+    assert params == [
+        Param("lr", "log", 0.05, 0.8),
+        Param("weight_decay", "float", 0.0, 1e-3),
+        Param("epochs", "int", 2, 4),
+        Param("cutout", "choice", choices=("0", "8")),
+    ]
+    assert [p.grid() for p in params] == [[0.05, 0.8], [0.0, 1e-3], [2, 3, 4], ["0", "8"]]
+    argv = trial_argv(["--recipe", "fast"], {"lr": 0.1, "weight_decay": 1e-4, "epochs": 3, "cutout": "8"})
+    assert argv == ["--recipe", "fast", "--lr", "0.1", "--weight-decay", "0.0001", "--epochs", "3", "--cutout", "8"]
+    with pytest.raises(SpaceError, match="lr is given twice"):
+        parse_space(["lr=log:0.1..1", "lr=float:0.1..1"])
+    with pytest.raises(SpaceError, match="say what to sweep"):
+        parse_space([])
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--space", "lr=float:-1..1"], "--space lr: --lr -1.0: --lr must be > 0.0"),
+        (["--space", "learning-rate=log:0.1..1"], "not an option a run can sweep"),
+        (["--space", "run-dir=choice:a,b"], "not an option a run can sweep"),
+        (["--space", "batch-size=choice:16,many"], "--space batch_size"),
+        (["--space", "loader=choice:tensor,nonsense"], "--space loader"),
+        (["--space", "lr=log:0.1..1", "--epochs", "0"], "--epochs"),
+        (["--space", "lr=log:0.1..1", "--trials", "0"], "--trials, --parallel and --heartbeat must be at least 1"),
+        (["--space", "lr=log:0.1..1", "--run-dir", "x"], "--run-dir is the sweep's to set"),
+        (["--space", "lr=log:0.1..1", "--nproc", "2"], "--nproc is the sweep's to set"),
+        (["--space", "lr"], "expected NAME=KIND:VALUES"),
+        ([], "say what to sweep"),
+    ],
+)
+def test_a_bad_sweep_is_refused_in_one_line_before_anything_is_written(
+    argv: list[str], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = tmp_path / "runs"
+    assert sweep_main(["s", "--runs-root", str(runs), "--data", "demo", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cifar-tui") and said in err and "\n" not in err, err
+    assert not runs.exists()
+
+
+def test_a_sweep_name_and_a_status_of_nothing_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert sweep_main(["../up", "--runs-root", str(tmp_path), "--space", "lr=log:0.1..1"]) == 2
+    assert "sweep name '../up'" in capsys.readouterr().err
+    assert sweep_main(["none", "--runs-root", str(tmp_path), "--status"]) == 2
+    assert "no sweep in" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -210,9 +210,10 @@ def main() -> None:
     # Progress settings are the defaults: what a user's headless or dashboard run does.
     common: dict[str, Any] = {"device": args.device}
     if args.smoke:
-        root, seed_epochs = demo_image_folder(tmp / "demo-folder"), 1  # no data set needed
-        common.update(data="demo", train_limit=128, test_limit=64)
-        fast: dict[str, Any] = {"recipe": "fast", "batch_size": 64, "stem": "imagenet", "epochs": 1}
+        root, seed_epochs = demo_image_folder(tmp / "demo-folder", 8, 4), 1  # no data set needed
+        # Two steps an epoch: the smoke run checks that every run of the plan runs and reports.
+        common.update(data="demo", train_limit=64, test_limit=32)
+        fast: dict[str, Any] = {"recipe": "fast", "batch_size": 32, "stem": "imagenet", "epochs": 1}
         seeds, tutorial_epochs = [0, 1], 1
     else:
         t0 = time.perf_counter()

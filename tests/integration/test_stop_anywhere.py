@@ -226,12 +226,17 @@ class _WaitingForRoom(_Stubborn):
                           unsaved="the final checkpoint was NOT saved (No space left on device)")  # fmt: skip
 
 
-async def save_and_quit(app: CifarTui) -> None:
-    """q, "Save and quit", then wait until the app ends itself (the loop is a hang guard only)."""
+async def save_and_quit(app: CifarTui, second_key: bool = False) -> None:
+    """q, "Save and quit" (or q again: its safe answer), then wait until the app ends itself (the
+    loop is a hang guard only)."""
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause(0.2)
         await pilot.press("q")
-        await pilot.click("#save")
+        await until(pilot, lambda: isinstance(app.screen, Choice))
+        if second_key:
+            await pilot.press("q")
+        else:
+            await pilot.click("#save")
         for _ in range(400):
             if not app.is_running:
                 break
@@ -277,7 +282,7 @@ async def test_no_answer_from_the_trainer_escalates_after_the_timeout() -> None:
     cfg = tutorial_config()
     engine = _Stubborn(script(cfg, 1))
     app = make_app(cfg, lambda _c: engine, quit_timeout_s=0.5)
-    await save_and_quit(app)
+    await save_and_quit(app, second_key=True)  # q q: the dialog's safe answer, save and quit
     assert engine.commands == ["stop_save"] and engine.killed and app.return_code == 130
 
 

@@ -10,14 +10,18 @@ from textual.widgets import Button, Label
 
 
 class Choice(ModalScreen[str]):
-    """A question with buttons; dismisses with the chosen button's id (escape: 'cancel')."""
+    """A question with buttons; dismisses with the chosen button's id (escape: 'cancel'). The key
+    that asked the question, pressed again, gives ``again``: q q quits as Ctrl-C Ctrl-C does."""
 
     BINDINGS = [Binding("escape", "dismiss('cancel')", "Cancel")]
 
-    def __init__(self, question: str, choices: list[tuple[str, str, str]]) -> None:
+    def __init__(self, question: str, choices: list[tuple[str, str, str]], again: tuple[str, str] | None = None) -> None:
         super().__init__()
         self.question = question
         self.choices = choices  # (id, label, variant)
+        if again is not None:
+            key, choice = again
+            self._bindings.bind(key, f"dismiss({choice!r})", show=False)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -43,6 +47,7 @@ def quit_dialog(waiting_for_room: bool = False) -> Choice:
             ("nosave", "Quit without saving", "error"),
             ("cancel", "Cancel", "default"),
         ],
+        again=("q", "save"),
     )
 
 

@@ -15,7 +15,9 @@ class Choice(ModalScreen[str]):
 
     BINDINGS = [Binding("escape", "dismiss('cancel')", "Cancel")]
 
-    def __init__(self, question: str, choices: list[tuple[str, str, str]], again: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, question: str, choices: list[tuple[str, str, str]], again: tuple[str, str] | None = None
+    ) -> None:
         super().__init__()
         self.question = question
         self.choices = choices  # (id, label, variant)

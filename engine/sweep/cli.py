@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,7 +20,17 @@ from engine.options import OneLineParser, peek_option, usage_error
 from engine.run.errors import EXIT_USAGE, first_line
 from engine.run.fileio import atomic_write_json
 from engine.sweep.space import SpaceError, parse_space
-from engine.sweep.study import PLAN_FILE, PRUNERS, SAMPLERS, Sweep, SweepPlan, check_space
+from engine.sweep.study import (
+    PLAN_FILE,
+    PRUNERS,
+    SAMPLERS,
+    StorageError,
+    Sweep,
+    SweepPlan,
+    check_space,
+    gpu_ids,
+    open_study_or_say,
+)
 
 NOT_IN_A_TRIAL = ("--run-dir", "--name", "--resume", "--nproc", "--detach", "--overwrite")
 
@@ -34,7 +45,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna's sampler (default tpe)")
     p.add_argument("--pruner", choices=PRUNERS, default="asha",
                    help="stop trials early on test accuracy per epoch (default asha: successive halving)")  # fmt: skip
-    p.add_argument("--parallel", type=int, default=1, help="trials at a time on this machine (default 1)")
+    p.add_argument("--parallel", type=int, default=0,
+                   help="trials at a time on this machine, each on a GPU of its own where there are GPUs "
+                        "(default: one per GPU, or 1 on a CPU machine)")  # fmt: skip
     p.add_argument("--storage", default="", metavar="URL",
                    help="where the study lives: an Optuna storage URL several machines reach (postgresql://...), "
                         "sqlite:///PATH or journal:PATH (Optuna's journal file); default SQLite in the runs folder")  # fmt: skip
@@ -54,6 +67,8 @@ def sweep_main(argv: list[str]) -> int:
     folder = Path(runs_root) / f"{args.name}.sweep"
     if args.status:
         return show_status(folder)
+    if args.parallel == 0:
+        args.parallel = max(1, len(gpu_ids())) if peek_option(base, "--device", "auto") != "cpu" else 1
     if args.trials < 1 or args.parallel < 1 or args.heartbeat < 1:
         return usage_error("--trials, --parallel and --heartbeat must be at least 1")
     if given := [a for a in base if a.split("=")[0] in NOT_IN_A_TRIAL]:
@@ -70,11 +85,16 @@ def sweep_main(argv: list[str]) -> int:
         if before is None or (before.params, before.base) != (plan.params, plan.base):
             return usage_error(f"the sweep {args.name} exists with another space or other options "
                                f"({folder / PLAN_FILE}); give the same ones to go on, or another name")  # fmt: skip
+    # The first folder this creates (the runs folder too, if new): removed again if the storage fails.
+    created = next((f for f in reversed([folder, *folder.parents]) if not f.exists()), None)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        open_study_or_say(plan)  # a storage that cannot be reached: said now, nothing left behind
         atomic_write_json(folder / PLAN_FILE, plan.to_dict())
-    except OSError as exc:
-        return usage_error(f"cannot write {folder}: {first_line(exc)}")
+    except (OSError, StorageError) as exc:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        return usage_error(str(exc) if isinstance(exc, StorageError) else f"cannot write {folder}: {first_line(exc)}")
     from engine.sweep.table import trial_line
 
     code = Sweep(plan, lambda trial: print(trial_line(trial), flush=True)).run()
@@ -94,10 +114,14 @@ def show_status(folder: Path) -> int:
     if plan is None:
         print(f"cifar-tui: error: no sweep in {folder}", file=sys.stderr)
         return EXIT_USAGE
-    from engine.sweep.study import counted, open_study
+    from engine.sweep.study import counted
     from engine.sweep.table import best_first, trial_line
 
-    trials = best_first(counted(open_study(plan).get_trials(deepcopy=False)))
+    try:
+        study = open_study_or_say(plan)
+    except StorageError as exc:
+        return usage_error(str(exc))
+    trials = best_first(counted(study.get_trials(deepcopy=False)))
     print(f"sweep {plan.name}: {len(trials)} trials ({plan.trials} asked), sampler {plan.sampler}, "
           f"pruner {plan.pruner}")  # fmt: skip
     for trial in trials:

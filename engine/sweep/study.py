@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import os
+import queue
 import signal
 import subprocess
 import sys
@@ -29,6 +31,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from engine.options import peek_option
+from engine.ranks.plan import visible_gpus
 from engine.run import events as ev
 from engine.run.control_socket import TRAINER_FILE, ControlClient
 from engine.run.controls import PRUNED_CAUSE
@@ -141,6 +145,31 @@ def open_storage(plan: SweepPlan) -> Any:
     raise AssertionError("unreachable")
 
 
+def gpu_ids() -> list[str]:
+    """The GPUs trials may be given, one each: CUDA_VISIBLE_DEVICES's entries when set, else
+    every card NVML counts (none on a CPU machine). Torch-free."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and not d.strip().startswith("-")]
+    return [str(i) for i in range(visible_gpus())]
+
+
+class StorageError(Exception):
+    """The study's storage cannot be opened: said in one line (what, and what to do)."""
+
+
+def open_study_or_say(plan: SweepPlan) -> Any:
+    """open_study, with every way a storage fails to open as a StorageError."""
+    try:
+        return open_study(plan)
+    except ImportError as exc:  # Optuna's, caused by the missing driver
+        missing = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "a database driver"
+        raise StorageError(f"{plan.storage_url}: needs the module {missing} (PostgreSQL: pip install "
+                           f"'cifar-tui[postgres]', which brings psycopg)") from None  # fmt: skip
+    except Exception as exc:  # sqlalchemy's, optuna's and the OS's own: one line, never a traceback
+        raise StorageError(f"cannot open the study in {plan.storage_url}: {first_line(exc)}") from None
+
+
 def open_study(plan: SweepPlan) -> Any:
     import warnings
 
@@ -214,6 +243,10 @@ class Sweep:
         self.stopping = threading.Event()
         self.running: dict[int, subprocess.Popen[bytes]] = {}
         self.lock = threading.Lock()
+        self.gpus = gpu_ids() if peek_option(plan.base, "--device", "auto") != "cpu" else []
+        self.slots: queue.Queue[int] = queue.Queue()
+        for slot in range(plan.parallel):
+            self.slots.put(slot)
 
     def run(self) -> int:
         """Run the sweep to its trial count or a stop signal; the exit code (0, or 130 stopped)."""
@@ -268,20 +301,29 @@ class Sweep:
                    "--name", f"{self.plan.name}-t{trial.number:03d}"]  # fmt: skip
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         log_path = self.plan.folder / f"t{trial.number:03d}.log"
-        with self.lock:  # no trial starts once a stop has been sent to the running ones
-            if self.stopping.is_set():
-                trial.set_user_attr("interrupted", True)
-                raise TrialInterrupted("the sweep was stopped")
-            with open(log_path, "wb") as log:
-                proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
-            self.running[trial.number] = proc
+        slot = self.slots.get()
+        env = self.trial_env(slot)
+        trial.set_user_attr("device", f"GPU {env['CUDA_VISIBLE_DEVICES']}" if env else "cpu")
         try:
+            with self.lock:  # no trial starts once a stop has been sent to the running ones
+                if self.stopping.is_set():
+                    trial.set_user_attr("interrupted", True)
+                    raise TrialInterrupted("the sweep was stopped")
+                with open(log_path, "wb") as log:
+                    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            env=env, start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
+                self.running[trial.number] = proc
             return self._follow(trial, proc, run_dir, log_path)
         finally:
             with self.lock:
                 self.running.pop(trial.number, None)
+            self.slots.put(slot)
             self._stop_when_counted(trial.study)
+
+    def trial_env(self, slot: int) -> dict[str, str] | None:
+        """The environment of the trial in ``slot``: where there are GPUs it sees only its own card
+        (CUDA_VISIBLE_DEVICES), so ``--parallel`` trials share the box's GPUs one each."""
+        return {**os.environ, "CUDA_VISIBLE_DEVICES": self.gpus[slot % len(self.gpus)]} if self.gpus else None
 
     def _stop_when_counted(self, study: Any) -> None:
         if len(finished(study.get_trials(deepcopy=False))) >= self.plan.trials:

@@ -40,7 +40,7 @@ def postgres_server() -> Iterator[str]:
     initdb, pg_ctl, createdb = _bin("initdb"), _bin("pg_ctl"), _bin("createdb")
     if not (initdb and pg_ctl and createdb):
         pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
-    pytest.importorskip("psycopg2", reason="the PostgreSQL driver psycopg2 is not installed")
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver psycopg is not installed")
     prefix = _as_server_user()
     # Not under pytest's folder: the server's user must reach it, and a socket path must be short.
     folder = Path(tempfile.mkdtemp(prefix="pg-", dir="/tmp"))
@@ -58,7 +58,7 @@ def postgres_server() -> Iterator[str]:
         try:
             subprocess.run([*prefix, createdb, "-h", str(sockets), "-p", "5433", "-U", "sweeper", "study"],
                            check=True, capture_output=True)  # fmt: skip
-            yield f"postgresql+psycopg2://sweeper@/study?host={sockets}&port=5433"
+            yield f"postgresql://sweeper@/study?host={sockets}&port=5433"
         finally:
             subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
     finally:

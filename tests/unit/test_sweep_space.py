@@ -62,6 +62,9 @@ def test_a_space_reads_into_the_options_a_trial_takes() -> None:
         (["--space", "lr=log:0.1..1", "--run-dir", "x"], "--run-dir is the sweep's to set"),
         (["--space", "lr=log:0.1..1", "--nproc", "2"], "--nproc is the sweep's to set"),
         (["--space", "lr"], "expected NAME=KIND:VALUES"),
+        (["--space", "lr=log:0.1..1", "--storage", "sqlite:////nonexistent/x.db"], "unable to open database file"),
+        (["--space", "lr=log:0.1..1", "--storage", "nonsense"], "cannot open the study in nonsense"),
+        (["--space", "lr=log:0.1..1", "--storage", "mysql://x"], "needs the module MySQLdb"),
         ([], "say what to sweep"),
     ],
 )
@@ -81,3 +84,16 @@ def test_a_sweep_name_and_a_status_of_nothing_are_refused(tmp_path: Path, capsys
     assert sweep_main(["none", "--runs-root", str(tmp_path), "--status"]) == 2
     assert "no sweep in" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_parallel_trials_each_see_one_gpu_of_those_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.sweep.study import Sweep, SweepPlan
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    plan = SweepPlan("s", "runs", parse_space(["lr=log:0.1..1"]), ["--data", "demo"], 4, parallel=2)
+    sweep = Sweep(plan, report=lambda _t: None)
+    assert [(sweep.trial_env(slot) or {}).get("CUDA_VISIBLE_DEVICES") for slot in (0, 1)] == ["3", "5"]
+    on_cpu = Sweep(SweepPlan("s", "runs", plan.params, ["--device", "cpu"], 4, parallel=2), report=lambda _t: None)
+    assert on_cpu.trial_env(0) is None  # --device cpu: the environment as it is
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert Sweep(plan, report=lambda _t: None).trial_env(1) is None  # no GPU visible

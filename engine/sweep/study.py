@@ -34,7 +34,7 @@ from typing import Any
 from engine.options import peek_option
 from engine.ranks.plan import visible_gpus
 from engine.run import events as ev
-from engine.run.control_socket import TRAINER_FILE, ControlClient
+from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
 from engine.run.controls import PRUNED_CAUSE
 from engine.run.errors import first_line
 from engine.run.rundir import EVENTS, read_events
@@ -251,6 +251,7 @@ class Sweep:
     def run(self) -> int:
         """Run the sweep to its trial count or a stop signal; the exit code (0, or 130 stopped)."""
         study = open_study(self.plan)
+        self._await_stale(study)
         self._retry_interrupted(study)
         left = self.plan.trials - len(finished(study.get_trials(deepcopy=False)))
         if left <= 0:
@@ -260,21 +261,61 @@ class Sweep:
                  f"study in {self.plan.storage_url}")  # fmt: skip
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
-            study.optimize(self._objective, n_jobs=self.plan.parallel, catch=(TrialFailed, TrialInterrupted),
-                           callbacks=[self._finished])  # fmt: skip
+            while True:
+                try:
+                    study.optimize(self._objective, n_jobs=self.plan.parallel, catch=(TrialFailed, TrialInterrupted),
+                                   callbacks=[self._finished])  # fmt: skip
+                    break
+                except ValueError as exc:
+                    # A trial of ours whose heartbeat a loaded machine delayed past the grace period
+                    # was failed as stale (and its retry queued) by another thread's check: Optuna
+                    # then cannot record its end. The sweep goes on with the retry.
+                    if "Cannot tell a FAIL trial" not in str(exc) or self.stopping.is_set():
+                        raise
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        return 130 if self.stopping.is_set() else 0
+        if self.stopping.is_set():
+            self.say(f"sweep {self.plan.name}: stopped; the running trials saved and stopped. The same command "
+                     f"goes on: interrupted trials are tried again with their values")  # fmt: skip
+            return 130
+        return 0
 
-    def _retry_interrupted(self, study: Any) -> None:
-        """Trials a stop interrupted run again first, with their values (from the start)."""
+    def _await_stale(self, study: Any) -> None:
+        """Trials left running by a sweep of this box that was killed: their trainers are gone, but
+        the study counts them as running until Optuna's heartbeat check fails them (3 missed beats).
+        Wait for that, so that their retries run now instead of the sweep stopping short."""
+        from optuna.storages import fail_stale_trials
         from optuna.trial import TrialState
 
-        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-            if t.user_attrs.get("interrupted") and not t.user_attrs.get("retried"):
-                study.enqueue_trial(t.params, skip_if_exists=False)
-                study._storage.set_trial_user_attr(t._trial_id, "retried", True)
+        if self.plan.storage_url.startswith(JOURNAL):
+            return  # (no heartbeat in a journal file: nothing would fail them)
+
+        def dead() -> list[Any]:
+            return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                    if "run_dir" in t.user_attrs and Path(t.user_attrs["run_dir"]).is_dir()
+                    and not trainer_alive(Path(t.user_attrs["run_dir"]))]  # fmt: skip
+
+        if left := dead():
+            self.say(f"sweep {self.plan.name}: {len(left)} trials were left running by a sweep that was killed; "
+                     f"waiting up to {3 * self.plan.heartbeat + 2} s for Optuna to fail and retry them")  # fmt: skip
+        deadline = time.monotonic() + 3 * self.plan.heartbeat + 2
+        while dead() and time.monotonic() < deadline:
+            time.sleep(0.5)
+            fail_stale_trials(study)
+
+    def _retry_interrupted(self, study: Any) -> None:
+        """Trials a stop interrupted run again first, with their values (from the start). The new
+        trial names the one it stands in for (a finished trial's attributes cannot change)."""
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        retried = {t.user_attrs.get("retry_of") for t in trials}
+        for t in trials:
+            # (a retry the stop kept from starting has its values only as Optuna's fixed ones)
+            values = t.params or t.system_attrs.get("fixed_params")
+            if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") and values and t.number not in retried:
+                study.enqueue_trial(values, user_attrs={"retry_of": t.number}, skip_if_exists=False)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         """Stop: no new trial; the running ones save and stop (they have sessions of their own)."""
@@ -359,7 +400,7 @@ class Sweep:
         return best
 
     def _finished(self, study: Any, trial: Any) -> None:
-        if not trial.user_attrs.get("surplus"):
+        if not trial.user_attrs.get("surplus") and trial.params:  # (one a stop kept from starting: no line)
             self.report(trial)
 
 

@@ -129,22 +129,28 @@ def test_a_diverging_and_a_killed_trial_fail_with_their_cause_and_the_sweep_goes
     assert "running" not in run_states(project_env, runs).values()
 
 
-def test_a_killed_sweep_leaves_no_trial_running_and_the_same_command_finishes_the_count(
-    tmp_path: Path, project_env: dict[str, str]
-) -> None:
+def test_ctrl_c_then_a_kill_and_the_same_command_finishes_the_exact_count(tmp_path: Path,
+                                                                          project_env: dict[str, str]) -> None:  # fmt: skip
     runs = tmp_path / "runs"
-    command = sweep(runs, "again", "--epochs", "1", "--space", "lr=log:0.01..0.1", "--trials", "3",
-                    "--parallel", "2", "--heartbeat", "1", "--headless")  # fmt: skip
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=project_env)
+    # (2 epochs of 8 steps: each stop lands while both trials train)
+    command = sweep(runs, "again", "--epochs", "2", "--train-limit", "128", "--space", "lr=log:0.01..0.1", "--trials",
+                    "2", "--parallel", "2", "--heartbeat", "2", "--pruner", "none", "--headless")  # fmt: skip
+    seen: set[Path] = set()
 
-    def two_trainers_up() -> list[int]:
-        infos = [runs / f"again-t{n:03d}" / "trainer.json" for n in range(3)]
-        return [json.loads(i.read_text())["pid"] for i in infos if i.is_file()]
+    def two_new_trainers(process: subprocess.Popen[bytes]) -> list[int]:
+        """Wait for two trials this sweep started to be training; their trainers' pids."""
+        found: dict[Path, int] = {}
 
-    wait_until(lambda: len(two_trainers_up()) == 2, what="two trials training", process=first)
-    trainers = two_trainers_up()
-    first.send_signal(signal.SIGKILL)  # the sweep, not its trials: as a lost box or an OOM kill
-    first.communicate(timeout=60)
+        def up() -> bool:  # (a trainer with a step behind it: it has something to save)
+            for info in runs.glob("again-t*/trainer.json"):
+                events = info.parent / "events.jsonl"
+                if info.parent not in seen | set(found) and '"progress"' in events.read_text():
+                    found[info.parent] = json.loads(info.read_text())["pid"]
+            return len(found) >= 2
+
+        wait_until(up, what="two trials training", process=process)
+        seen.update(found)
+        return list(found.values())
 
     def gone(pid: int) -> bool:
         try:
@@ -153,20 +159,34 @@ def test_a_killed_sweep_leaves_no_trial_running_and_the_same_command_finishes_th
             return True
         return False
 
-    # Its trials do not train on alone: each saves and stops when its sweep dies.
+    # Ctrl-C: the running trials save and stop, the sweep says how to go on and exits 130.
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=project_env)
+    two_new_trainers(first)
+    first.send_signal(signal.SIGINT)
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode == 130 and b"The same command goes on" in out
+    states = run_states(project_env, runs)
+    assert list(states.values()) == ["stopped", "stopped"], states
+    for name in states:
+        assert (runs / name / "checkpoints" / "last.pt").is_file(), sorted(p.name for p in (runs / name).rglob("*"))
+    # The same command again, killed (SIGKILL, as a lost box): its trials do not train on alone.
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=project_env)
+    trainers = two_new_trainers(second)
+    second.send_signal(signal.SIGKILL)
+    second.communicate(timeout=60)
     wait_until(lambda: all(gone(p) for p in trainers), what="the orphaned trials to stop")
+    # And again: it finishes. Exactly two count, both completed; the two Ctrl-C stopped and the
+    # two the kill left running (failed by Optuna's heartbeat check) were tried with their values.
     again = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert "3 trials (3 asked)" in again.stdout
+    assert "2 trials (2 asked)" in again.stdout
     every = trials(runs, "again", every=True)
     assert all(t["state"] != "RUNNING" for t in every)
-    # Exactly three count, all completed: the two the kill left running were failed by Optuna's
-    # heartbeat check and tried again with their values.
     held = trials(runs, "again")
-    assert len(held) == 3 and all(t["state"] == "COMPLETE" for t in held)
-    stale = [t for t in every if t["state"] == "FAIL" and not t.get("surplus")]
-    assert len(stale) == 2
-    assert {t["params"]["lr"] for t in stale} <= {t["params"]["lr"] for t in held}
+    assert len(held) == 2 and all(t["state"] == "COMPLETE" for t in held)
+    cut_short = [t for t in every if t["state"] == "FAIL" and t["params"]]
+    assert len(cut_short) == 4
+    assert {t["params"]["lr"] for t in cut_short} == {t["params"]["lr"] for t in held}
 
 
 @pytest.mark.parametrize("storage", ["journal", "postgresql"])

@@ -26,8 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine
+from engine.sweep.plan import SweepPlan
 from engine.sweep.space import parse_space
-from engine.sweep.study import SweepPlan, counted, finished, open_study
+from engine.sweep.storage import open_study
+from engine.sweep.study import counted, finished
 
 WINDOWS = (10, 100, 1000)
 

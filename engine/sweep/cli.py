@@ -19,18 +19,10 @@ from pathlib import Path
 from engine.options import OneLineParser, peek_option, usage_error
 from engine.run.errors import EXIT_USAGE, first_line
 from engine.run.fileio import atomic_write_json
+from engine.sweep.plan import PLAN_FILE, PRUNERS, SAMPLERS, SweepPlan, check_space
 from engine.sweep.space import SpaceError, parse_space
-from engine.sweep.study import (
-    PLAN_FILE,
-    PRUNERS,
-    SAMPLERS,
-    StorageError,
-    Sweep,
-    SweepPlan,
-    check_space,
-    gpu_ids,
-    open_study_or_say,
-)
+from engine.sweep.storage import StorageError, open_study_or_say
+from engine.sweep.study import Sweep, gpu_ids
 
 NOT_IN_A_TRIAL = ("--run-dir", "--name", "--resume", "--nproc", "--detach", "--overwrite")
 

@@ -26,7 +26,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -36,113 +35,10 @@ from engine.ranks.plan import visible_gpus
 from engine.run import events as ev
 from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
 from engine.run.controls import PRUNED_CAUSE
-from engine.run.errors import first_line
 from engine.run.rundir import EVENTS, read_events
-from engine.sweep.space import Param, SpaceError, trial_argv
-
-SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("asha", "hyperband", "median", "none")
-PLAN_FILE = "sweep.json"
-
-
-@dataclass
-class SweepPlan:
-    """What a sweep is: kept in RUNS/<name>.sweep/sweep.json, so that --status needs no options."""
-
-    name: str
-    runs_root: str
-    params: list[Param]
-    base: list[str]
-    trials: int
-    sampler: str = "tpe"
-    pruner: str = "asha"
-    parallel: int = 1
-    storage: str = ""
-    heartbeat: int = 10
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def folder(self) -> Path:
-        return Path(self.runs_root) / f"{self.name}.sweep"
-
-    @property
-    def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{(self.folder / 'study.db').resolve()}"
-
-    def run_dir(self, number: int) -> Path:
-        return Path(self.runs_root) / f"{self.name}-t{number:03d}"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["params"] = [asdict(p) for p in self.params]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SweepPlan:
-        params = [Param(p["name"], p["kind"], p["low"], p["high"], tuple(p["choices"])) for p in data["params"]]
-        return cls(**{**data, "params": params})
-
-
-def check_space(params: list[Param], base: list[str]) -> None:
-    """Every swept option is a run option, and every value (a range's ends) passes the same checks
-    as on the command line, with the sweep's other options: SpaceError in one line otherwise."""
-    import contextlib
-    import io
-
-    from engine.options import build_parser, config_from_args
-    from engine.run.config import TrainConfig, validate
-    from engine.run.errors import UserError
-
-    fields = set(TrainConfig.__dataclass_fields__)
-    for p in params:
-        if p.name not in fields or p.name in ("run_dir", "runs_root", "resume", "name", "overwrite"):
-            raise SpaceError(f"--space {p.name}: not an option a run can sweep ({p.option} is not a training setting)")
-        for value in p.edges():
-            argv = [*base, p.option, value]
-            said = io.StringIO()
-            try:
-                with contextlib.redirect_stderr(said):
-                    args = build_parser(argv).parse_args(argv)
-                validate(config_from_args(args))
-            except SystemExit:
-                why = said.getvalue().strip().splitlines()[-1:] or ["refused"]
-                raise SpaceError(f"--space {p.name}: {why[0].removeprefix('cifar-tui: error: ')}") from None
-            except (UserError, ValueError) as exc:
-                raise SpaceError(f"--space {p.name}: {p.option} {value}: {first_line(exc)}") from None
-
-
-JOURNAL = "journal:"
-"""``--storage journal:PATH``: Optuna's journal file (one file several processes append to)."""
-
-
-def open_storage(plan: SweepPlan) -> Any:
-    """The study's storage. SQLite and PostgreSQL (Optuna's RDBStorage) keep a heartbeat: a trial
-    whose sweep was killed is marked failed after ``3 x heartbeat`` seconds of silence and tried
-    again once, with its values. A journal file has no heartbeat in Optuna."""
-    import sqlalchemy.exc
-    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-    from optuna.storages.journal import JournalFileBackend
-
-    url = plan.storage_url
-    if url.startswith(JOURNAL):
-        return JournalStorage(JournalFileBackend(url.removeprefix(JOURNAL)))
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
-    for attempt in range(5):
-        try:
-            return RDBStorage(
-                url,
-                heartbeat_interval=plan.heartbeat,
-                grace_period=3 * plan.heartbeat,
-                heartbeat_stale_trial_callback=retry,
-                engine_kwargs={"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {},
-            )
-        except sqlalchemy.exc.DBAPIError:
-            # Two workers that reach a new database at once both create Optuna's tables, and the
-            # slower one fails: its next try finds them made.
-            if attempt == 4:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
+from engine.sweep.plan import SweepPlan
+from engine.sweep.space import trial_argv
+from engine.sweep.storage import JOURNAL, open_study
 
 
 def gpu_ids() -> list[str]:
@@ -152,47 +48,6 @@ def gpu_ids() -> list[str]:
     if visible is not None:
         return [d.strip() for d in visible.split(",") if d.strip() and not d.strip().startswith("-")]
     return [str(i) for i in range(visible_gpus())]
-
-
-class StorageError(Exception):
-    """The study's storage cannot be opened: said in one line (what, and what to do)."""
-
-
-def open_study_or_say(plan: SweepPlan) -> Any:
-    """open_study, with every way a storage fails to open as a StorageError."""
-    try:
-        return open_study(plan)
-    except ImportError as exc:  # Optuna's, caused by the missing driver
-        missing = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "a database driver"
-        raise StorageError(f"{plan.storage_url}: needs the module {missing} (PostgreSQL: pip install "
-                           f"'cifar-tui[postgres]', which brings psycopg)") from None  # fmt: skip
-    except Exception as exc:  # sqlalchemy's, optuna's and the OS's own: one line, never a traceback
-        raise StorageError(f"cannot open the study in {plan.storage_url}: {first_line(exc)}") from None
-
-
-def open_study(plan: SweepPlan) -> Any:
-    import warnings
-
-    import optuna
-
-    # The sweep says what happened to each trial itself; Optuna's own log would repeat it with a
-    # traceback for every failed trial, and warn that heartbeats are experimental.
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    storage = open_storage(plan)
-    samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=0),
-        "random": lambda: optuna.samplers.RandomSampler(seed=0),
-        "grid": lambda: optuna.samplers.GridSampler({p.name: p.grid() for p in plan.params}, seed=0),
-    }
-    pruners = {
-        "asha": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2),
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1),
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0),
-        "none": lambda: optuna.pruners.NopPruner(),
-    }
-    return optuna.create_study(study_name=plan.name, storage=storage, sampler=samplers[plan.sampler](),
-                               pruner=pruners[plan.pruner](), direction="maximize", load_if_exists=True)  # fmt: skip
 
 
 class TrialFailed(Exception):

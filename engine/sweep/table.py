@@ -7,7 +7,9 @@ from typing import Any
 
 from engine.run.export import csv_bytes
 from engine.run.fileio import atomic_write
-from engine.sweep.study import SweepPlan, counted, open_study
+from engine.sweep.plan import SweepPlan
+from engine.sweep.storage import open_study
+from engine.sweep.study import counted
 
 CSV_HEADER = ["trial", "state", "best_accuracy", "epochs", "seconds", "cause", "run"]
 

@@ -36,7 +36,8 @@ def trials(runs: Path, name: str, every: bool = False) -> list[dict[str, Any]]:
     """The study as Optuna holds it, read in this process: the trials that count toward
     ``--trials`` (``every``: replaced ones too, interrupted, surplus or retried)."""
     from engine.sweep.cli import read_plan
-    from engine.sweep.study import counted, open_study
+    from engine.sweep.storage import open_study
+    from engine.sweep.study import counted
 
     plan = read_plan(runs / f"{name}.sweep")
     assert plan is not None
@@ -107,7 +108,7 @@ def test_a_diverging_and_a_killed_trial_fail_with_their_cause_and_the_sweep_goes
     killed: list[int] = []
 
     def kill_the_trial_at_002() -> bool:
-        for t in trials(runs, "faults") if (runs / "faults.sweep" / "study.db").is_file() else []:
+        for t in trials(runs, "faults") if (runs / "faults.sweep" / "sweep.json").is_file() else []:
             info = Path(str(t.get("run_dir", ""))) / "trainer.json"
             if t["params"].get("lr") == "0.02" and info.is_file():
                 pid = json.loads(info.read_text())["pid"]
@@ -205,7 +206,8 @@ def test_two_workers_on_one_storage_never_run_a_trial_twice_and_stop_at_the_coun
         outs = [w.communicate(timeout=600) for w in workers]
         assert [w.returncode for w in workers] == [0, 0], outs
         from engine.sweep.cli import read_plan
-        from engine.sweep.study import counted, open_study
+        from engine.sweep.storage import open_study
+        from engine.sweep.study import counted
 
         plan = read_plan(boxes[0] / "shared.sweep")
         assert plan is not None

@@ -87,7 +87,8 @@ def test_a_sweep_name_and_a_status_of_nothing_are_refused(tmp_path: Path, capsys
 
 
 def test_parallel_trials_each_see_one_gpu_of_those_visible(monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.sweep.study import Sweep, SweepPlan
+    from engine.sweep.plan import SweepPlan
+    from engine.sweep.study import Sweep
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     plan = SweepPlan("s", "runs", parse_space(["lr=log:0.1..1"]), ["--data", "demo"], 4, parallel=2)

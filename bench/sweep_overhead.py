@@ -29,7 +29,7 @@ from bench.common import machine
 from engine.sweep.plan import SweepPlan
 from engine.sweep.space import parse_space
 from engine.sweep.storage import open_study
-from engine.sweep.study import counted, finished
+from engine.sweep.trials import counted, finished
 
 WINDOWS = (10, 100, 1000)
 

@@ -1,5 +1,6 @@
 """Regenerate the README screenshots from a real run (demo data, CPU): python screenshots/make_screenshots.py
-(``... steering``: only the learning-rate finder's offer and a steered run; ``... gallery``: only
+(``... steering``: only the learning-rate finder's offer and a steered run; ``... sweep``: only the
+sweep screen, from a real sweep of eight small trials; ``... gallery``: only
 the mistakes gallery, where the model looked and the batch view, from a short run on the real
 CIFAR-10 images of ../shared/data/cifar10-mini, or demo data where that is missing)
 
@@ -232,8 +233,63 @@ async def steering() -> None:
     print("wrote lr-find.svg, steered.svg")
 
 
+def sweep() -> None:
+    """sweep.svg, sweep-80x24.svg and served-sweep.png: a real sweep of eight trials on the demo
+    data (CPU, two at a time), its screen in the terminal and served in a browser."""
+    import subprocess
+
+    from tests.helpers.browser import BROWSER
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp) / "runs"
+        subprocess.run([sys.executable, "-m", "tui.cli", "sweep", "lr-cutout", "--runs-root", str(runs), "--data",
+                        "demo", "--weights", "none", "--train-limit", "512", "--test-limit", "128", "--loader",
+                        "tensor", "--device", "cpu", "--epochs", "4", "--space", "lr=log:0.001..0.3", "--space",
+                        "cutout=choice:0,8,12", "--trials", "8", "--parallel", "2", "--headless"],
+                       check=True, cwd=HERE.parent)  # fmt: skip
+        folder = runs / "lr-cutout.sweep"
+        if BROWSER is None:
+            print("served-sweep.png skipped: no chromium (apt install chromium)")
+        else:  # first: Playwright's sync API wants a thread without a (closed) asyncio loop
+            sweep_in_a_browser(folder)
+        asyncio.run(sweep_in_the_terminal(folder))
+
+
+def sweep_in_a_browser(folder: Path) -> None:
+    """served-sweep.png: `cifar-tui serve RUNS/NAME.sweep`, v (accuracy against lr)."""
+    import signal
+    import subprocess
+
+    server = subprocess.Popen([sys.executable, "-m", "tui.cli", "serve", str(folder), "--port", "8793"],
+                                  stdout=subprocess.PIPE, text=True, cwd=HERE.parent)  # fmt: skip
+    try:
+        assert server.stdout is not None
+        url = next(line.split(" at ", 1)[1].strip() for line in server.stdout if "?token=" in line)
+        browser_shot(url, "served-sweep.png", ["v"])
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+
+
+async def sweep_in_the_terminal(folder: Path) -> None:
+    from tui.sweep_app import SweepApp
+
+    for size, name, keys in (((120, 36), "sweep.svg", []), ((80, 24), "sweep-80x24.svg", []),
+                             ((120, 36), "sweep-lr.svg", ["v"])):  # fmt: skip
+        app = SweepApp(folder)
+        async with app.run_test(size=size) as pilot:
+            await wait_until(pilot, lambda a=app: len(a.screen_stack) > 1 and getattr(a.screen, "view", None))
+            for key in keys:
+                await pilot.press(key)
+            await pilot.pause(1.0)
+            app.save_screenshot(name, str(HERE))
+    print("wrote sweep.svg, sweep-80x24.svg, sweep-lr.svg")
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["steering"]:
+    if sys.argv[1:] == ["sweep"]:
+        sweep()
+    elif sys.argv[1:] == ["steering"]:
         asyncio.run(steering())
     elif sys.argv[1:] == ["gallery"]:
         gallery()
@@ -242,3 +298,4 @@ if __name__ == "__main__":
         asyncio.run(main())
         asyncio.run(steering())
         gallery()
+        sweep()

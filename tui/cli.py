@@ -65,9 +65,9 @@ def _subcommand(name: str) -> Callable[[list[str]], int]:
     if name in CONTROL_COMMANDS:
         return lambda argv: control_main(name, argv)
     if name == "sweep":
-        from engine.sweep.cli import sweep_main
+        from tui.sweep_app import sweep_command
 
-        return sweep_main
+        return sweep_command
     return {"attach": attach_main, "runs": runs_main, "export": export_main, "label": label_main,
             "archive": archive_main, "delete": delete_main, "steer": steer_main}[name]  # fmt: skip
 

@@ -219,7 +219,8 @@ def serve_main(argv: list[str]) -> int:
 
     p = OneLineParser(
         prog="cifar-tui serve",
-        usage="cifar-tui serve [RUN_DIR] [--host HOST] [--port PORT] [--runs-root DIR] [training options]",
+        usage="cifar-tui serve [RUN_DIR | RUNS/NAME.sweep] [--host HOST] [--port PORT] [--runs-root DIR] "
+        "[training options]",
         allow_abbrev=False,  # an abbreviation must never swallow a training option
         description="Serve the dashboard of a run in a browser (textual-serve), private by default. "
         "Without RUN_DIR: the latest run, or a new one started in the background when training options "
@@ -256,17 +257,28 @@ def serve_main(argv: list[str]) -> int:
         if isinstance(started, int):
             return started
         run_dir = started
+    elif args.run_dir and (Path(args.run_dir) / "sweep.json").is_file():
+        run_dir = Path(args.run_dir)  # a sweep's folder (RUNS/NAME.sweep): served as the sweep screen
     else:
         try:
             run_dir = choose_run(args.run_dir, [Path(args.runs_root)] if args.runs_root else None)
         except NoSuchRun as exc:
             return fail(f"{exc}; or start one: cifar-tui serve --data demo")
+    if (run_dir / "sweep.json").is_file():  # a sweep's folder: every tab gets the sweep screen
+        return serve_run(run_dir, args, sweep_command(run_dir, args.refresh))
     if not (run_dir / EVENTS).is_file():
         return fail(f"{run_dir} holds no run (no {EVENTS})")
     return serve_run(run_dir, args)
 
 
-def serve_run(run_dir: Path, args: argparse.Namespace) -> int:
+def sweep_command(folder: Path, refresh: float) -> str:
+    """The command a tab runs for a sweep's folder (RUNS/NAME.sweep): its screen, watching."""
+    name = folder.resolve().name.removesuffix(".sweep")
+    parts = [sys.executable, "-m", "tui.cli", "sweep", name, "--runs-root", str(folder.resolve().parent), "--watch"]
+    return "exec " + " ".join(shlex.quote(part) for part in parts)
+
+
+def serve_run(run_dir: Path, args: argparse.Namespace, command: str = "") -> int:
     from engine.options import usage_error as fail
 
     token = secrets.token_urlsafe(24)
@@ -281,7 +293,7 @@ def serve_run(run_dir: Path, args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     with sock, tempfile.TemporaryDirectory(prefix="cifar-tui-serve-") as folder:
-        server = make_server(attach_command(run_dir, args.refresh), host=args.host, port=args.port, token=token,
+        server = make_server(command or attach_command(run_dir, args.refresh), host=args.host, port=args.port, token=token,
                              templates=offline_template(Path(folder)))  # fmt: skip
         print(f"cifar-tui: serving {run_dir} at {url}", flush=True)
         print(f"cifar-tui: from a laptop: ssh -L {args.port}:localhost:{args.port} THIS-HOST, then open the URL "

@@ -37,6 +37,9 @@ STOPPED_FROM_A_DASHBOARD = "stopped from a dashboard"
 PRUNED_CAUSE = "pruned by the sweep"
 """The stop cause of a trial its sweep pruned (engine/sweep): listed as ``pruned``."""
 
+STOPPED_FROM_SWEEP = "stopped from the sweep screen"
+"""The stop cause of a trial stopped by hand on the sweep screen: failed, and the sweep goes on."""
+
 
 def message(command: str, cause: str = "", steer: SteerAct | None = None) -> dict[str, Any]:
     """A command as it travels: ``{"command": NAME}`` (a JSON line, or a pickled dict on a pipe),

@@ -3,6 +3,7 @@
     cifar-tui sweep lr-wd --recipe fast --space lr=log:0.05..0.8 --space weight-decay=log:1e-4..1e-3 \\
         --space cutout=choice:0,8,12 --trials 16 --parallel 2
     cifar-tui sweep lr-wd --status            # the trials table of the study, nothing started
+    cifar-tui sweep lr-wd --watch             # the sweep screen on a sweep that runs elsewhere
 
 Options the sweep does not know are the runs' options (every trial takes them); a bad space or
 option is one line and exit 2, before anything is written."""
@@ -11,15 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.options import OneLineParser, peek_option, usage_error
 from engine.run.errors import EXIT_USAGE, first_line
 from engine.run.fileio import atomic_write_json
-from engine.sweep.plan import PLAN_FILE, PRUNERS, SAMPLERS, SweepPlan, check_space
+from engine.sweep.plan import PLAN_FILE, PRUNERS, SAMPLERS, SNAPSHOT, SweepPlan, check_space
 from engine.sweep.space import SpaceError, parse_space
 from engine.sweep.storage import StorageError, open_study_or_say
 from engine.sweep.study import Sweep, gpu_ids
@@ -47,11 +50,20 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds between a running trial's signs of life in the study (default 10); "
                         "a trial silent for 3x that, its sweep killed, is tried again")  # fmt: skip
     p.add_argument("--status", action="store_true", help="print the study's trials table; start nothing")
-    p.add_argument("--headless", action="store_true", help="print a line per finished trial (the only mode yet)")
+    p.add_argument("--headless", action="store_true",
+                   help="print a line per finished trial instead of the sweep screen (the default off a terminal)")  # fmt: skip
+    p.add_argument("--watch", action="store_true",
+                   help="open the sweep screen on a sweep that runs elsewhere (or has ended); start nothing")  # fmt: skip
     return p
 
 
-def sweep_main(argv: list[str]) -> int:
+Screen = Callable[[Path, "list[str] | None"], int]
+"""The sweep screen (tui/sweep_app.py): on a sweep folder, starting the sweep with the command
+line given, or (None) watching one."""
+
+
+def sweep_main(argv: list[str], screen: Screen | None = None) -> int:
+    """The sweep command; ``screen``: where there is a terminal (or a browser) to show it on."""
     args, base = parser().parse_known_args(argv)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", args.name):
         return usage_error(f"sweep name {args.name!r}: letters, digits, '.', '_' and '-' only")
@@ -59,6 +71,8 @@ def sweep_main(argv: list[str]) -> int:
     folder = Path(runs_root) / f"{args.name}.sweep"
     if args.status:
         return show_status(folder)
+    if args.watch:
+        return watch(folder, screen)
     if args.parallel == 0:
         args.parallel = max(1, len(gpu_ids())) if peek_option(base, "--device", "auto") != "cpu" else 1
     if args.trials < 1 or args.parallel < 1 or args.heartbeat < 1:
@@ -87,10 +101,47 @@ def sweep_main(argv: list[str]) -> int:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         return usage_error(str(exc) if isinstance(exc, StorageError) else f"cannot write {folder}: {first_line(exc)}")
+    if screen is not None and not args.headless:
+        return screen(folder, argv)
     from engine.sweep.table import trial_line
 
     code = Sweep(plan, lambda trial: print(trial_line(trial), flush=True)).run()
     return show_status(folder) or code
+
+
+def watch(folder: Path, screen: Screen | None) -> int:
+    """``--watch``: the screen on an existing sweep. A sweep from before the screen existed, or
+    one whose process was killed, gets its trials file written from the study first."""
+    plan = read_plan(folder)
+    if plan is None:
+        return usage_error(f"no sweep in {folder}")
+    if screen is None:
+        return usage_error(f"--watch needs a terminal (or a browser: cifar-tui serve {folder})")
+    from engine.sweep.snapshot import write_snapshot
+
+    try:
+        if not (folder / SNAPSHOT).is_file() or not _written_by_a_live_sweep(folder):
+            write_snapshot(plan, open_study_or_say(plan), live=False)
+    except StorageError as exc:
+        return usage_error(str(exc))
+    except OSError as exc:
+        return usage_error(f"cannot write {folder / SNAPSHOT}: {first_line(exc)}")
+    return screen(folder, None)
+
+
+def _written_by_a_live_sweep(folder: Path) -> bool:
+    try:
+        pid = json.loads((folder / SNAPSHOT).read_text()).get("pid")
+        if not isinstance(pid, int) or pid <= 0:
+            return False
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
 
 
 def read_plan(folder: Path) -> SweepPlan | None:
@@ -106,8 +157,8 @@ def show_status(folder: Path) -> int:
     if plan is None:
         print(f"cifar-tui: error: no sweep in {folder}", file=sys.stderr)
         return EXIT_USAGE
-    from engine.sweep.study import counted
     from engine.sweep.table import best_first, trial_line
+    from engine.sweep.trials import counted
 
     try:
         study = open_study_or_say(plan)

@@ -13,6 +13,8 @@ from engine.sweep.space import Param, SpaceError
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("asha", "hyperband", "median", "none")
 PLAN_FILE = "sweep.json"
+SNAPSHOT = "trials.json"
+"""What the sweep screen reads: the trials as the sweep last saw them (engine/sweep/snapshot.py)."""
 
 
 @dataclass

@@ -34,11 +34,12 @@ from engine.options import peek_option
 from engine.ranks.plan import visible_gpus
 from engine.run import events as ev
 from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
-from engine.run.controls import PRUNED_CAUSE
+from engine.run.controls import PRUNED_CAUSE, STOPPED_FROM_SWEEP
 from engine.run.rundir import EVENTS, read_events
 from engine.sweep.plan import SweepPlan
 from engine.sweep.space import trial_argv
 from engine.sweep.storage import JOURNAL, open_study
+from engine.sweep.trials import counted, finished
 
 
 def gpu_ids() -> list[str]:
@@ -58,27 +59,6 @@ class TrialInterrupted(Exception):
     """The sweep was stopped while the trial ran: recorded as failed (interrupted), tried again."""
 
 
-def replaced(trials: list[Any]) -> set[int]:
-    """Numbers of the trials another trial stands in for: stopped with the sweep (user attribute
-    ``interrupted``), past the trial count (``surplus``), or stale and retried by Optuna."""
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    gone = {t.number for t in trials if t.user_attrs.get("interrupted") or t.user_attrs.get("surplus")}
-    for t in trials:
-        gone.update(RetryHeartbeatStaleTrialCallback.retry_history(t))
-    return gone
-
-
-def counted(trials: list[Any]) -> list[Any]:
-    """The trials that count toward ``--trials``: every one not replaced by another."""
-    gone = replaced(trials)
-    return [t for t in trials if t.number not in gone]
-
-
-def finished(trials: list[Any]) -> list[Any]:
-    return [t for t in counted(trials) if t.state.is_finished()]
-
-
 def _die_with_parent() -> None:
     """In a trial's process before it starts: a SIGTERM (save, then stop) when the sweep that
     started it dies, SIGKILL included, so that no trial trains on alone."""
@@ -92,6 +72,9 @@ class Sweep:
     """Runs a plan's remaining trials, ``plan.parallel`` at a time. Several sweeps (processes,
     machines) may work on one study: trial numbers come from the storage, so each trial knows
     whether it is within the trial count and the count is exact."""
+
+    SNAPSHOT_S = 2.0
+    """Seconds between rewrites of the sweep screen's file (trials.json)."""
 
     def __init__(self, plan: SweepPlan, report: Callable[[Any], None], say: Callable[[str], None] = print) -> None:
         self.plan, self.report, self.say = plan, report, say
@@ -115,6 +98,9 @@ class Sweep:
         self.say(f"sweep {self.plan.name}: {left} of {self.plan.trials} trials to run, {self.plan.parallel} at a time; "
                  f"study in {self.plan.storage_url}")  # fmt: skip
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        done = threading.Event()
+        self._snapshot(study, live=True)
+        threading.Thread(target=self._keep_snapshot, args=(study, done), name="sweep-snapshot", daemon=True).start()
         try:
             while True:
                 try:
@@ -128,13 +114,28 @@ class Sweep:
                     if "Cannot tell a FAIL trial" not in str(exc) or self.stopping.is_set():
                         raise
         finally:
+            done.set()
             for s, handler in previous.items():
                 signal.signal(s, handler)
+            self._snapshot(study, live=False)
         if self.stopping.is_set():
             self.say(f"sweep {self.plan.name}: stopped; the running trials saved and stopped. The same command "
                      f"goes on: interrupted trials are tried again with their values")  # fmt: skip
             return 130
         return 0
+
+    def _keep_snapshot(self, study: Any, done: threading.Event) -> None:
+        """The sweep screen's file, rewritten every few seconds while the sweep runs."""
+        while not done.wait(self.SNAPSHOT_S):
+            self._snapshot(study, live=True)
+
+    def _snapshot(self, study: Any, *, live: bool) -> None:
+        from engine.sweep.snapshot import write_snapshot
+
+        try:
+            write_snapshot(self.plan, study, live=live)
+        except Exception as exc:  # a full disk or a storage hiccup costs the screen a refresh, never the sweep
+            self.say(f"sweep {self.plan.name}: could not write the screen's file: {type(exc).__name__}: {exc}")
 
     def _await_stale(self, study: Any) -> None:
         """Trials left running by a sweep of this box that was killed: their trainers are gone, but
@@ -243,7 +244,11 @@ class Sweep:
             time.sleep(0.5)
         trial.set_user_attr("epochs", reported)
         trial.set_user_attr("best_accuracy", best if reported else None)
-        if pruned:
+        cause = _stop_cause(run_dir)  # pruned or stopped by hand on the sweep screen
+        if cause == STOPPED_FROM_SWEEP:
+            trial.set_user_attr("cause", cause)
+            raise TrialFailed(cause)
+        if pruned or cause == PRUNED_CAUSE:
             raise optuna.TrialPruned(f"pruned after {reported} epochs at {best:.1%}")
         if self.stopping.is_set() and code in (130, 143):
             trial.set_user_attr("interrupted", True)
@@ -255,6 +260,7 @@ class Sweep:
         return best
 
     def _finished(self, study: Any, trial: Any) -> None:
+        self._snapshot(study, live=True)
         if not trial.user_attrs.get("surplus") and trial.params:  # (one a stop kept from starting: no line)
             self.report(trial)
 
@@ -264,6 +270,15 @@ def _epoch_ends(run_dir: Path) -> list[ev.EpochEnd]:
         return [e for e in read_events(run_dir) if isinstance(e, ev.EpochEnd)] if (run_dir / EVENTS).is_file() else []
     except (OSError, ValueError):
         return []
+
+
+def _stop_cause(run_dir: Path) -> str:
+    """Why the trial's run stopped early, as its last event says ('' if it did not stop)."""
+    try:
+        ends = [e for e in read_events(run_dir) if isinstance(e, ev.Finished)]
+    except (OSError, ValueError):
+        return ""
+    return ends[-1].cause if ends and ends[-1].reason != "completed" else ""
 
 
 def _stop(run_dir: Path, cause: str) -> bool:

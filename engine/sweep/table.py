@@ -9,7 +9,7 @@ from engine.run.export import csv_bytes
 from engine.run.fileio import atomic_write
 from engine.sweep.plan import SweepPlan
 from engine.sweep.storage import open_study
-from engine.sweep.study import counted
+from engine.sweep.trials import counted
 
 CSV_HEADER = ["trial", "state", "best_accuracy", "epochs", "seconds", "cause", "run"]
 

@@ -73,6 +73,17 @@ def screen_text(app: Any) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that id exists (a zombie counts until its parent reaps it)."""
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def live_children(pid: int, needle: str) -> list[Any]:
     """``pid``'s descendants (psutil.Process) whose command line holds ``needle``, those that have
     exited left out: one that became a zombie between the listing and the read has no command line."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.common import pid_alive
 from tests.helpers.postgres import postgres_server
 from tests.helpers.waiting import wait_until
 
@@ -37,7 +38,7 @@ def trials(runs: Path, name: str, every: bool = False) -> list[dict[str, Any]]:
     ``--trials`` (``every``: replaced ones too, interrupted, surplus or retried)."""
     from engine.sweep.cli import read_plan
     from engine.sweep.storage import open_study
-    from engine.sweep.study import counted
+    from engine.sweep.trials import counted
 
     plan = read_plan(runs / f"{name}.sweep")
     assert plan is not None
@@ -96,6 +97,56 @@ def test_a_trial_worse_than_the_one_before_is_pruned_and_listed_as_pruned(tmp_pa
     ]
     with (out / "epochs.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 3  # the best trial's three epochs
+    # The sweep screen's file, as the sweep left it: the same trials, best first, not live.
+    from tui.sweep_view import read_sweep
+
+    view = read_sweep(runs / "prune.sweep")
+    assert view is not None and not view.live and not view.running()
+    assert [(t.number, t.state, t.params, t.epochs) for t in view.trials] == [
+        (0, "completed", {"lr": "0.005"}, 3), (1, "pruned", {"lr": "1e-9"}, held[1]["epochs"])]  # fmt: skip
+    assert view.trials[0].best == held[0]["best_accuracy"] and len(view.trials[0].curve) == 3
+
+
+def test_the_sweep_screens_keys_pause_prune_and_stop_a_real_trial(tmp_path: Path,
+                                                                 project_env: dict[str, str]) -> None:  # fmt: skip
+    """p, x and s on the sweep screen act on the highlighted trial's run: paused and resumed; pruned
+    (the study says PRUNED, as if Optuna had cut it); stopped (failed, with that cause) while the
+    sweep goes on with the next trial."""
+    from tui.sweep_keys import act_on_trial
+    from tui.sweep_view import read_sweep
+
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(sweep(runs, "keys", "--epochs", "500", "--sampler", "grid", "--pruner", "none",
+                                  "--space", "lr=choice:0.01,0.02", "--trials", "2", "--headless"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
+
+    def running_trial(number: int) -> Path:
+        def up() -> bool:
+            view = read_sweep(runs / "keys.sweep")
+            trial = next((t for t in view.trials if t.number == number), None) if view else None
+            return trial is not None and trial.state == "running" and (Path(trial.run_dir) / "trainer.json").is_file()
+
+        wait_until(up, what=f"trial {number} running (the screen's file says so)", process=proc)
+        return runs / f"keys-t{number:03d}"
+
+    def state(run: Path) -> str:
+        return run_states(project_env, runs).get(run.name, "?")
+
+    first = running_trial(0)
+    assert act_on_trial(first, "pause") == ("pause: asked; it acts at the next batch", True)
+    wait_until(lambda: state(first) == "paused", what="trial 0 paused", process=proc)
+    assert act_on_trial(first, "pause")[1]  # again: resume
+    wait_until(lambda: state(first) == "running", what="trial 0 resumed", process=proc)
+    assert act_on_trial(first, "prune")[1]
+    second = running_trial(1)
+    assert act_on_trial(second, "stop")[1]
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    held = {t["number"]: t for t in trials(runs, "keys")}
+    assert held[0]["state"] == "PRUNED" and held[1]["state"] == "FAIL"
+    assert held[1]["cause"] == "stopped from the sweep screen" and "stopped from the sweep screen" in out
+    assert run_states(project_env, runs) == {"keys-t000": "pruned", "keys-t001": "stopped"}
+    assert act_on_trial(second, "pause")[1] is False  # an ended run: said, not sent
 
 
 def test_a_diverging_and_a_killed_trial_fail_with_their_cause_and_the_sweep_goes_on(
@@ -155,13 +206,6 @@ def test_ctrl_c_then_a_kill_and_the_same_command_finishes_the_exact_count(tmp_pa
         seen.update(found)
         return list(found.values())
 
-    def gone(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
     # Ctrl-C: the running trials save and stop, the sweep says how to go on and exits 130.
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=project_env)
     two_new_trainers(first)
@@ -177,7 +221,7 @@ def test_ctrl_c_then_a_kill_and_the_same_command_finishes_the_exact_count(tmp_pa
     trainers = two_new_trainers(second)
     second.send_signal(signal.SIGKILL)
     second.communicate(timeout=60)
-    wait_until(lambda: all(gone(p) for p in trainers), what="the orphaned trials to stop")
+    wait_until(lambda: not any(pid_alive(p) for p in trainers), what="the orphaned trials to stop")
     # And again: it finishes. Exactly two count, both completed; the two Ctrl-C stopped and the
     # two the kill left running (failed by Optuna's heartbeat check) were tried with their values.
     again = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=600)
@@ -209,7 +253,7 @@ def test_two_workers_on_one_storage_never_run_a_trial_twice_and_stop_at_the_coun
         assert [w.returncode for w in workers] == [0, 0], outs
         from engine.sweep.cli import read_plan
         from engine.sweep.storage import open_study
-        from engine.sweep.study import counted
+        from engine.sweep.trials import counted
 
         plan = read_plan(boxes[0] / "shared.sweep")
         assert plan is not None

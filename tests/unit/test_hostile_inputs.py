@@ -96,6 +96,7 @@ CASES: list[tuple[list[str], str]] = [
     (["sweep", "s", "--space", "lr=log:0..1"], "LOW > 0 on a log scale"),
     (["sweep", "s", "--space", "lr=log:0.1..1", "--storage", "sqlite:////nonexistent/x.db"], "cannot open the study"),
     (["sweep", "s", "--status"], "no sweep in"),
+    (["sweep", "s", "--watch"], "no sweep in"),
     (["sweep", "s", "--space", "lr=log:0.1..1", "--parallel", "-1"], "must be at least 1"),
     (["steer", "--lr-scale", "0"], "LR multiplier must be between"),
     (["steer", "--epochs", "ten"], "must be a whole number"),

@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine.train",),
     ("engine.session",),
     ("engine.options", "engine.headless", "engine.cli", "engine.__main__", "engine", "engine.sweep"),
-    ("tui.format", "tui.series", "tui.state", "tui.keys", "tui.telemetry", "tui.view_settings"),
+    ("tui.format", "tui.series", "tui.state", "tui.keys", "tui.telemetry", "tui.view_settings", "tui.sweep_view"),
     ("tui.widgets",),
     ("tui.screens",),
     ("tui",),

@@ -108,10 +108,11 @@ class RunsScreen(ModalScreen[None]):
     RunsScreen.-configs #compare { display: block; }
     """
 
-    def __init__(self, root: Path, current: str = "") -> None:
+    def __init__(self, root: Path, current: str = "", selected: list[str] | None = None) -> None:
         super().__init__()
         self.root = root
         self.current = current
+        self.preselected = selected or []  # (the sweep screen's best trials, compared at once)
         self.runs: list[RunSummary] = []
         self.all_runs: list[RunSummary] = []
         self.selected: set[str] = set()
@@ -148,8 +149,8 @@ class RunsScreen(ModalScreen[None]):
 
     def _show_runs(self, runs: list[RunSummary]) -> None:
         self.all_runs = runs
-        current = Path(self.current).resolve() if self.current else None
-        self.selected = {r.path for r in runs if current is not None and Path(r.path).resolve() == current}
+        wanted = {Path(p).resolve() for p in [*self.preselected, *([self.current] if self.current else [])]}
+        self.selected = {r.path for r in runs if Path(r.path).resolve() in wanted}
         self.loaded = True
         self._fill_table()
 

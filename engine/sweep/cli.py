@@ -49,6 +49,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=int, default=10, metavar="S",
                    help="seconds between a running trial's signs of life in the study (default 10); "
                         "a trial silent for 3x that, its sweep killed, is tried again")  # fmt: skip
+    p.add_argument("--seeds", type=int, default=0, metavar="K",
+                   help="then train the best --top completed trials with K seeds in all (their own run is the "
+                        "first) and say whether the best is better than the next or within the noise; alone "
+                        "(no --space): on the sweep as it stands")  # fmt: skip
+    p.add_argument("--top", type=int, default=3, metavar="N", help="how many of the best trials --seeds re-runs (3)")
     p.add_argument("--status", action="store_true", help="print the study's trials table; start nothing")
     p.add_argument("--headless", action="store_true",
                    help="print a line per finished trial instead of the sweep screen (the default off a terminal)")  # fmt: skip
@@ -75,8 +80,12 @@ def sweep_main(argv: list[str], screen: Screen | None = None) -> int:
         return watch(folder, screen)
     if args.parallel == 0:
         args.parallel = max(1, len(gpu_ids())) if peek_option(base, "--device", "auto") != "cpu" else 1
-    if args.trials < 1 or args.parallel < 1 or args.heartbeat < 1:
-        return usage_error("--trials, --parallel and --heartbeat must be at least 1")
+    if args.trials < 1 or args.parallel < 1 or args.heartbeat < 1 or args.top < 1:
+        return usage_error("--trials, --parallel, --heartbeat and --top must be at least 1")
+    if args.seeds and not 2 <= args.seeds <= 100:
+        return usage_error("--seeds must be between 2 and 100 (the trial's own run is the first seed)")
+    if args.seeds and not args.space:  # the seeds of a sweep as it stands
+        return seeds_only(folder, args.seeds, args.top, args.parallel)
     if given := [a for a in base if a.split("=")[0] in NOT_IN_A_TRIAL]:
         return usage_error(f"{given[0].split('=')[0]} is the sweep's to set for each trial; leave it out")
     try:
@@ -106,7 +115,35 @@ def sweep_main(argv: list[str], screen: Screen | None = None) -> int:
     from engine.sweep.table import trial_line
 
     code = Sweep(plan, lambda trial: print(trial_line(trial), flush=True)).run()
-    return show_status(folder) or code
+    code = show_status(folder) or code
+    if code == 0 and args.seeds:
+        return seeds_only(folder, args.seeds, args.top, args.parallel)
+    return code
+
+
+def seeds_only(folder: Path, seeds: int, top: int, parallel: int) -> int:
+    """``--seeds K``: the best ``top`` completed trials with K seeds in all, then their table."""
+    from dataclasses import replace
+
+    from engine.sweep.seeds import SeedRuns, plan_seeds, seeds_table
+
+    plan = read_plan(folder)
+    if plan is None:
+        return usage_error(f"no sweep in {folder}")
+    plan = replace(plan, parallel=parallel)
+    try:
+        open_study_or_say(plan)
+    except StorageError as exc:
+        return usage_error(str(exc))
+    chosen = plan_seeds(plan, seeds, top)
+    if not chosen:
+        return usage_error(f"the sweep {plan.name} has no completed trial to train with other seeds yet")
+    gpus = gpu_ids() if peek_option(plan.base, "--device", "auto") != "cpu" else []
+    code = SeedRuns(plan, gpus).run(chosen)
+    print(f"sweep {plan.name}: the best {len(chosen)} trials over {seeds} seeds (mean ± sd of the best test accuracy)")
+    for line in seeds_table(chosen, seeds):
+        print(line)
+    return code
 
 
 def watch(folder: Path, screen: Screen | None) -> int:

@@ -16,7 +16,6 @@ it has been silent for a minute, and retries it once."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import queue
@@ -37,6 +36,7 @@ from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
 from engine.run.controls import PRUNED_CAUSE, STOPPED_FROM_SWEEP
 from engine.run.rundir import EVENTS, read_events
 from engine.sweep.plan import SweepPlan
+from engine.sweep.process import start_run
 from engine.sweep.space import trial_argv
 from engine.sweep.storage import JOURNAL, open_study
 from engine.sweep.trials import counted, finished
@@ -57,15 +57,6 @@ class TrialFailed(Exception):
 
 class TrialInterrupted(Exception):
     """The sweep was stopped while the trial ran: recorded as failed (interrupted), tried again."""
-
-
-def _die_with_parent() -> None:
-    """In a trial's process before it starts: a SIGTERM (save, then stop) when the sweep that
-    started it dies, SIGKILL included, so that no trial trains on alone."""
-    _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only calls into it
 
 
 class Sweep:
@@ -206,9 +197,7 @@ class Sweep:
                 if self.stopping.is_set():
                     trial.set_user_attr("interrupted", True)
                     raise TrialInterrupted("the sweep was stopped")
-                with open(log_path, "wb") as log:
-                    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                            env=env, start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
+                proc = start_run(command, log_path, env)
                 self.running[trial.number] = proc
             return self._follow(trial, proc, run_dir, log_path)
         finally:

@@ -105,6 +105,16 @@ def test_a_trial_worse_than_the_one_before_is_pruned_and_listed_as_pruned(tmp_pa
     assert [(t.number, t.state, t.params, t.epochs) for t in view.trials] == [
         (0, "completed", {"lr": "0.005"}, 3), (1, "pruned", {"lr": "1e-9"}, held[1]["epochs"])]  # fmt: skip
     assert view.trials[0].best == held[0]["best_accuracy"] and len(view.trials[0].curve) == 3
+    # --seeds on the sweep as it stands: the best trial again with seed 1, its own run as seed 0.
+    seeded = cli(project_env, "sweep", "prune", "--runs-root", str(runs), "--seeds", "2", "--top", "1")
+    assert seeded.returncode == 0, seeded.stderr
+    again = json.loads((runs / "prune-t000-s1" / "config.json").read_text())
+    assert again["seed"] == 1 and again["lr"] == 0.005 and again["epochs"] == 3
+    record = json.loads((runs / "prune.sweep" / "seeds.json").read_text())["trials"]
+    assert [t["number"] for t in record] == [0] and sorted(record[0]["results"]) == ["0", "1"]
+    mean = (record[0]["results"]["0"] + record[0]["results"]["1"]) / 2
+    assert f"trial 0: {mean:.2%} ± " in seeded.stdout and "over 2 of 2 seeds" in seeded.stdout
+    assert "verdict: one trial has seed results" in seeded.stdout
 
 
 def test_the_sweep_screens_keys_pause_prune_and_stop_a_real_trial(tmp_path: Path,

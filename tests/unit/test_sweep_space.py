@@ -58,7 +58,7 @@ def test_a_space_reads_into_the_options_a_trial_takes() -> None:
         (["--space", "batch-size=choice:16,many"], "--space batch_size"),
         (["--space", "loader=choice:tensor,nonsense"], "--space loader"),
         (["--space", "lr=log:0.1..1", "--epochs", "0"], "--epochs"),
-        (["--space", "lr=log:0.1..1", "--trials", "0"], "--trials, --parallel and --heartbeat must be at least 1"),
+        (["--space", "lr=log:0.1..1", "--trials", "0"], "--heartbeat and --top must be at least 1"),
         (["--space", "lr=log:0.1..1", "--run-dir", "x"], "--run-dir is the sweep's to set"),
         (["--space", "lr=log:0.1..1", "--nproc", "2"], "--nproc is the sweep's to set"),
         (["--space", "lr"], "expected NAME=KIND:VALUES"),
@@ -98,3 +98,24 @@ def test_parallel_trials_each_see_one_gpu_of_those_visible(monkeypatch: pytest.M
     assert on_cpu.trial_env(0) is None  # --device cpu: the environment as it is
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert Sweep(plan, report=lambda _t: None).trial_env(1) is None  # no GPU visible
+
+
+def test_the_seeds_verdict_calls_a_gap_smaller_than_the_spread_noise() -> None:
+    from engine.sweep.seeds import SeedSummary, verdict
+
+    close = [SeedSummary(4, 0.912, 0.009, 3), SeedSummary(7, 0.905, 0.004, 3)]
+    assert verdict(close).startswith("verdict: noise: trial 4 leads trial 7 by 0.70 points, less than their spread")
+    apart = [SeedSummary(4, 0.93, 0.004, 3), SeedSummary(7, 0.905, 0.006, 3)]
+    assert verdict(apart).startswith("verdict: trial 4 is better than trial 7 by 2.50 points, more than")
+    assert "too few seeds" in verdict([SeedSummary(4, 0.93, 0.0, 1), SeedSummary(7, 0.9, 0.01, 3)])
+    assert "nothing to compare" in verdict(close[:1])
+
+
+@pytest.mark.parametrize(("argv", "said"), [(["--seeds", "1"], "--seeds must be between 2 and 100"),
+                                           (["--seeds", "3", "--top", "0"], "must be at least 1"),
+                                           (["--seeds", "3"], "no sweep in")])  # fmt: skip
+def test_seeds_of_nothing_are_refused(argv: list[str], said: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    assert sweep_main(["s", "--runs-root", str(tmp_path / "runs"), *argv]) == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -23,7 +23,7 @@ from engine.options import OneLineParser, peek_option, usage_error
 from engine.run.errors import EXIT_USAGE, first_line
 from engine.run.fileio import atomic_write_json
 from engine.sweep.plan import PLAN_FILE, PRUNERS, SAMPLERS, SNAPSHOT, SweepPlan, check_space
-from engine.sweep.space import SpaceError, parse_space
+from engine.sweep.space import SpaceError, parse_space, read_space_file
 from engine.sweep.storage import StorageError, open_study_or_say
 from engine.sweep.study import Sweep, gpu_ids
 
@@ -36,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help="the sweep's name: RUNS/NAME.sweep/ holds its study")
     p.add_argument("--space", action="append", default=[], metavar="NAME=KIND:VALUES",
                    help="a swept option: log:LO..HI, float:LO..HI, int:LO..HI or choice:A,B,C (repeat it)")  # fmt: skip
+    p.add_argument("--space-file", metavar="FILE.toml",
+                   help='more swept options from a TOML file: a [space] table of NAME = "KIND:VALUES" '
+                        "or NAME = [choices]")  # fmt: skip
     p.add_argument("--trials", type=int, default=16, help="trials in all (default 16)")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna's sampler (default tpe)")
     p.add_argument("--pruner", choices=PRUNERS, default="asha",
@@ -84,12 +87,12 @@ def sweep_main(argv: list[str], screen: Screen | None = None) -> int:
         return usage_error("--trials, --parallel, --heartbeat and --top must be at least 1")
     if args.seeds and not 2 <= args.seeds <= 100:
         return usage_error("--seeds must be between 2 and 100 (the trial's own run is the first seed)")
-    if args.seeds and not args.space:  # the seeds of a sweep as it stands
+    if args.seeds and not args.space and not args.space_file:  # the seeds of a sweep as it stands
         return seeds_only(folder, args.seeds, args.top, args.parallel)
     if given := [a for a in base if a.split("=")[0] in NOT_IN_A_TRIAL]:
         return usage_error(f"{given[0].split('=')[0]} is the sweep's to set for each trial; leave it out")
     try:
-        params = parse_space(args.space)
+        params = parse_space(args.space + (read_space_file(args.space_file) if args.space_file else []))
         check_space(params, base)
     except SpaceError as exc:
         return usage_error(str(exc))

@@ -81,6 +81,34 @@ def parse_param(text: str) -> Param:
     return Param(name, kind, float(low), float(high))
 
 
+def read_space_file(path: str) -> list[str]:
+    """A TOML file's ``[space]`` table as ``--space`` texts: ``lr = "log:0.05..0.8"``, or a list
+    for a choice (``cutout = [0, 8, 12]``). SpaceError in one line for a file that is not one."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise SpaceError(f"--space-file {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpaceError(f"--space-file {path}: not TOML ({str(exc).splitlines()[0]})") from None
+    space = data.get("space")
+    unknown = sorted(set(data) - {"space"})
+    if not isinstance(space, dict) or not space or unknown:
+        why = f"unknown table or key {unknown[0]!r}" if unknown else 'no [space] table with NAME = "KIND:VALUES"'
+        raise SpaceError(f"--space-file {path}: {why}")
+    texts = []
+    for name, value in space.items():
+        if isinstance(value, list) and value and all(isinstance(v, str | int | float) for v in value):
+            texts.append(f"{name}=choice:" + ",".join(str(v) for v in value))
+        elif isinstance(value, str):
+            texts.append(f"{name}={value}")
+        else:
+            raise SpaceError(f'--space-file {path}: {name} must be "KIND:VALUES" or a list of choices')
+    return texts
+
+
 def parse_space(texts: list[str]) -> list[Param]:
     params = [parse_param(t) for t in texts]
     names = [p.name for p in params]

@@ -119,3 +119,35 @@ def test_seeds_of_nothing_are_refused(argv: list[str], said: str, tmp_path: Path
     assert sweep_main(["s", "--runs-root", str(tmp_path / "runs"), *argv]) == 2
     assert said in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_toml_space_file_gives_the_same_space_as_the_options(tmp_path: Path) -> None:
+    from engine.sweep.space import read_space_file
+
+    good = tmp_path / "space.toml"
+    good.write_text('# the long spaces live here\n[space]\nlr = "log:0.05..0.8"\nweight-decay = "log:1e-4..1e-3"\n'
+                    "cutout = [0, 8, 12]\n")  # fmt: skip
+    from_file = parse_space(read_space_file(str(good)))
+    assert from_file == parse_space(["lr=log:0.05..0.8", "weight-decay=log:1e-4..1e-3", "cutout=choice:0,8,12"])
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    (None, "No such file or directory"),
+    ("[space\nlr=", "not TOML"),
+    ("[other]\nx = 1\n", "unknown table or key 'other'"),
+    ("[space]\n", "no [space] table"),
+    ("[space]\nlr = 0.1\n", "lr must be \"KIND:VALUES\" or a list of choices"),
+    ("[space]\nlr = \"log:1..0.1\"\n", "needs LOW < HIGH"),
+    ("[space]\nlr = \"log:0.1..1\"\n", "lr is given twice"),
+])  # fmt: skip
+def test_a_bad_space_file_is_one_line_and_nothing_is_written(text: str | None, said: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    path = tmp_path / "space.toml"
+    if text is not None:
+        path.write_text(text)
+    runs = tmp_path / "runs"
+    argv = ["s", "--runs-root", str(runs), "--data", "demo", "--space-file", str(path), "--space", "lr=log:0.1..1"]
+    assert sweep_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert said in err and "\n" not in err, err
+    assert not runs.exists()

@@ -72,9 +72,9 @@ def open_study(plan: SweepPlan) -> Any:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = open_storage(plan)
     samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=0),
-        "random": lambda: optuna.samplers.RandomSampler(seed=0),
-        "grid": lambda: optuna.samplers.GridSampler({p.name: p.grid() for p in plan.params}, seed=0),
+        "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
+        "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+        "grid": lambda seed: optuna.samplers.GridSampler({p.name: p.grid() for p in plan.params}, seed=seed),
     }
     pruners = {
         "asha": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2),
@@ -82,5 +82,14 @@ def open_study(plan: SweepPlan) -> Any:
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0),
         "none": lambda: optuna.pruners.NopPruner(),
     }
-    return optuna.create_study(study_name=plan.name, storage=storage, sampler=samplers[plan.sampler](),
-                               pruner=pruners[plan.pruner](), direction="maximize", load_if_exists=True)  # fmt: skip
+    study = optuna.create_study(study_name=plan.name, storage=storage, sampler=samplers[plan.sampler](0),
+                                pruner=pruners[plan.pruner](), direction="maximize", load_if_exists=True)  # fmt: skip
+    # A new sweep on this box draws as seed 0 does: the same command gives the same trials. A
+    # sweep that goes on draws on from another seed (seed 0 again would repeat the values of the
+    # first trials), and workers sharing a study each draw from their own entropy (the same seed
+    # on two boxes would give both the same values at the same time).
+    if plan.storage:
+        study.sampler = samplers[plan.sampler](None)
+    elif held := len(study.get_trials(deepcopy=False)):
+        study.sampler = samplers[plan.sampler](held)
+    return study

@@ -151,3 +151,30 @@ def test_a_bad_space_file_is_one_line_and_nothing_is_written(text: str | None, s
     err = capsys.readouterr().err.strip()
     assert said in err and "\n" not in err, err
     assert not runs.exists()
+
+
+def test_a_sweep_that_goes_on_or_shares_its_study_draws_new_values(tmp_path: Path) -> None:
+    """Seed 0 for a new sweep (the same command, the same trials); a sweep that goes on, or two
+    workers on one shared study, must not draw the values already drawn."""
+    from engine.sweep.plan import SweepPlan
+    from engine.sweep.storage import open_study
+
+    def first_draw(plan: SweepPlan) -> float:
+        study = open_study(plan)
+        trial = study.ask()
+        value = trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        study.tell(trial, 0.5)
+        return value
+
+    space = parse_space(["lr=log:1e-4..1"])
+    local = SweepPlan("s", str(tmp_path / "a"), space, [], 4, sampler="random")
+    (tmp_path / "a" / "s.sweep").mkdir(parents=True)
+    fresh = first_draw(local)
+    (tmp_path / "b" / "s.sweep").mkdir(parents=True)
+    assert first_draw(SweepPlan("s", str(tmp_path / "b"), space, [], 4, sampler="random")) == fresh  # seed 0
+    assert first_draw(local) != fresh  # went on: another seed
+    shared = [SweepPlan("s", str(tmp_path / box), space, [], 4, sampler="random",
+                        storage=f"journal:{tmp_path / 'study.journal'}") for box in ("c", "d")]  # fmt: skip
+    for plan in shared:
+        plan.folder.mkdir(parents=True)
+    assert first_draw(shared[0]) != first_draw(shared[1])

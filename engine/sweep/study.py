@@ -80,6 +80,7 @@ class Sweep:
     def run(self) -> int:
         """Run the sweep to its trial count or a stop signal; the exit code (0, or 130 stopped)."""
         study = open_study(self.plan)
+        self._one_ask_at_a_time(study)
         self._await_stale(study)
         self._retry_interrupted(study)
         left = self.plan.trials - len(finished(study.get_trials(deepcopy=False)))
@@ -114,6 +115,19 @@ class Sweep:
                      f"goes on: interrupted trials are tried again with their values")  # fmt: skip
             return 130
         return 0
+
+    @staticmethod
+    def _one_ask_at_a_time(study: Any) -> None:
+        """Optuna's threads (``n_jobs``) each ask the study for a trial; two of them could take the
+        same queued trial (a retry) from SQLite, which has no row locks, and run it twice, in one
+        run folder. This process's asks go one at a time (PostgreSQL's row locks keep boxes apart)."""
+        ask, lock = study.ask, threading.Lock()
+
+        def ask_alone(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return ask(*args, **kwargs)
+
+        study.ask = ask_alone
 
     def _keep_snapshot(self, study: Any, done: threading.Event) -> None:
         """The sweep screen's file, rewritten every few seconds while the sweep runs."""
@@ -226,7 +240,9 @@ class Sweep:
                 reported += 1
                 best = max(best, e.test_accuracy)
                 trial.report(e.test_accuracy, e.epoch)
-                if not pruned and code is None and trial.should_prune():
+                # (never at the last epoch: the run has ended, and whether its process was still
+                # saving when this looked must not decide between completed and pruned)
+                if not pruned and code is None and e.epoch < e.epochs and trial.should_prune():
                     pruned = _stop(run_dir, PRUNED_CAUSE)
             if code is not None:
                 break

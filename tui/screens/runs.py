@@ -30,7 +30,7 @@ from engine.run.wording import distinct, duration
 from tui.format import pct
 from tui.series import smoothed
 from tui.view_settings import load_view
-from tui.widgets.plots import percent_range
+from tui.widgets.plots import new_figure, percent_range
 
 # One (test, train) pair of 256-colour codes per compared run: plotext and Rich read the same
 # numbers, so the legend's swatch is the curve's colour (plotext's own names, "orange" among
@@ -272,9 +272,7 @@ class RunsScreen(ModalScreen[None]):
     def _plot(self, chosen: list[RunSummary], width: int, height: int) -> str:
         """The selected runs' curves: test as a line with a dot per epoch, train fainter (the train
         loss smoothed as the main plot smooths it). No plotext legend: it would cover the data."""
-        plt.clear_figure()
-        plt.plotsize(width, height)
-        plt.theme("clear")
+        new_figure(width, height)
         values: list[float] = []
         for i, run in enumerate(chosen):
             curves = self._curves(run)

@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Footer, Static
 from engine.run.wording import duration
 from tui.format import pct
 from tui.sweep_view import SweepView, TrialRow, best_so_far, by_param, read_sweep
-from tui.widgets.plots import percent_range
+from tui.widgets.plots import new_figure, percent_range
 
 TrialAct = Callable[[Path, str], tuple[str, bool]]
 """What a key does to a trial's run (tui/sweep_keys.py: pause, prune, stop): what was said, and
@@ -33,15 +33,6 @@ whether the trainer took it."""
 STATE_STYLE = {"completed": "green", "running": "bold cyan", "pruned": "yellow", "failed": "red",
                "interrupted": "magenta", "waiting": "dim"}  # fmt: skip
 POINT_COLOR = {"completed": "green", "pruned": "orange", "running": "cyan"}
-
-
-def _figure(width: int, height: int) -> None:
-    """A fresh plotext figure of the pane's size (not clipped to the size of the terminal plotext
-    guesses: under a pilot or textual-serve there is none)."""
-    plt.clear_figure()
-    plt.limit_size(False, False)
-    plt.plotsize(width, height)
-    plt.theme("clear")
 
 
 def short(value: Any) -> str:
@@ -208,7 +199,7 @@ class SweepScreen(Screen[None]):
         if not points:
             return Text("best so far against time: once a trial has ended (v: accuracy against each value)",
                         style="dim")  # fmt: skip
-        _figure(width, height)
+        new_figure(width, height)
         xs, ys = [x for x, _ in points], [y for _, y in points]
         steps_x, steps_y = [xs[0]], [ys[0]]
         for x, y in zip(xs[1:], ys[1:], strict=True):  # flat until a trial beats the best, then up
@@ -225,7 +216,7 @@ class SweepScreen(Screen[None]):
         points = by_param(view.trials, name)
         if not points:
             return Text(f"accuracy against {name}: once a trial has reported an epoch", style="dim")
-        _figure(width, height)
+        new_figure(width, height)
         values: list[float] = []
         seen = {str(v) for pts in points.values() for v, _ in pts}
         labels = [c for c in view.choices(name) if c in seen] + sorted(seen - set(view.choices(name)))

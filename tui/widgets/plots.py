@@ -24,6 +24,16 @@ from tui.view_settings import SMOOTHING
 _SUBTLE = "gray"
 
 
+def new_figure(width: int, height: int) -> None:
+    """A fresh plotext figure of the pane's size. plotext would clip it to the terminal size it
+    guesses, which is 80x24 where the output is not a terminal: the browser view (textual-serve
+    talks over pipes) drew a 135-column pane's plot 80 columns wide."""
+    plt.clear_figure()
+    plt.limit_size(False, False)
+    plt.plotsize(width, height)
+    plt.theme("clear")
+
+
 def percent_range(values: list[float]) -> tuple[float, float]:
     """A percentage axis around ``values``: a little room, never below 0 or above 100 (plotext
     alone pads one point into 47-141%)."""
@@ -76,9 +86,7 @@ class PlotPane(Widget):
         if not size_changed and now - self._last_draw < 1.0 / self.max_fps:
             return False
         try:
-            plt.clear_figure()
-            plt.plotsize(width, height)
-            plt.theme("clear")
+            new_figure(width, height)
             self.draw(width, height)
             self._text = Text.from_ansi(plt.build(), no_wrap=True, end="")
         except Exception as exc:  # a plotting bug must never take the dashboard down

@@ -52,7 +52,6 @@ def batch_images(train: BatchSource, epoch: int, step: int) -> list[int]:
 def write_batch_view(run_dir: Path, epoch: int | None = None, step: int | None = None) -> Path:
     import json
 
-    import numpy as np
     import torch
     from PIL import Image
 
@@ -61,6 +60,7 @@ def write_batch_view(run_dir: Path, epoch: int | None = None, step: int | None =
     from engine.run.config import TrainConfig
     from engine.run.fileio import atomic_write, atomic_write_json
     from engine.train.setup import batch_sources
+    from engine.train.sheet import scaled, tile_sheet
 
     if epoch is None or step is None:
         epoch, step = where_training_is(run_dir)
@@ -78,16 +78,9 @@ def write_batch_view(run_dir: Path, epoch: int | None = None, step: int | None =
     after = (x[: len(chosen)].float() * 127.5 + 127.5).round().clamp(0, 255).to(torch.uint8)
     if after.shape[1] != 3 or after.shape[-1] != before.shape[-1]:
         raise UserError("this run's batches are not images of the data set's size; no batch view")
-    side = int(before.shape[-1])
-    tile_px = min(side, MAX_TILE_PX)
+    tile_px = min(int(before.shape[-1]), MAX_TILE_PX)
     pairs = torch.stack([before, after.contiguous()], 1).flatten(0, 1)  # before, after, before, ...
-    if tile_px != side:
-        pairs = torch.nn.functional.interpolate(pairs.float(), size=(tile_px, tile_px), mode="area").round().byte()
-    tiles = pairs.permute(0, 2, 3, 1).numpy()
-    sheet = np.zeros((len(chosen) * tile_px, 2 * tile_px, 3), dtype=np.uint8)
-    for k, tile in enumerate(tiles):
-        r, c = divmod(k, 2)
-        sheet[r * tile_px : (r + 1) * tile_px, c * tile_px : (c + 1) * tile_px] = tile
+    sheet = tile_sheet(scaled(pairs, tile_px).permute(0, 2, 3, 1).numpy(), 2, tile_px)
     folder = run_dir / GALLERY
     folder.mkdir(exist_ok=True)
     atomic_write(folder / BATCH_SHEET, lambda f: Image.fromarray(sheet).save(f, format="PNG"))

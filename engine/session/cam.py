@@ -31,6 +31,7 @@ def write_cams(run_dir: Path, indices: list[int]) -> Path:
     from engine.train.cam import cam_layer, grad_cam, overlay
     from engine.train.checkpoint import load_checkpoint
     from engine.train.models import build_model
+    from engine.train.sheet import scaled, tile_sheet
 
     checkpoint = load_checkpoint(run_dir / CHECKPOINTS / "last.pt")
     cfg = TrainConfig.from_dict(checkpoint["config"]).with_overrides(weights="none", device="cpu")
@@ -48,15 +49,11 @@ def write_cams(run_dir: Path, indices: list[int]) -> Path:
     truth = data.test.labels[indices]
     name, layer = cam_layer(model, int(images.shape[-1]))
     maps = torch.stack([grad_cam(model, layer, x, predicted), grad_cam(model, layer, x, truth)], 1)  # (N, 2, H, W)
-    side = int(images.shape[-1])
-    tile_px = min(side, MAX_TILE_PX)
-    if tile_px != side:
-        images = torch.nn.functional.interpolate(images.float(), size=(tile_px, tile_px), mode="area").round().byte()
-        maps = torch.nn.functional.interpolate(maps, size=(tile_px, tile_px), mode="bilinear")
-    sheet = np.zeros((len(indices) * tile_px, 2 * tile_px, 3), dtype=np.uint8)
-    for k, (image, pair) in enumerate(zip(images.permute(0, 2, 3, 1).numpy(), maps.numpy(), strict=True)):
-        for j in range(2):
-            sheet[k * tile_px : (k + 1) * tile_px, j * tile_px : (j + 1) * tile_px] = overlay(image, pair[j])
+    tile_px = min(int(images.shape[-1]), MAX_TILE_PX)
+    images, maps = scaled(images, tile_px), scaled(maps, tile_px, mode="bilinear")
+    tiles = [overlay(image, pair[j]) for image, pair in zip(images.permute(0, 2, 3, 1).numpy(), maps.numpy(),
+                                                            strict=True) for j in range(2)]  # fmt: skip
+    sheet = tile_sheet(np.stack(tiles), 2, tile_px)
     folder = run_dir / GALLERY
     folder.mkdir(exist_ok=True)
     atomic_write(folder / CAM_SHEET, lambda f: Image.fromarray(sheet).save(f, format="PNG"))

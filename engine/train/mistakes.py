@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -20,6 +19,7 @@ from engine.run import events as ev
 from engine.run.errors import first_line
 from engine.run.fileio import atomic_write, atomic_write_json
 from engine.run.gallery import COLUMNS, MAX_TILE_PX, MAX_TILES, gallery_files, pick
+from engine.train.sheet import scaled, tile_sheet
 
 if TYPE_CHECKING:
     from engine.train.loop_parts import LoopHost
@@ -59,15 +59,8 @@ def write_gallery(run_dir: Path, rows: list[Row], images: torch.Tensor, class_na
     tiles = images[[r[0] for r in kept]] if kept else images[:0]
     size = int(images.shape[-1]) if images.ndim == 4 else MAX_TILE_PX
     tile_px = min(size, MAX_TILE_PX)
-    if kept and tile_px != size:
-        tiles = torch.nn.functional.interpolate(tiles.float(), size=(tile_px, tile_px), mode="area")
-        tiles = tiles.round().clamp(0, 255).to(torch.uint8)
     columns = max(1, min(COLUMNS, len(kept)))
-    rows_n = max(1, -(-len(kept) // columns))
-    sheet = np.zeros((rows_n * tile_px, columns * tile_px, 3), dtype=np.uint8)
-    for k, tile in enumerate(tiles.permute(0, 2, 3, 1).numpy()):
-        r, c = divmod(k, columns)
-        sheet[r * tile_px : (r + 1) * tile_px, c * tile_px : (c + 1) * tile_px] = tile
+    sheet = tile_sheet(scaled(tiles, tile_px).permute(0, 2, 3, 1).numpy(), columns, tile_px)
     meta_path, sheet_path = gallery_files(run_dir)
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(sheet_path, lambda f: Image.fromarray(sheet).save(f, format="PNG", compress_level=1))

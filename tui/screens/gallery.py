@@ -21,7 +21,7 @@ from textual.widgets import Label
 from engine.run.gallery import MAX_CAMS, Cams, Gallery, Mistake, read_cams
 from tui.widgets.images import image_widget
 
-TILE_W, TILE_H = 18, 10
+TILE_W = 18  # a tile's cells across, with its label (its height is in app.tcss)
 """A tile's cells: the picture (8 rows of half cells: 16 px tall) and its caption."""
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.run.index import indexed_paths, resolved
+from engine.run.index import named as index_named
 from engine.run.label import LABEL, label_from
 from engine.run.rundir import EVENTS
 from engine.run.summary import RunSummary, run_folders, safe_summary
@@ -83,6 +84,13 @@ def _named_exactly(text: str, roots: list[Path] | None) -> list[Path]:
         runs = {key: folder for folder in named if (folder / EVENTS).is_file() and (key := resolved(folder))}
         return list(runs.values())
     labels = SummaryCache(LABELS)
+    # The names the index recorded with each label written here: checked against the label itself
+    # (a stale entry is passed over). Only when none holds does every run's label get read.
+    wanted = {str(root.resolve()) for root in roots} if roots is not None else None
+    recorded = [Path(p) for p in index_named(text) if wanted is None or str(Path(p).parent) in wanted]
+    named = [p for p in recorded if (p / EVENTS).is_file() and _label_name(str(p), labels) == text]
+    if named:
+        return named
     named = [Path(folder) for folder in _run_folders(roots).values() if _label_name(folder, labels) == text]
     labels.save()
     return named

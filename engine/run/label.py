@@ -86,5 +86,9 @@ def run_title(run_dir: Path) -> str:
 
 
 def write_label(run_dir: Path, label: Label) -> None:
-    """Replace the label atomically (OSError when the folder refuses)."""
+    """Replace the label atomically (OSError when the folder refuses), and record the run's name
+    in the per-user index: a --name then resolves without reading every run's label."""
+    from engine.run.index import remember
+
     atomic_write_json(run_dir / LABEL, label.to_dict())
+    remember(run_dir, label.name)

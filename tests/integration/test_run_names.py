@@ -186,3 +186,34 @@ def test_a_run_named_exactly_is_found_without_reading_any_runs_summary(
     assert resolve_run("20261204-160003-tutorial-demo").resolve() == runs[3]
     assert resolve_run("trial 2").resolve() == runs[2]
     assert resolve_run(str(runs[4])) == runs[4]
+
+
+def test_a_name_resolves_from_the_index_and_a_rename_or_a_hand_written_label_still_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A --name is looked up in the index's record of the labels written here (no run's label read
+    but the one named); a renamed run answers to its new name only; a label the index never saw
+    (written by hand, a run copied in) is still found, by reading every label."""
+    from engine.run import catalog
+    from engine.run.catalog import NoSuchRun, resolve_run
+
+    monkeypatch.chdir(tmp_path)
+    runs = [fake_run(tmp_path / "runs" / f"20261207-10000{i}-tutorial-demo", name=f"lr {i}") for i in range(4)]
+    write_label(runs[1], Label(name="baseline"))  # renamed, as `cifar-tui label` does
+    (runs[3] / "label.json").write_text(json.dumps(Label(name="by hand").to_dict()))
+    scans: list[object] = []
+    scan = catalog._run_folders
+
+    def counted_scan(*args: object) -> object:
+        scans.append(args)
+        return scan(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(catalog, "_run_folders", counted_scan)
+    assert resolve_run("lr 2").resolve() == runs[2] and resolve_run("baseline").resolve() == runs[1]
+    assert resolve_run("lr 0", [tmp_path / "runs"]).resolve() == runs[0]
+    assert scans == []  # every label but the named one left unread
+    assert resolve_run("by hand").resolve() == runs[3] and len(scans) == 1  # found by the scan
+    with pytest.raises(NoSuchRun):
+        resolve_run("lr 1")  # its old name
+    with pytest.raises(NoSuchRun):
+        resolve_run("lr 2", [tmp_path / "elsewhere"])  # not under the runs folder asked for

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.sweep.plan import SNAPSHOT
+from engine.sweep.plan import SEEDS_FILE, SNAPSHOT
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class SweepView:
     importances: dict[str, float]
     live: bool
     pid: int | None
+    seeds: dict[int, list[float]] = field(default_factory=dict)
+    """Trial number -> best accuracy of each seed that completed (``--seeds``: seeds.json)."""
 
     @property
     def param_names(self) -> list[str]:
@@ -97,10 +99,19 @@ def read_sweep(folder: Path) -> SweepView | None:
             str(d["name"]), int(d["trials_asked"]), str(d.get("sampler", "")), str(d.get("pruner", "")),
             list(d.get("space") or []), [TrialRow.from_dict(t) for t in d.get("trials") or []],
             {str(k): float(v) for k, v in (d.get("importances") or {}).items()}, bool(d.get("live")),
-            int(d["pid"]) if d.get("pid") else None,
+            int(d["pid"]) if d.get("pid") else None, read_seeds(folder),
         )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def read_seeds(folder: Path) -> dict[int, list[float]]:
+    """What ``--seeds`` left in seeds.json: each re-run trial's accuracy per completed seed."""
+    try:
+        trials = json.loads((folder / SEEDS_FILE).read_text())["trials"]
+        return {int(t["number"]): [float(v) for v in t["results"].values()] for t in trials}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def best_so_far(trials: list[TrialRow]) -> list[tuple[float, float]]:

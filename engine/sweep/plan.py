@@ -15,6 +15,8 @@ PRUNERS = ("asha", "hyperband", "median", "none")
 PLAN_FILE = "sweep.json"
 SNAPSHOT = "trials.json"
 """What the sweep screen reads: the trials as the sweep last saw them (engine/sweep/snapshot.py)."""
+SEEDS_FILE = "seeds.json"
+"""The best trials' accuracy with other seeds (``--seeds``: engine/sweep/seeds.py)."""
 
 
 @dataclass

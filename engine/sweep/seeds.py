@@ -21,14 +21,12 @@ from typing import Any
 from engine.run import events as ev
 from engine.run.fileio import atomic_write_json
 from engine.run.rundir import read_events
-from engine.sweep.plan import SweepPlan
+from engine.sweep.plan import SEEDS_FILE, SweepPlan
 from engine.sweep.process import start_run
 from engine.sweep.space import trial_argv
 from engine.sweep.storage import open_study
 from engine.sweep.table import best_first
 from engine.sweep.trials import counted
-
-SEEDS_FILE = "seeds.json"
 
 
 @dataclass

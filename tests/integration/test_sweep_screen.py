@@ -72,6 +72,10 @@ async def test_keys_open_a_trials_run_and_compare_the_best(tmp_path: Path) -> No
         text = screen_text(app)
         assert "sweep demo · 4/8 trials done" in text and "best: trial 2 at 66.00%" in text
         assert "loss became nan" not in text and "failed" in text and "GPU 0" in text
+        assert "trial 2 completed · run demo-t002 · 3 seeds: 64.0% ± 2.0%" in text  # the highlighted one
+        await pilot.press("down", "down", "down", "down")  # the last row: the failed trial says why
+        await app_until(pilot, lambda: "trial 3 failed: loss became nan" in screen_text(app))
+        await pilot.press("up", "up", "up", "up")
         await pilot.press("x")  # prune: trial 2 has ended; nothing is sent
         await app_until(pilot, lambda: any("highlight a running trial" in str(n.message)
                                            for n in app._notifications))  # fmt: skip

@@ -8,6 +8,7 @@ same thing. Keys on a trial go to its run's control socket, as ``cifar-tui pause
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,9 @@ class SweepScreen(Screen[None]):
         if t.cause:
             text.append(f": {t.cause}", style="bold")
         text.append(f" · run {Path(t.run_dir).name if t.run_dir else '(not started)'}", style="dim")
+        if seeds := self.view.seeds.get(t.number) if self.view else None:
+            sd = statistics.stdev(seeds) if len(seeds) > 1 else 0.0
+            text.append(f" · {len(seeds)} seeds: {statistics.fmean(seeds):.1%} ± {sd:.1%}", style="bold")
         if t.curve:
             text.append(" · per epoch " + " ".join(f"{v:.0%}" for v in t.curve[-8:]), style="dim")
         self.query_one("#detail", Static).update(text)

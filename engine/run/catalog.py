@@ -89,8 +89,9 @@ def _named_exactly(text: str, roots: list[Path] | None) -> list[Path]:
     wanted = {str(root.resolve()) for root in roots} if roots is not None else None
     recorded = [Path(p) for p in index_named(text) if wanted is None or str(Path(p).parent) in wanted]
     named = [p for p in recorded if (p / EVENTS).is_file() and _label_name(str(p), labels) == text]
-    if named:
-        return named
+    if named:  # as a listing names them: under a runs folder given (or ./runs), by that folder
+        listed = {resolved(root): root for root in (roots if roots is not None else [DEFAULT_ROOT])}
+        return [listed[p.parent] / p.name if p.parent in listed else p for p in named]
     named = [Path(folder) for folder in _run_folders(roots).values() if _label_name(folder, labels) == text]
     labels.save()
     return named

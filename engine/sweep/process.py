@@ -1,13 +1,20 @@
 """A sweep's runs as processes: each in a session of its own (a Ctrl-C at the sweep's terminal is
 the sweep's to pass on), its output in a log file, and told to save and stop (SIGTERM from the
-kernel) when the sweep that started it dies, SIGKILL included, so that no run trains on alone."""
+kernel) when the sweep that started it dies, SIGKILL included, so that no run trains on alone;
+what a run's folder says of it (its epochs, why it stopped, why it failed), and asking it to stop."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import json
 import signal
 import subprocess
 from pathlib import Path
+
+from engine.run import events as ev
+from engine.run.control_socket import TRAINER_FILE, ControlClient
+from engine.run.rundir import EVENTS, read_events
 
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only calls into it
 
@@ -21,3 +28,44 @@ def start_run(command: list[str], log_path: Path, env: dict[str, str] | None) ->
     with open(log_path, "wb") as log:
         return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
+
+
+def epoch_ends(run_dir: Path) -> list[ev.EpochEnd]:
+    try:
+        return [e for e in read_events(run_dir) if isinstance(e, ev.EpochEnd)] if (run_dir / EVENTS).is_file() else []
+    except (OSError, ValueError):
+        return []
+
+
+def stop_cause(run_dir: Path) -> str:
+    """Why the trial's run stopped early, as its last event says ('' if it did not stop)."""
+    try:
+        ends = [e for e in read_events(run_dir) if isinstance(e, ev.Finished)]
+    except (OSError, ValueError):
+        return ""
+    return ends[-1].cause if ends and ends[-1].reason != "completed" else ""
+
+
+def stop_run(run_dir: Path, cause: str) -> bool:
+    """Ask a trial's run to save and stop, saying why; whether it took the request."""
+    try:
+        client = ControlClient(Path(json.loads((run_dir / TRAINER_FILE).read_text())["socket"]), timeout=30)
+        try:
+            return bool(client.send("stop_save", cause).get("ok"))
+        finally:
+            client.close()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def failure(log_path: Path, code: int) -> str:
+    """Why a trial's run failed, in one line: a signal that killed it, or its last error line."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    try:
+        lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    errors = [line for line in lines if "error" in line.lower() or "fail" in line.lower()]
+    return (errors or lines or [f"exit {code}"])[-1].strip()[:200]

@@ -15,8 +15,6 @@ it has been silent for a minute, and retries it once."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import queue
 import signal
@@ -31,12 +29,10 @@ from typing import Any
 
 from engine.options import peek_option
 from engine.ranks.plan import visible_gpus
-from engine.run import events as ev
-from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
+from engine.run.control_socket import trainer_alive
 from engine.run.controls import PRUNED_CAUSE, STOPPED_FROM_SWEEP
-from engine.run.rundir import EVENTS, read_events
 from engine.sweep.plan import SweepPlan
-from engine.sweep.process import start_run
+from engine.sweep.process import epoch_ends, failure, start_run, stop_cause, stop_run
 from engine.sweep.space import trial_argv
 from engine.sweep.storage import JOURNAL, open_study
 from engine.sweep.trials import counted, finished
@@ -236,20 +232,20 @@ class Sweep:
         reported, best, pruned = 0, 0.0, False
         while True:
             code = proc.poll()
-            for e in _epoch_ends(run_dir)[reported:]:
+            for e in epoch_ends(run_dir)[reported:]:
                 reported += 1
                 best = max(best, e.test_accuracy)
                 trial.report(e.test_accuracy, e.epoch)
                 # (never at the last epoch: the run has ended, and whether its process was still
                 # saving when this looked must not decide between completed and pruned)
                 if not pruned and code is None and e.epoch < e.epochs and trial.should_prune():
-                    pruned = _stop(run_dir, PRUNED_CAUSE)
+                    pruned = stop_run(run_dir, PRUNED_CAUSE)
             if code is not None:
                 break
             time.sleep(0.5)
         trial.set_user_attr("epochs", reported)
         trial.set_user_attr("best_accuracy", best if reported else None)
-        cause = _stop_cause(run_dir)  # pruned or stopped by hand on the sweep screen
+        cause = stop_cause(run_dir)  # pruned or stopped by hand on the sweep screen
         if cause == STOPPED_FROM_SWEEP:
             trial.set_user_attr("cause", cause)
             raise TrialFailed(cause)
@@ -259,7 +255,7 @@ class Sweep:
             trial.set_user_attr("interrupted", True)
             raise TrialInterrupted("stopped with the sweep (saved)")
         if code != 0:
-            cause = _failure(log_path, code)
+            cause = failure(log_path, code)
             trial.set_user_attr("cause", cause)
             raise TrialFailed(cause)
         return best
@@ -268,44 +264,3 @@ class Sweep:
         self._snapshot(study, live=True)
         if not trial.user_attrs.get("surplus") and trial.params:  # (one a stop kept from starting: no line)
             self.report(trial)
-
-
-def _epoch_ends(run_dir: Path) -> list[ev.EpochEnd]:
-    try:
-        return [e for e in read_events(run_dir) if isinstance(e, ev.EpochEnd)] if (run_dir / EVENTS).is_file() else []
-    except (OSError, ValueError):
-        return []
-
-
-def _stop_cause(run_dir: Path) -> str:
-    """Why the trial's run stopped early, as its last event says ('' if it did not stop)."""
-    try:
-        ends = [e for e in read_events(run_dir) if isinstance(e, ev.Finished)]
-    except (OSError, ValueError):
-        return ""
-    return ends[-1].cause if ends and ends[-1].reason != "completed" else ""
-
-
-def _stop(run_dir: Path, cause: str) -> bool:
-    """Ask a trial's run to save and stop, saying why; whether it took the request."""
-    try:
-        client = ControlClient(Path(json.loads((run_dir / TRAINER_FILE).read_text())["socket"]), timeout=30)
-        try:
-            return bool(client.send("stop_save", cause).get("ok"))
-        finally:
-            client.close()
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
-def _failure(log_path: Path, code: int) -> str:
-    """Why a trial's run failed, in one line: a signal that killed it, or its last error line."""
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-    try:
-        lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        lines = []
-    errors = [line for line in lines if "error" in line.lower() or "fail" in line.lower()]
-    return (errors or lines or [f"exit {code}"])[-1].strip()[:200]

@@ -112,3 +112,19 @@ async def test_q_on_a_sweep_the_screen_started_asks_and_q_again_stops_it(tmp_pat
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_serving_a_sweeps_folder_serves_its_screen_watching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cifar-tui serve RUNS/NAME.sweep``: every tab runs the sweep screen on that sweep, watching
+    (``sweep NAME --runs-root RUNS --watch``), not a run's dashboard."""
+    import shlex
+
+    from tui import serve
+
+    folder = write_sweep_file(tmp_path / "runs")
+    served: list[str] = []
+    monkeypatch.setattr(serve, "serve_run", lambda _folder, _args, command="": served.append(command) or 0)
+    assert serve.serve_main([str(folder), "--port", "8799"]) == 0
+    parts = shlex.split(served[0])
+    assert parts[0] == "exec" and parts[2:] == ["-m", "tui.cli", "sweep", "demo", "--runs-root",
+                                                 str((tmp_path / "runs").resolve()), "--watch"]  # fmt: skip

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.run.control_socket import same_process
 from engine.sweep.plan import SEEDS_FILE, SNAPSHOT
 
 
@@ -51,6 +51,7 @@ class SweepView:
     importances: dict[str, float]
     live: bool
     pid: int | None
+    pid_started: float | None = None
     seeds: dict[int, list[float]] = field(default_factory=dict)
     """Trial number -> best accuracy of each seed that completed (``--seeds``: seeds.json)."""
 
@@ -69,16 +70,9 @@ class SweepView:
         return next((list(map(str, p.get("choices") or [])) for p in self.space if p["name"] == name), [])
 
     def running(self) -> bool:
-        """Whether a sweep on this box still runs it (the file says so and its process lives)."""
-        if not self.live or not self.pid:
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # someone else's process: it lives
-            return True
-        return True
+        """Whether a sweep on this box still runs it (the file says so and its process lives on,
+        the same process: a pid can be reused)."""
+        return self.live and self.pid is not None and same_process(self.pid, self.pid_started)
 
     def counts(self) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -99,7 +93,7 @@ def read_sweep(folder: Path) -> SweepView | None:
             str(d["name"]), int(d["trials_asked"]), str(d.get("sampler", "")), str(d.get("pruner", "")),
             list(d.get("space") or []), [TrialRow.from_dict(t) for t in d.get("trials") or []],
             {str(k): float(v) for k, v in (d.get("importances") or {}).items()}, bool(d.get("live")),
-            int(d["pid"]) if d.get("pid") else None, read_seeds(folder),
+            int(d["pid"]) if d.get("pid") else None, _num(d.get("pid_started")), read_seeds(folder),
         )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -54,6 +54,12 @@ def trainer_alive(run_dir: Path) -> bool:
         return False
     if info.get("ended"):  # the trainer said goodbye (its process may live on: an in-process run)
         return False
+    return same_process(pid, started)
+
+
+def same_process(pid: int, started: float | None) -> bool:
+    """Whether ``pid`` is alive and is the process that started at ``started`` (a reused pid
+    is another process); any live ``pid`` when the start is not known."""
     now = process_start_time(pid)
     if now is None:
         return False

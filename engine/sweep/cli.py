@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import sys
@@ -20,12 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.options import OneLineParser, peek_option, usage_error
+from engine.run.control_socket import same_process
 from engine.run.errors import EXIT_USAGE, first_line
 from engine.run.fileio import atomic_write_json
 from engine.sweep.plan import PLAN_FILE, PRUNERS, SAMPLERS, SNAPSHOT, SweepPlan, check_space
+from engine.sweep.process import gpu_ids
 from engine.sweep.space import SpaceError, parse_space, read_space_file
 from engine.sweep.storage import StorageError, open_study_or_say
-from engine.sweep.study import Sweep, gpu_ids
+from engine.sweep.study import Sweep
 
 NOT_IN_A_TRIAL = ("--run-dir", "--name", "--resume", "--nproc", "--detach", "--overwrite")
 
@@ -141,8 +142,7 @@ def seeds_only(folder: Path, seeds: int, top: int, parallel: int) -> int:
     chosen = plan_seeds(plan, seeds, top)
     if not chosen:
         return usage_error(f"the sweep {plan.name} has no completed trial to train with other seeds yet")
-    gpus = gpu_ids() if peek_option(plan.base, "--device", "auto") != "cpu" else []
-    code = SeedRuns(plan, gpus).run(chosen)
+    code = SeedRuns(plan).run(chosen)
     print(f"sweep {plan.name}: the best {len(chosen)} trials over {seeds} seeds (mean ± sd of the best test accuracy)")
     for line in seeds_table(chosen, seeds):
         print(line)
@@ -171,17 +171,10 @@ def watch(folder: Path, screen: Screen | None) -> int:
 
 def _written_by_a_live_sweep(folder: Path) -> bool:
     try:
-        pid = json.loads((folder / SNAPSHOT).read_text()).get("pid")
-        if not isinstance(pid, int) or pid <= 0:
-            return False
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        data = json.loads((folder / SNAPSHOT).read_text())
+        return bool(data["live"]) and same_process(int(data["pid"]), data.get("pid_started"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    except PermissionError:
-        return True
-    except (OSError, ValueError, AttributeError):
-        return False
-    return True
 
 
 def read_plan(folder: Path) -> SweepPlan | None:

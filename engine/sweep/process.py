@@ -8,10 +8,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import os
+import queue
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+from engine.options import peek_option
+from engine.ranks.plan import visible_gpus
 from engine.run import events as ev
 from engine.run.control_socket import TRAINER_FILE, ControlClient
 from engine.run.rundir import EVENTS, read_events
@@ -22,6 +27,40 @@ _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child o
 def _die_with_parent() -> None:
     """In the run's process before it starts: SIGTERM when the sweep's thread that started it ends."""
     _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def gpu_ids() -> list[str]:
+    """The GPUs runs may be given, one each: CUDA_VISIBLE_DEVICES's entries when set, else
+    every card NVML counts (none on a CPU machine). Torch-free."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip() and not d.strip().startswith("-")]
+    return [str(i) for i in range(visible_gpus())]
+
+
+class Slots:
+    """``parallel`` places for runs at a time; where there are GPUs (and the runs do not say
+    ``--device cpu``) each place is a card of its own, so runs share the box's GPUs one each."""
+
+    def __init__(self, parallel: int, base: list[str]) -> None:
+        self.gpus = gpu_ids() if peek_option(base, "--device", "auto") != "cpu" else []
+        self._free: queue.Queue[int] = queue.Queue()
+        for slot in range(parallel):
+            self._free.put(slot)
+
+    @contextlib.contextmanager
+    def taken(self) -> Iterator[int]:
+        """A free place, held until the block ends (waiting for one if all are taken)."""
+        slot = self._free.get()
+        try:
+            yield slot
+        finally:
+            self._free.put(slot)
+
+    def env(self, slot: int) -> dict[str, str] | None:
+        """The run's environment in ``slot``: only its own card visible (CUDA_VISIBLE_DEVICES);
+        None (the environment as it is) without GPUs."""
+        return {**os.environ, "CUDA_VISIBLE_DEVICES": self.gpus[slot % len(self.gpus)]} if self.gpus else None
 
 
 def start_run(command: list[str], log_path: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:

@@ -8,7 +8,6 @@ finish. The verdict: a gap between the best two smaller than their spread is noi
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import signal
 import statistics
 import subprocess
@@ -22,7 +21,7 @@ from engine.run import events as ev
 from engine.run.fileio import atomic_write_json
 from engine.run.rundir import read_events
 from engine.sweep.plan import SEEDS_FILE, SweepPlan
-from engine.sweep.process import start_run
+from engine.sweep.process import Slots, start_run
 from engine.sweep.space import trial_argv
 from engine.sweep.storage import open_study
 from engine.sweep.table import best_first
@@ -69,8 +68,9 @@ class SeedRuns:
     """Runs the seeds that have not completed, ``plan.parallel`` at a time; a stop signal stops
     them (they save) and ends the rest."""
 
-    def __init__(self, plan: SweepPlan, gpus: list[str], say: Any = print) -> None:
-        self.plan, self.gpus, self.say = plan, gpus, say
+    def __init__(self, plan: SweepPlan, say: Any = print) -> None:
+        self.plan, self.say = plan, say
+        self.slots = Slots(plan.parallel, plan.base)
         self.stopping = threading.Event()
         self.running: set[subprocess.Popen[bytes]] = set()
         self.lock = threading.Lock()
@@ -83,8 +83,7 @@ class SeedRuns:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             with concurrent.futures.ThreadPoolExecutor(self.plan.parallel) as pool:
-                slots = [i % self.plan.parallel for i in range(len(todo))]
-                for line in pool.map(self._one, todo, slots):
+                for line in pool.map(self._one, todo):
                     if line:
                         self.say(line)
         finally:
@@ -93,20 +92,20 @@ class SeedRuns:
         write_seeds(self.plan, chosen)
         return 130 if self.stopping.is_set() else 0
 
-    def _one(self, job: tuple[Seeded, int], slot: int) -> str:
+    def _one(self, job: tuple[Seeded, int]) -> str:
         trial, seed = job
         run = trial.runs[seed]
         command = [sys.executable, "-m", "engine", *trial_argv(self.plan.base, trial.values), "--seed", str(seed),
                    "--run-dir", str(run), "--name", run.name, "--overwrite"]  # fmt: skip
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": self.gpus[slot % len(self.gpus)]} if self.gpus else None
-        with self.lock:
-            if self.stopping.is_set():
-                return ""
-            proc = start_run(command, self.plan.folder / f"{run.name}.log", env)
-            self.running.add(proc)
-        code = proc.wait()
-        with self.lock:
-            self.running.discard(proc)
+        with self.slots.taken() as slot:  # (a free GPU: a place is given back when its run ends)
+            with self.lock:
+                if self.stopping.is_set():
+                    return ""
+                proc = start_run(command, self.plan.folder / f"{run.name}.log", self.slots.env(slot))
+                self.running.add(proc)
+            code = proc.wait()
+            with self.lock:
+                self.running.discard(proc)
         best = completed_best(run)
         if best is not None:
             return f"trial {trial.number} seed {seed}: best {best:.1%} | run {run.name}"

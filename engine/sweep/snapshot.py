@@ -8,11 +8,13 @@ Torch-free."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from engine.run.control_socket import process_start_time
 from engine.run.fileio import atomic_write_json
 from engine.sweep.plan import SNAPSHOT, SweepPlan
 from engine.sweep.table import best_first, seconds_of, state_of
@@ -52,13 +54,20 @@ def importances(study: Any) -> dict[str, float]:
     from optuna.importance import PedAnovaImportanceEvaluator
 
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if len(done) < 3:
-        return {}
-    try:
-        found = optuna.importance.get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
-    except (ValueError, RuntimeError, ZeroDivisionError):  # e.g. every trial with the same values
-        return {}
-    return {name: round(float(value), 4) for name, value in found.items()}
+    key = (study.study_name, tuple(t.number for t in done))
+    if key in _IMPORTANCES:  # (the file is rewritten every 2 s; the answer changes as trials complete)
+        return _IMPORTANCES[key]
+    found: dict[str, float] = {}
+    if len(done) >= 3:
+        with contextlib.suppress(ValueError, RuntimeError, ZeroDivisionError):  # e.g. all trials alike
+            found = {name: round(float(value), 4) for name, value in
+                     optuna.importance.get_param_importances(study, evaluator=PedAnovaImportanceEvaluator()).items()}  # fmt: skip
+    _IMPORTANCES.clear()
+    _IMPORTANCES[key] = found
+    return found
+
+
+_IMPORTANCES: dict[tuple[str, tuple[int, ...]], dict[str, float]] = {}
 
 
 def snapshot(plan: SweepPlan, study: Any, *, live: bool) -> dict[str, Any]:
@@ -82,6 +91,7 @@ def snapshot(plan: SweepPlan, study: Any, *, live: bool) -> dict[str, Any]:
         "importances": importances(study),
         "live": live,
         "pid": os.getpid() if live else None,
+        "pid_started": process_start_time() if live else None,
         "written": time.time(),
     }
 

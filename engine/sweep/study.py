@@ -15,8 +15,6 @@ it has been silent for a minute, and retries it once."""
 
 from __future__ import annotations
 
-import os
-import queue
 import signal
 import subprocess
 import sys
@@ -27,24 +25,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from engine.options import peek_option
-from engine.ranks.plan import visible_gpus
 from engine.run.control_socket import trainer_alive
 from engine.run.controls import PRUNED_CAUSE, STOPPED_FROM_SWEEP
 from engine.sweep.plan import SweepPlan
-from engine.sweep.process import epoch_ends, failure, start_run, stop_cause, stop_run
+from engine.sweep.process import Slots, epoch_ends, failure, start_run, stop_cause, stop_run
 from engine.sweep.space import trial_argv
 from engine.sweep.storage import JOURNAL, open_study
 from engine.sweep.trials import counted, finished
-
-
-def gpu_ids() -> list[str]:
-    """The GPUs trials may be given, one each: CUDA_VISIBLE_DEVICES's entries when set, else
-    every card NVML counts (none on a CPU machine). Torch-free."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [d.strip() for d in visible.split(",") if d.strip() and not d.strip().startswith("-")]
-    return [str(i) for i in range(visible_gpus())]
 
 
 class TrialFailed(Exception):
@@ -68,10 +55,7 @@ class Sweep:
         self.stopping = threading.Event()
         self.running: dict[int, subprocess.Popen[bytes]] = {}
         self.lock = threading.Lock()
-        self.gpus = gpu_ids() if peek_option(plan.base, "--device", "auto") != "cpu" else []
-        self.slots: queue.Queue[int] = queue.Queue()
-        for slot in range(plan.parallel):
-            self.slots.put(slot)
+        self.slots = Slots(plan.parallel, plan.base)
 
     def run(self) -> int:
         """Run the sweep to its trial count or a stop signal; the exit code (0, or 130 stopped)."""
@@ -199,27 +183,27 @@ class Sweep:
                    "--name", f"{self.plan.name}-t{trial.number:03d}"]  # fmt: skip
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         log_path = self.plan.folder / f"t{trial.number:03d}.log"
-        slot = self.slots.get()
-        env = self.trial_env(slot)
-        trial.set_user_attr("device", f"GPU {env['CUDA_VISIBLE_DEVICES']}" if env else "cpu")
         try:
-            with self.lock:  # no trial starts once a stop has been sent to the running ones
-                if self.stopping.is_set():
-                    trial.set_user_attr("interrupted", True)
-                    raise TrialInterrupted("the sweep was stopped")
-                proc = start_run(command, log_path, env)
-                self.running[trial.number] = proc
-            return self._follow(trial, proc, run_dir, log_path)
+            with self.slots.taken() as slot:
+                env = self.slots.env(slot)
+                trial.set_user_attr("device", f"GPU {env['CUDA_VISIBLE_DEVICES']}" if env else "cpu")
+                try:
+                    with self.lock:  # no trial starts once a stop has been sent to the running ones
+                        if self.stopping.is_set():
+                            trial.set_user_attr("interrupted", True)
+                            raise TrialInterrupted("the sweep was stopped")
+                        proc = start_run(command, log_path, env)
+                        self.running[trial.number] = proc
+                    return self._follow(trial, proc, run_dir, log_path)
+                finally:
+                    with self.lock:
+                        self.running.pop(trial.number, None)
         finally:
-            with self.lock:
-                self.running.pop(trial.number, None)
-            self.slots.put(slot)
             self._stop_when_counted(trial.study)
 
     def trial_env(self, slot: int) -> dict[str, str] | None:
-        """The environment of the trial in ``slot``: where there are GPUs it sees only its own card
-        (CUDA_VISIBLE_DEVICES), so ``--parallel`` trials share the box's GPUs one each."""
-        return {**os.environ, "CUDA_VISIBLE_DEVICES": self.gpus[slot % len(self.gpus)]} if self.gpus else None
+        """The environment of the trial in ``slot`` (Slots.env: one GPU each where there are GPUs)."""
+        return self.slots.env(slot)
 
     def _stop_when_counted(self, study: Any) -> None:
         if len(finished(study.get_trials(deepcopy=False))) >= self.plan.trials:

@@ -123,7 +123,8 @@ class SweepScreen(Screen[None]):
         text.append(f" · {done}/{view.trials_asked} trials done · ")
         text.append(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none started")
         text.append(f" · {view.sampler}, pruner {view.pruner} · ")
-        text.append("running" if view.running() else "not running", style="bold cyan" if view.running() else "dim")
+        running = view.running()
+        text.append("running" if running else "not running", style="bold cyan" if running else "dim")
         if (best := view.best()) is not None:
             text.append(f"\nbest: trial {best.number} at {pct(best.best, 2)} ("
                         + ", ".join(f"{k} {short(v)}" for k, v in best.params.items()) + ")")  # fmt: skip

@@ -18,6 +18,7 @@ from engine.run.rundir import read_events
 from engine.train.checkpoint import CheckpointStore, load_checkpoint
 from engine.train.trainer import Trainer
 from tests.helpers.common import ROOT, Recorder, tiny_config
+from tests.helpers.pty_app import count_in_events
 from tests.helpers.waiting import wait_until
 
 CMD = [sys.executable, "-m", "tui.cli", "--headless", "--data", "demo", "--weights", "none", "--train-limit", "256",
@@ -29,26 +30,32 @@ def wait_for_progress(run: Path, proc: subprocess.Popen[str], timeout: float = 6
     wait_until(lambda: events.exists() and '"kind":"progress"' in events.read_text(), timeout, "progress", proc)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_headless_signal_saves_stops_and_resumes(
-    tmp_path: Path, sig: signal.Signals, project_env: dict[str, str]
-) -> None:
+def test_headless_signals_each_save_stop_and_resume(tmp_path: Path, project_env: dict[str, str]) -> None:
+    """SIGINT, SIGTERM and SIGHUP in turn on one run, each process resumed from the checkpoint the
+    one before saved. (Merged from a test per signal, to save two trainer processes.)"""
     run = tmp_path / "run"
-    proc = subprocess.Popen([*CMD, "--epochs", "100", "--run-dir", str(run)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=project_env, cwd=ROOT)  # fmt: skip
-    wait_for_progress(run, proc)
-    proc.send_signal(sig)
-    _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + sig, err
-    assert "Traceback" not in err
-    last = read_events(run)[-1]
-    assert isinstance(last, ev.Finished) and last.reason == "stopped" and last.cause == sig.name
-    ckpt = load_checkpoint(Path(last.checkpoint))
-    assert ckpt["global_step"] == last.global_step
-    resumed = subprocess.run([*CMD, "--epochs", str(ckpt["epoch"] + 1), "--resume", str(run / "checkpoints" / "last.pt")],
+    last_pt = run / "checkpoints" / "last.pt"
+    stopped_at = 0
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        again = ["--resume", str(last_pt)] if stopped_at else ["--epochs", "100", "--run-dir", str(run)]
+        seen = count_in_events(run, '"kind":"progress"')
+        proc = subprocess.Popen([*CMD, *again], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=project_env, cwd=ROOT)  # fmt: skip
+        wait_until(lambda: count_in_events(run, '"kind":"progress"') > seen, 60, "progress", proc)  # noqa: B023
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + sig, err
+        assert "Traceback" not in err
+        assert not stopped_at or f"resumed from {last_pt}" in out
+        last = read_events(run)[-1]
+        assert isinstance(last, ev.Finished) and last.reason == "stopped" and last.cause == sig.name
+        ckpt = load_checkpoint(Path(last.checkpoint))
+        assert ckpt["global_step"] == last.global_step > stopped_at
+        stopped_at = last.global_step
+    resumed = subprocess.run([*CMD, "--epochs", str(ckpt["epoch"] + 1), "--resume", str(last_pt)],
                              capture_output=True, text=True, env=project_env, cwd=ROOT, timeout=120)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed from {run / 'checkpoints' / 'last.pt'}" in resumed.stdout
+    assert f"resumed from {last_pt}" in resumed.stdout
 
 
 SLOW_WRITER = """

@@ -78,12 +78,27 @@ def paused_at_a_step(run: Path, proc: subprocess.Popen[str]) -> ControlClient:
     return client
 
 
+def readme_multi_node(*args: str) -> list[str]:
+    """README's torchrun line for several machines, with --nnodes 1: the c10d rendezvous path."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "readme",
+            "-m", "engine", *DATA, *args]  # fmt: skip
+
+
 @pytest.mark.parametrize("loader", ["tensor", "dataloader"])
 def test_two_processes_train_one_run_and_evaluate_exactly(
     tmp_path: Path, project_env: dict[str, str], loader: str
 ) -> None:
+    """Through ``--nproc 2`` (the tensor loader) and through the README's multi-node torchrun line
+    (the DataLoader; merged here from a test of its own, to save a two-rank launch)."""
     run = tmp_path / "run"
-    out = subprocess.run(engine(*LEARNING, "--epochs", "2", "--run-dir", str(run), "--loader", loader, "--workers", "1"),
+    launch = engine if loader == "tensor" else readme_multi_node
+    out = subprocess.run(launch(*LEARNING, "--epochs", "2", "--run-dir", str(run), "--loader", loader, "--workers", "1"),
                          capture_output=True, text=True, env=project_env, timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"loader {loader}" in out.stdout
@@ -120,41 +135,14 @@ def test_two_processes_train_one_run_and_evaluate_exactly(
     assert isinstance(finished, ev.Finished) and finished.reason == "completed" and finished.epochs_done == 3
 
 
-def test_pause_evaluate_save_and_stop_act_on_both_ranks(tmp_path: Path, project_env: dict[str, str]) -> None:
-    run = tmp_path / "run"
-    proc = subprocess.Popen(engine("--epochs", "500", "--run-dir", str(run)), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
-    try:
-        client = paused_at_a_step(run, proc)
-        # The dashboard counts the GPU memory of these processes as the run's: both ranks, not the launcher.
-        started = next(e for e in events_of(run) if isinstance(e, ev.RunStarted))
-        ranks = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
-        assert len(set(started.pids)) == 2 and set(started.pids) <= ranks
-        assert client.send("evaluate")["ok"] and client.send("save")["ok"]
-        wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) and e.reason == "request" for e in events_of(run)),
-                 "the requested checkpoint", proc)  # fmt: skip
-        assert client.send("resume")["ok"] and client.send("stop_save")["ok"]
-        assert proc.wait(timeout=120) == 130  # stopped, as one process would say
-    finally:
-        end_tree(proc.pid)
-    events = read_events(run)
-    paused = next(e for e in events if isinstance(e, ev.Paused))
-    requested = [e for e in events if isinstance(e, ev.Evaluation) and e.reason == "request"]
-    assert requested and requested[0].global_step == paused.global_step  # evaluated while paused
-    assert isinstance(events[-1], ev.Finished) and events[-1].reason == "stopped"
-    assert any(isinstance(e, ev.CheckpointSaved) and e.reason == "stop" for e in events)
-    # Both ranks took every step together: after the stop their weights are still the same.
-    assert any(isinstance(e, ev.Log) and e.message == "2 ranks hold identical weights" for e in events)
-
-
-@pytest.mark.parametrize("loader", ["tensor", "dataloader"])
 def test_a_killed_rank_ends_the_run_with_a_clear_failure_and_a_good_checkpoint(
-    tmp_path: Path, project_env: dict[str, str], loader: str
+    tmp_path: Path, project_env: dict[str, str]
 ) -> None:
-    """With the DataLoader, rank 0 may first see its workers stopped by torchrun: still named."""
+    """With the DataLoader, rank 0 may first see its workers stopped by torchrun: still named. (The
+    tensor loader's case, once a test of its own, is the first failure of the max-restarts test.)"""
 
     run = tmp_path / "run"
-    proc = subprocess.Popen(engine("--epochs", "500", "--run-dir", str(run), "--loader", loader),
+    proc = subprocess.Popen(engine("--epochs", "500", "--run-dir", str(run), "--loader", "dataloader"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
     try:
         wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) for e in events_of(run)), "a checkpoint", proc)
@@ -170,24 +158,6 @@ def test_a_killed_rank_ends_the_run_with_a_clear_failure_and_a_good_checkpoint(
     assert failed and failed[-1].error == "rank_lost" and "last good checkpoint" in failed[-1].message
     assert failed[-1].message.startswith("rank 1 stopped answering")
     assert load_checkpoint(run / "checkpoints" / "last.pt")["global_step"] > 0
-
-
-def test_the_readmes_multi_node_command_trains_on_one_node(tmp_path: Path, project_env: dict[str, str]) -> None:
-    """README's torchrun line for several machines, with --nnodes 1: the c10d rendezvous path."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    run = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "readme",
-               "-m", "engine", *DATA, "--epochs", "1", "--run-dir", str(run)]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    events = read_events(run)
-    assert [e.world_size for e in events if isinstance(e, ev.RunStarted)] == [2]
-    assert isinstance(events[-1], ev.Finished) and events[-1].reason == "completed"
 
 
 def test_what_cannot_run_as_several_processes_is_refused_before_any_starts(
@@ -231,6 +201,10 @@ def test_max_restarts_brings_a_killed_rank_back_and_the_run_goes_on_from_its_che
     events = read_events(run)
     kinds = [e.kind for e in events]
     assert "failed" in kinds and kinds[-1] == "finished"
+    # The kill is said as it is without restarts: rank 1 named, the last good checkpoint given.
+    failed = [e for e in events if isinstance(e, ev.Failed)]
+    assert len(failed) == 1 and failed[0].error == "rank_lost" and "last good checkpoint" in failed[0].message
+    assert failed[0].message.startswith("rank 1 stopped answering")
     starts = [e for e in events if isinstance(e, ev.RunStarted)]
     assert len(starts) == 2 and starts[1].resumed_from.endswith("last.pt") and starts[1].start_epoch >= 1
     finished = events[-1]
@@ -428,17 +402,25 @@ def test_serve_starts_the_ranks_and_serves_their_run(tmp_path: Path, project_env
 def test_steering_then_a_stop_mid_epoch_resume_exactly_on_both_ranks(
     tmp_path: Path, project_env: dict[str, str]
 ) -> None:
-    """A steered run, saved mid-way, goes on from the copy in another folder; that one is stopped
-    mid-epoch and resumed in place: it ends with the weights of the run never stopped. (Merged from
-    two tests, a steered resume and a plain stop and resume, to save two two-rank launches.)"""
+    """A steered run, evaluated while paused and saved mid-way, goes on from the copy in another
+    folder; that one is stopped mid-epoch and resumed in place: it ends with the weights of the run
+    never stopped. (Merged from three tests, a steered resume, a plain stop and resume, and pause,
+    evaluate, save and stop on both ranks, to save three two-rank launches.)"""
     straight, steered_ckpt = tmp_path / "straight", tmp_path / "steered.pt"
     proc = subprocess.Popen(engine("--epochs", "2", "--schedule", "cosine", "--run-dir", str(straight)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
     try:
         client = paused_at_a_step(straight, proc)
+        # The dashboard counts the GPU memory of these processes as the run's: both ranks, not the launcher.
+        started = next(e for e in events_of(straight) if isinstance(e, ev.RunStarted))
+        ranks = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        assert len(set(started.pids)) == 2 and set(started.pids) <= ranks
+        assert client.send("evaluate")["ok"]
         for act in (parse_lr_scale("0.5", COMMAND_LINE), parse_epochs("3", COMMAND_LINE)):
             assert client.send("steer", steer=act)["ok"]
         wait_for(lambda: sum(isinstance(e, ev.Steered) for e in events_of(straight)) == 2, "the acts", proc)
+        wait_for(lambda: any(isinstance(e, ev.Evaluation) and e.reason == "request" for e in events_of(straight)),
+                 "the requested evaluation", proc)  # fmt: skip
         assert client.send("save")["ok"]  # the steered run as it is now: where the copy resumes from
         wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) and e.reason == "request"
                              for e in events_of(straight)), "the checkpoint", proc)  # fmt: skip
@@ -448,8 +430,12 @@ def test_steering_then_a_stop_mid_epoch_resume_exactly_on_both_ranks(
         assert proc.wait(timeout=300) == 0  # goes on, steered, to the end without a stop
     finally:
         end_tree(proc.pid)
-    acts = [e for e in read_events(straight) if isinstance(e, ev.Steered)]
+    events = read_events(straight)
+    acts = [e for e in events if isinstance(e, ev.Steered)]
     assert [(e.what, e.new, e.refused) for e in acts] == [("lr_scale", 0.5, ""), ("epochs", 3.0, "")]
+    paused = next(e for e in events if isinstance(e, ev.Paused))
+    requested = [e for e in events if isinstance(e, ev.Evaluation) and e.reason == "request"]
+    assert requested and requested[0].global_step == paused.global_step  # evaluated while paused
     # The copy goes on in a folder of its own, and is stopped (saving) at a step of its own.
     run = tmp_path / "run"
     proc = subprocess.Popen(engine("--resume", str(steered_ckpt), "--run-dir", str(run)), stdout=subprocess.DEVNULL,
@@ -460,6 +446,11 @@ def test_steering_then_a_stop_mid_epoch_resume_exactly_on_both_ranks(
         assert proc.wait(timeout=120) == 130
     finally:
         end_tree(proc.pid)
+    events = read_events(run)
+    assert isinstance(events[-1], ev.Finished) and events[-1].reason == "stopped"
+    assert any(isinstance(e, ev.CheckpointSaved) and e.reason == "stop" for e in events)
+    # Both ranks took every step together: after the stop their weights are still the same.
+    assert any(isinstance(e, ev.Log) and e.message == "2 ranks hold identical weights" for e in events)
     stopped = load_checkpoint(run / "checkpoints" / "last.pt")
     assert stopped["global_step"] < 24  # stopped before the end (3 epochs of 8 steps)
     resumed = subprocess.run([sys.executable, "-m", "engine", "--nproc", "2", "--resume", str(run / "checkpoints" / "last.pt")],

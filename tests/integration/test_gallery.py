@@ -141,17 +141,23 @@ async def test_the_confusion_matrix_opens_a_cells_mistakes_and_steps_through_the
         assert "most confident mistakes" in screen_text(app)
 
 
-def test_the_maps_command_refuses_an_image_the_run_does_not_have(tmp_path: Path, project_env: dict[str, str]) -> None:
+def test_the_maps_command_refuses_an_image_the_run_does_not_have(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command the dashboard starts for the maps (the confusion test runs it as a process)."""
+    from engine.session.cam import main as maps_command
+
     cfg = tiny_config(tmp_path, test_limit=40)
     Trainer(cfg, Recorder()).run()
-    command = [sys.executable, "-m", "engine.session.cam", cfg.run_dir, "3", "40"]
-    done = subprocess.run(command, capture_output=True, text=True, env=project_env, timeout=120)
-    assert done.returncode == 2 and done.stderr.strip() == "no test image 40: the run's test split holds 40"
+    assert maps_command([cfg.run_dir, "3", "40"]) == 2
+    assert capsys.readouterr().err.strip() == "no test image 40: the run's test split holds 40"
     assert not (Path(cfg.run_dir) / "gallery" / "cam.json").exists()
 
 
 @pytest.mark.parametrize("loader", ["tensor", "dataloader"])
-def test_the_batch_view_is_the_batch_the_trainer_takes(tmp_path: Path, loader: str) -> None:
+def test_the_batch_view_is_the_batch_the_trainer_takes(
+    tmp_path: Path, loader: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Rebuilt from the run's seed: the augmented images are the ones its loader yields at that
     step, beside the same training images unaugmented."""
     from engine.ranks.group import World
@@ -177,10 +183,10 @@ def test_the_batch_view_is_the_batch_the_trainer_takes(tmp_path: Path, loader: s
         assert np.array_equal(sheet[at:ab, al:ar], expected)
     assert not np.array_equal(sheet[:, :32], sheet[:, 32:64])  # augmentation changed something
     # A finished run shows its last batch; export writes it as a labelled picture.
+    from tui.cli import main as cifar_tui
+
     out = tmp_path / "batch.png"
-    command = [sys.executable, "-m", "tui.cli", "export", str(run), "--batch", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    assert cifar_tui(["export", str(run), "--batch", str(out)]) == 0, capsys.readouterr().err
     again = read_batch_view(run)
     assert again is not None and (again.epoch, again.step) == (0, 7)
     assert Image.open(out).size == (4 * (2 * 96 + 8), 4 * (96 + 26))  # 16 images, 4 pairs a row
@@ -188,10 +194,7 @@ def test_the_batch_view_is_the_batch_the_trainer_takes(tmp_path: Path, loader: s
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
         logdir = tmp_path / "tb"
-        assert (
-            subprocess.run([*command[:5], "--tensorboard", str(logdir)], capture_output=True, timeout=120).returncode
-            == 0
-        )
+        assert cifar_tui(["export", str(run), "--tensorboard", str(logdir)]) == 0, capsys.readouterr().err
         tb = EventAccumulator(str(logdir / "run"))
         tb.Reload()
         assert [(i.step, i.width) for i in tb.Images("training_batch")] == [(0, 4 * (2 * 96 + 8))]

@@ -101,11 +101,16 @@ def _stopped_run(tmp_path: Path, run_dir: str) -> Path:
     return Path(cfg.run_dir)
 
 
-def test_resume_from_another_folder_goes_back_into_the_checkpoints_run(tmp_path: Path) -> None:
+def test_resume_from_another_folder_goes_back_into_the_checkpoints_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    subprocess.run([*CMD, "--epochs", "1", "--run-dir", "runs/rel"], cwd=work, capture_output=True, timeout=300, check=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    with monkeypatch.context() as inside:  # the first run in this process, started from work/
+        inside.chdir(work)
+        Trainer(
+            tiny_config(tmp_path, run_dir="runs/rel", train_limit=64, test_limit=32, batch_size=32), Recorder()
+        ).run()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     done = subprocess.run([*CMD, "--epochs", "2", "--resume", str(work / "runs/rel/checkpoints/last.pt")], cwd=elsewhere,

@@ -69,10 +69,14 @@ def test_a_run_is_known_by_what_only_cifar_tui_writes(tmp_path: Path) -> None:
 
 
 def test_a_run_written_before_the_mark_can_still_be_overwritten(tmp_path: Path) -> None:
+    from engine.train.trainer import Trainer
+    from tests.helpers.common import Recorder, tiny_config
+
     run = tmp_path / "run"
-    first = subprocess.run([*CLI, "--headless", *TINY, "--epochs", "1", "--run-dir", str(run)],
-                           capture_output=True, text=True, cwd=ROOT, timeout=300)  # fmt: skip
-    assert first.returncode == 0, first.stderr
+    # (The first run in this process: only the second command's --overwrite is under test.)
+    first = Trainer(tiny_config(tmp_path, run_dir=str(run), train_limit=128, test_limit=64, batch_size=32),
+                    Recorder()).run()  # fmt: skip
+    assert first.reason == "completed"
     (run / MARK).unlink()  # as an earlier release left it
     again = subprocess.run([*CLI, "--headless", *TINY, "--epochs", "1", "--run-dir", str(run), "--overwrite"],
                            capture_output=True, text=True, cwd=ROOT, timeout=300)  # fmt: skip

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import os
 import pty
+import re
 import select
 import signal
 import struct
@@ -63,6 +64,11 @@ class PtyApp:
         self.stop_reading()
         os.close(self.master)
         self.master = -1
+
+    def said(self, last: int = 0) -> str:
+        """What the terminal was sent, without escape sequences (the last ``last`` characters)."""
+        text = re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", bytes(self.output)).decode(errors="replace")
+        return text[-last:] if last else text
 
     def poll(self) -> int | None:
         if self.code is None:

@@ -281,31 +281,36 @@ def test_the_dashboard_steers_both_ranks_in_a_real_terminal_and_exits_as_the_run
     """``cifar-tui --nproc 2`` in a pty: `p` pauses and resumes both ranks; when a rank is killed
     the dashboard shows the failure and `q` exits 1, as a one-process run that failed would."""
     import os
-    import re
 
     from tests.helpers.pty_app import PtyApp, count_in_events
     from tests.helpers.waiting import wait_until
 
     run = tmp_path / "run"
     app = PtyApp(["--nproc", "2", *DATA, "--epochs", "500", "--run-dir", str(run)])
+
+    def until(cond: Callable[[], bool], what: str) -> None:
+        try:
+            wait_until(cond, what=what)
+        except AssertionError as failed:  # what the dashboard said, to tell a lost key from a lost act
+            raise AssertionError(f"{failed}; the terminal's last words: {app.said(2000)!r}") from None
+
     try:
-        wait_until(lambda: count_in_events(run, '"kind":"checkpoint_saved"') > 0, what="a checkpoint")
-        wait_until(lambda: b"progress" in app.output, what="the attached dashboard to draw")
+        until(lambda: count_in_events(run, '"kind":"checkpoint_saved"') > 0, "a checkpoint")
+        until(lambda: b"progress" in app.output, "the attached dashboard to draw")
         os.write(app.master, b"p")
-        wait_until(lambda: count_in_events(run, '"kind":"paused"') == 1, what="the pause")
+        until(lambda: count_in_events(run, '"kind":"paused"') == 1, "the pause")
         os.write(app.master, b"p")
-        wait_until(lambda: count_in_events(run, '"kind":"resumed"') == 1, what="the resume")
+        until(lambda: count_in_events(run, '"kind":"resumed"') == 1, "the resume")
         [rank1] = rank_processes(app.pid, "1")
         rank1.kill()
-        wait_until(lambda: count_in_events(run, '"kind":"failed"') == 1, what="the failure")
-        wait_until(lambda: b"stopped answering" in app.output, what="the failure on screen")
+        until(lambda: count_in_events(run, '"kind":"failed"') == 1, "the failure")
+        until(lambda: b"stopped answering" in app.output, "the failure on screen")
         os.write(app.master, b"q")
         assert app.wait() == 1
     finally:
         end_tree(app.pid)  # the ranks run in their own session: a failed test leaves none training
         app.kill()
-    said = re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", bytes(app.output)).decode(errors="replace")
-    assert "rank 1 stopped answering" in said
+    assert "rank 1 stopped answering" in app.said()
     paused = next(e for e in read_events(run) if isinstance(e, ev.Paused))
     resumed = next(e for e in read_events(run) if isinstance(e, ev.Resumed))
     assert resumed.global_step == paused.global_step  # no rank stepped while paused

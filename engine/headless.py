@@ -17,6 +17,7 @@ from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import Controls
 from engine.run.errors import EXIT_CRASH, EXIT_STOPPED, EXIT_USAGE, UserError, exit_code, rank_exit_code
+from engine.run.heavy_imports import heavy_imports
 from engine.run.lines import LinePrinter
 
 
@@ -36,7 +37,8 @@ def run_headless(cfg: TrainConfig, out: TextIO | None = None) -> int:
     Ctrl-C, SIGTERM and SIGHUP stop at the next batch boundary after saving a
     checkpoint; a second signal aborts at once.
     """
-    from engine.train.trainer import Trainer
+    with heavy_imports():
+        from engine.train.trainer import Trainer
 
     controls = Controls()
     printer = LinePrinter(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -29,6 +30,9 @@ RAM_TMP_ROOM = 4 * 1024**3
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Collecting imports torch, torchvision and textual: paused collector, then frozen, as a
+    # training process does (engine/run/heavy_imports.py), in every worker.
+    gc.disable()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # One torch thread per worker and per process it starts: with a worker per core, torch's
         # own threads would only fight over the cores (its spinning workers waste them).
@@ -58,6 +62,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, stage))
     order = {stage: i for i, stage in enumerate(STAGES)}
     items.sort(key=lambda item: order.get(Path(str(item.fspath)).parent.name, len(STAGES)))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    gc.freeze()
+    gc.enable()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import sys
 
-from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-from torch.distributed.run import main as torchrun_main
+from engine.run.heavy_imports import heavy_imports
+
+with heavy_imports():
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun_main
 
 
 def main() -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from engine.run import events as ev
 from engine.run.fileio import atomic_write
+from engine.run.heavy_imports import heavy_imports
 from engine.run.label import run_title
 from engine.run.rundir import read_events, slug
 
@@ -82,7 +83,8 @@ def export_tensorboard(run_dir: Path, logdir: Path, name: str = "") -> Path:
     folder's; so that one logdir holds
     many runs to compare) and return that folder; an earlier export of the run is replaced whole."""
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        with heavy_imports():
+            from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:  # torch says "TensorBoard logging requires TensorBoard..." when it is missing
         raise ExportError("TensorBoard export needs the tensorboard package: pip install tensorboard") from exc
     events = read_events(run_dir)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from engine.run.errors import UserError, first_line, one_line_command
 from engine.run.gallery import BATCH_IMAGES, BATCH_JSON, BATCH_SHEET, GALLERY, MAX_TILE_PX
+from engine.run.heavy_imports import heavy_imports
 
 if TYPE_CHECKING:
     from engine.data.pipeline import BatchSource
@@ -52,15 +53,16 @@ def batch_images(train: BatchSource, epoch: int, step: int) -> list[int]:
 def write_batch_view(run_dir: Path, epoch: int | None = None, step: int | None = None) -> Path:
     import json
 
-    import torch
-    from PIL import Image
+    with heavy_imports():
+        import torch
+        from PIL import Image
 
-    from engine.data.sources import load_data
-    from engine.ranks.group import World
-    from engine.run.config import TrainConfig
-    from engine.run.fileio import atomic_write, atomic_write_json
-    from engine.train.setup import batch_sources
-    from engine.train.sheet import scaled, tile_sheet
+        from engine.data.sources import load_data
+        from engine.ranks.group import World
+        from engine.run.config import TrainConfig
+        from engine.run.fileio import atomic_write, atomic_write_json
+        from engine.train.setup import batch_sources
+        from engine.train.sheet import scaled, tile_sheet
 
     if epoch is None or step is None:
         epoch, step = where_training_is(run_dir)

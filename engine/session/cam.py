@@ -16,22 +16,24 @@ from pathlib import Path
 
 from engine.run.errors import UserError, one_line_command
 from engine.run.gallery import CAM_JSON, CAM_SHEET, GALLERY, MAX_CAMS, MAX_TILE_PX
+from engine.run.heavy_imports import heavy_imports
 from engine.run.rundir import CHECKPOINTS
 
 
 def write_cams(run_dir: Path, indices: list[int]) -> Path:
-    import numpy as np
-    import torch
-    from PIL import Image
+    with heavy_imports():
+        import numpy as np
+        import torch
+        from PIL import Image
 
-    from engine.data.pipeline import normalize
-    from engine.data.sources import load_data
-    from engine.run.config import TrainConfig
-    from engine.run.fileio import atomic_write, atomic_write_json
-    from engine.train.cam import cam_layer, grad_cam, overlay
-    from engine.train.checkpoint import load_checkpoint
-    from engine.train.models import build_model
-    from engine.train.sheet import scaled, tile_sheet
+        from engine.data.pipeline import normalize
+        from engine.data.sources import load_data
+        from engine.run.config import TrainConfig
+        from engine.run.fileio import atomic_write, atomic_write_json
+        from engine.train.cam import cam_layer, grad_cam, overlay
+        from engine.train.checkpoint import load_checkpoint
+        from engine.train.models import build_model
+        from engine.train.sheet import scaled, tile_sheet
 
     checkpoint = load_checkpoint(run_dir / CHECKPOINTS / "last.pt")
     cfg = TrainConfig.from_dict(checkpoint["config"]).with_overrides(weights="none", device="cpu")

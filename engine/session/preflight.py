@@ -12,14 +12,16 @@ from pathlib import Path
 from engine.run.config import TrainConfig
 from engine.run.errors import EXIT_CRASH, EXIT_USAGE, UserError, first_line
 from engine.run.events import Phase
+from engine.run.heavy_imports import heavy_imports
 
 
 def check(cfg: TrainConfig) -> None:
     """What one process refuses once it has started (ConfigError, DataError... as UserError)."""
-    from engine.data.sources import load_data
-    from engine.train.checkpoint import load_checkpoint
-    from engine.train.device import resolve_device
-    from engine.train.setup import merge_resume_config
+    with heavy_imports():
+        from engine.data.sources import load_data
+        from engine.train.checkpoint import load_checkpoint
+        from engine.train.device import resolve_device
+        from engine.train.setup import merge_resume_config
 
     if cfg.resume:  # the data and model are the checkpoint's
         cfg = merge_resume_config(cfg, load_checkpoint(Path(cfg.resume))["config"])

@@ -17,6 +17,7 @@ from engine.run import console, wire
 from engine.run import events as ev
 from engine.run.config import TrainConfig
 from engine.run.controls import COMMANDS, STOPPED_FROM_A_DASHBOARD, Command, Controls, cause_in, command_in
+from engine.run.heavy_imports import heavy_imports
 from engine.run.lines import LinePrinter
 from engine.session.child import DETACH
 
@@ -101,7 +102,9 @@ def train_for_dashboard(conn: Connection) -> int:
     nothing to save and nothing on disk yet.
     """
     from engine.run.errors import UserError
-    from engine.train.trainer import Trainer
+
+    with heavy_imports():
+        from engine.train.trainer import Trainer
 
     controls = Controls()
     told_to_stop = threading.Event()

@@ -15,13 +15,16 @@ import os
 import sys
 from typing import Any
 
-import torch
-import torch.nn.functional as F
+from engine.run.heavy_imports import heavy_imports
 
-import engine.train.setup as train_setup
-import engine.train.trainer as trainer
-from engine.cli import main
-from engine.train.loop import TrainLoop
+with heavy_imports():  # as a rank's own imports are (engine/headless.py)
+    import torch
+    import torch.nn.functional as F
+
+    import engine.train.setup as train_setup
+    import engine.train.trainer as trainer
+    from engine.cli import main
+    from engine.train.loop import TrainLoop
 
 
 def diverge_after(steps: int) -> None:

@@ -90,6 +90,24 @@ def lr_find_note(run_dir: Path, **options: Any) -> str:
     return f"{len(found.lrs)} steps in {found.seconds:.1f} s, {valley} (the recipe's lr {cfg.lr:g})"
 
 
+def sweep_note(folder: Path, options: dict[str, Any]) -> str:
+    """Two one-epoch trials of ``cifar-tui sweep`` on the recipe, forked from the sweep's fork
+    server (each trial initialises its own GPU after the fork): how many completed, their best."""
+    import subprocess
+
+    options = {**options, "epochs": 1, "lr": None}  # (the swept option)
+    done = subprocess.run([sys.executable, "-m", "tui.cli", "sweep", "bench", "--runs-root", str(folder), "--headless",
+                           "--trials", "2", "--pruner", "none", "--space", "lr=choice:0.05,0.1",
+                           *cli_args({k: v for k, v in options.items() if v is not None})],
+                          capture_output=True, text=True, env=child_env())  # fmt: skip
+    lines = [line.strip() for line in done.stdout.splitlines() if line.startswith("  trial ")]
+    if done.returncode != 0 or len(lines) != 2:
+        last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
+        return f"failed (exit {done.returncode}): {last[0][:200]}"
+    completed = sum(" completed " in line for line in lines)
+    return f"{completed} of 2 forked trials completed; " + "; ".join(line.split(" | ")[0] for line in lines)
+
+
 def seed_run(name: str, root: Path, epochs: int, device: str) -> Row:
     reset_peak()
     dev = torch.device(
@@ -278,6 +296,9 @@ def main() -> None:
         record(engine_run("fast95", tmp / "fast95", **common, **fast95), "")
     else:
         record("skipped: over the time budget", "fast95")
+
+    # A sweep's trials are forked from one process that imported torch once: they must find the GPU.
+    notes.append(f"sweep on fast: {sweep_note(tmp / 'sweeps', ui_options)}")
 
     accs = [100 * float(r["acc"]) for r in fast_rows]
     spread = statistics.stdev(accs) if len(accs) > 1 else 0.0

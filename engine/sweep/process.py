@@ -12,6 +12,7 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from engine.ranks.plan import visible_gpus
 from engine.run import events as ev
 from engine.run.control_socket import TRAINER_FILE, ControlClient
 from engine.run.rundir import EVENTS, read_events
+from engine.sweep.forkserver import ForkedRun, fork_server
 
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only calls into it
 
@@ -63,10 +65,21 @@ class Slots:
         return {**os.environ, "CUDA_VISIBLE_DEVICES": self.gpus[slot % len(self.gpus)]} if self.gpus else None
 
 
-def start_run(command: list[str], log_path: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+RunProcess = subprocess.Popen[bytes] | ForkedRun
+"""A run the sweep started: pid, poll, wait, send_signal."""
+
+
+def start_run(args: list[str], log_path: Path, env: dict[str, str] | None) -> RunProcess:
+    """``python -m engine args`` with its output in ``log_path``: forked from the sweep's fork
+    server (the trainer imported once), else a process of its own."""
+    server = fork_server()
+    if server is not None:
+        with contextlib.suppress(OSError):  # (it ended: this run and the next start on their own)
+            return server.start("engine", args, log_path, env if env is not None else dict(os.environ))
     with open(log_path, "wb") as log:
-        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
+        return subprocess.Popen([sys.executable, "-m", "engine", *args], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                preexec_fn=_die_with_parent)  # fmt: skip
 
 
 def epoch_ends(run_dir: Path) -> list[ev.EpochEnd]:

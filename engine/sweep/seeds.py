@@ -10,8 +10,6 @@ from __future__ import annotations
 import concurrent.futures
 import signal
 import statistics
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ from engine.run import events as ev
 from engine.run.fileio import atomic_write_json
 from engine.run.rundir import read_events
 from engine.sweep.plan import SEEDS_FILE, SweepPlan
-from engine.sweep.process import Slots, start_run
+from engine.sweep.process import RunProcess, Slots, start_run
 from engine.sweep.space import trial_argv
 from engine.sweep.storage import open_study
 from engine.sweep.table import best_first
@@ -72,7 +70,7 @@ class SeedRuns:
         self.plan, self.say = plan, say
         self.slots = Slots(plan.parallel, plan.base)
         self.stopping = threading.Event()
-        self.running: set[subprocess.Popen[bytes]] = set()
+        self.running: set[RunProcess] = set()
         self.lock = threading.Lock()
 
     def run(self, chosen: list[Seeded]) -> int:
@@ -95,13 +93,13 @@ class SeedRuns:
     def _one(self, job: tuple[Seeded, int]) -> str:
         trial, seed = job
         run = trial.runs[seed]
-        command = [sys.executable, "-m", "engine", *trial_argv(self.plan.base, trial.values), "--seed", str(seed),
-                   "--run-dir", str(run), "--name", run.name, "--overwrite"]  # fmt: skip
+        args = [*trial_argv(self.plan.base, trial.values), "--seed", str(seed),
+                "--run-dir", str(run), "--name", run.name, "--overwrite"]  # fmt: skip
         with self.slots.taken() as slot:  # (a free GPU: a place is given back when its run ends)
             with self.lock:
                 if self.stopping.is_set():
                     return ""
-                proc = start_run(command, self.plan.folder / f"{run.name}.log", self.slots.env(slot))
+                proc = start_run(args, self.plan.folder / f"{run.name}.log", self.slots.env(slot))
                 self.running.add(proc)
             code = proc.wait()
             with self.lock:

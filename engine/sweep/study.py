@@ -16,8 +16,6 @@ it has been silent for a minute, and retries it once."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +26,7 @@ from typing import Any
 from engine.run.control_socket import trainer_alive
 from engine.run.controls import PRUNED_CAUSE, STOPPED_FROM_SWEEP
 from engine.sweep.plan import SweepPlan
-from engine.sweep.process import Slots, epoch_ends, failure, start_run, stop_cause, stop_run
+from engine.sweep.process import RunProcess, Slots, epoch_ends, failure, start_run, stop_cause, stop_run
 from engine.sweep.space import trial_argv
 from engine.sweep.storage import JOURNAL, open_study
 from engine.sweep.trials import counted, finished
@@ -53,7 +51,7 @@ class Sweep:
     def __init__(self, plan: SweepPlan, report: Callable[[Any], None], say: Callable[[str], None] = print) -> None:
         self.plan, self.report, self.say = plan, report, say
         self.stopping = threading.Event()
-        self.running: dict[int, subprocess.Popen[bytes]] = {}
+        self.running: dict[int, RunProcess] = {}
         self.lock = threading.Lock()
         self.slots = Slots(plan.parallel, plan.base)
 
@@ -179,8 +177,8 @@ class Sweep:
         values = {p.name: p.sample(trial) for p in self.plan.params}
         run_dir = self.plan.run_dir(trial.number)
         trial.set_user_attr("run_dir", str(run_dir))
-        command = [sys.executable, "-m", "engine", *trial_argv(self.plan.base, values), "--run-dir", str(run_dir),
-                   "--name", f"{self.plan.name}-t{trial.number:03d}"]  # fmt: skip
+        args = [*trial_argv(self.plan.base, values), "--run-dir", str(run_dir),
+                "--name", f"{self.plan.name}-t{trial.number:03d}"]  # fmt: skip
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         log_path = self.plan.folder / f"t{trial.number:03d}.log"
         try:
@@ -192,7 +190,7 @@ class Sweep:
                         if self.stopping.is_set():
                             trial.set_user_attr("interrupted", True)
                             raise TrialInterrupted("the sweep was stopped")
-                        proc = start_run(command, log_path, env)
+                        proc = start_run(args, log_path, env)
                         self.running[trial.number] = proc
                     return self._follow(trial, proc, run_dir, log_path)
                 finally:
@@ -209,7 +207,7 @@ class Sweep:
         if len(finished(study.get_trials(deepcopy=False))) >= self.plan.trials:
             study.stop()
 
-    def _follow(self, trial: Any, proc: subprocess.Popen[bytes], run_dir: Path, log_path: Path) -> float:
+    def _follow(self, trial: Any, proc: RunProcess, run_dir: Path, log_path: Path) -> float:
         """Report each epoch's test accuracy; stop the run if Optuna prunes it; its result."""
         import optuna
 

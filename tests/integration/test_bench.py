@@ -25,6 +25,8 @@ def test_gpu_script_smoke_runs_on_cpu(tmp_path: Path, project_env: dict[str, str
     assert "fast: 2 seeds, test accuracy mean" in out.stdout
     assert "dashboard cost: fast images/s under the dashboard / headless (seed 0) = " in out.stdout
     assert "note: lr-find on fast: " in out.stdout and " steps in " in out.stdout
+    sweep = next(line for line in out.stdout.splitlines() if line.startswith("note: sweep on fast: "))
+    assert "2 of 2 forked trials completed;" in sweep and "trial 0 completed" in sweep and "trial 1 completed" in sweep
 
 
 def test_benchmarks_say_in_one_line_what_data_a_fresh_clone_lacks(

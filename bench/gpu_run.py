@@ -95,10 +95,9 @@ def sweep_note(folder: Path, options: dict[str, Any]) -> str:
     server (each trial initialises its own GPU after the fork): how many completed, their best."""
     import subprocess
 
-    options = {**options, "epochs": 1, "lr": None}  # (the swept option)
+    fixed = {**{k: v for k, v in options.items() if k != "lr"}, "epochs": 1}  # (lr is swept)
     done = subprocess.run([sys.executable, "-m", "tui.cli", "sweep", "bench", "--runs-root", str(folder), "--headless",
-                           "--trials", "2", "--pruner", "none", "--space", "lr=choice:0.05,0.1",
-                           *cli_args({k: v for k, v in options.items() if v is not None})],
+                           "--trials", "2", "--pruner", "none", "--space", "lr=choice:0.05,0.1", *cli_args(fixed)],
                           capture_output=True, text=True, env=child_env())  # fmt: skip
     lines = [line.strip() for line in done.stdout.splitlines() if line.startswith("  trial ")]
     if done.returncode != 0 or len(lines) != 2:

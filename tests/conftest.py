@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.run.heavy_imports import heavy_imports  # noqa: E402
 from tests.helpers.common import MINI, Recorder  # noqa: E402
 
 SYSTEM = ROOT / "tests" / "system"
@@ -30,9 +31,6 @@ RAM_TMP_ROOM = 4 * 1024**3
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Collecting imports torch, torchvision and textual: paused collector, then frozen, as a
-    # training process does (engine/run/heavy_imports.py), in every worker.
-    gc.disable()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # One torch thread per worker and per process it starts: with a worker per core, torch's
         # own threads would only fight over the cores (its spinning workers waste them).
@@ -64,9 +62,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: order.get(Path(str(item.fspath)).parent.name, len(STAGES)))
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    gc.freeze()
-    gc.enable()
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection(session: pytest.Session) -> Iterator[None]:
+    """Collecting imports torch, torchvision and textual: as a training process does, with the
+    collector paused and what they loaded frozen (in each worker; xdist's controller collects
+    nothing, so the block is empty there)."""
+    with heavy_imports():
+        yield
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -43,6 +43,7 @@ class ForkedRun:
         self.pid = pid
         self.returncode: int | None = None
         self._ended = threading.Event()
+        self._pidfd_lock = threading.Lock()  # (closed by the reader as a signal may be sent)
         self._pidfd: int | None = None
         with contextlib.suppress(OSError):  # (already gone: its code is on its way)
             self._pidfd = os.pidfd_open(pid)
@@ -57,10 +58,9 @@ class ForkedRun:
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
-        if self.returncode is not None or self._pidfd is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(self._pidfd, sig)
+        with self._pidfd_lock, contextlib.suppress(ProcessLookupError):
+            if self.returncode is None and self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, sig)
 
     def await_exit(self) -> None:
         """Block until the process has exited (its pidfd turns readable), whoever reaps it."""
@@ -70,11 +70,12 @@ class ForkedRun:
                 sel.select()
 
     def ended(self, code: int) -> None:
-        self.returncode = code
+        with self._pidfd_lock:
+            self.returncode = code
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
         self._ended.set()
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
 
 
 class ForkServer:
@@ -150,24 +151,24 @@ class ForkServer:
 
 
 _server: ForkServer | None = None
+_refused = False
 _server_lock = threading.Lock()
 
 
-def fork_server(say: Any = print) -> ForkServer | None:
+def fork_server() -> ForkServer | None:
     """This process's fork server, started on first use; None where runs start as processes
     of their own (CIFAR_TUI_TRIAL_START=exec, or the server could not start: said once)."""
-    global _server
+    global _server, _refused
     if os.environ.get(START_ENV) == "exec":
         return None
     with _server_lock:
-        if _server is None:
+        if _server is None and not _refused:
             try:
                 _server = ForkServer()
             except OSError as exc:
-                os.environ[START_ENV] = "exec"
-                say(f"sweep: {exc}; each run starts as a process of its own")
-                return None
-        return _server if _server.alive else None
+                _refused = True
+                print(f"sweep: {exc}; each run starts as a process of its own", flush=True)
+        return _server if _server is not None and _server.alive else None
 
 
 # The server's side.
@@ -206,8 +207,7 @@ def _serve() -> dict[str, Any] | None:
                     # Opened here, so that it is there when the sweep hears the pid (as with Popen).
                     request["log_fd"] = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                     pid = os.fork()
-                    if pid == 0:
-                        sel.close()
+                    if pid == 0:  # (returning closes the selector)
                         signal.set_wakeup_fd(-1)
                         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                         os.close(wake_r)

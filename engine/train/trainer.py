@@ -90,12 +90,14 @@ class Trainer:
                     self.world.last_words(event.error, event.message)
             return
         with self._emit_lock:  # the control server's thread emits too
+            # summary.json first: a reader that saw an event (a `pause` waiting for Paused) and
+            # then reads the summary (the next `pause`, asking "already paused?") finds it there.
+            if self.summary is not None:
+                self.summary(event)
             if self.run_sink is not None:
                 self.run_sink(event)
             elif len(self._setup_events) < 1000:  # written first once the run directory opens
                 self._setup_events.append(event)
-            if self.summary is not None:
-                self.summary(event)
             self._sink(event)
 
     def status(self, state: str, message: str = "") -> None:

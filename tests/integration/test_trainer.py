@@ -12,7 +12,9 @@ import torch
 from engine.run import events as ev
 from engine.run import wire
 from engine.run.controls import Controls
+from engine.run.run_writer import RunDirSink
 from engine.run.rundir import read_events
+from engine.run.summary import summarize
 from engine.train.checkpoint import load_checkpoint
 from engine.train.trainer import Trainer
 from tests.helpers.common import Recorder, tiny_config
@@ -57,7 +59,20 @@ def run_in_thread(trainer: Trainer) -> threading.Thread:
     return thread
 
 
-def test_pause_stops_the_step_counter_and_resume_continues(tmp_path: Path, recorder: Recorder) -> None:
+def test_pause_stops_the_step_counter_and_resume_continues(
+    tmp_path: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `runs` and `cifar-tui pause` read (summary.json) is never behind an event already in
+    # events.jsonl: a `pause` that saw Paused and a second `pause` at once must find "paused".
+    states: list[tuple[str, str]] = []
+    write = RunDirSink.__call__
+
+    def write_then_look(sink: RunDirSink, event: ev.Event) -> None:
+        write(sink, event)
+        if isinstance(event, ev.Paused | ev.Resumed | ev.Finished):
+            states.append((event.kind, summarize(sink.path).state))  # type: ignore[union-attr]
+
+    monkeypatch.setattr(RunDirSink, "__call__", write_then_look)
     controls = Controls()
     trainer = Trainer(tiny_config(tmp_path, epochs=3), recorder, controls)
     thread = run_in_thread(trainer)
@@ -71,6 +86,7 @@ def test_pause_stops_the_step_counter_and_resume_continues(tmp_path: Path, recor
     thread.join(60)
     assert not thread.is_alive()
     assert recorder.of(ev.Resumed) and recorder.of(ev.Finished)[0].global_step == 24
+    assert states == [("paused", "paused"), ("resumed", "running"), ("finished", "finished")]
 
 
 def test_evaluate_now_reports_mid_epoch_and_training_continues(tmp_path: Path, recorder: Recorder) -> None:

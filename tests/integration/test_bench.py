@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,22 @@ def test_benchmarks_say_in_one_line_what_data_a_fresh_clone_lacks(
     message = str(exited.value.code)
     assert "cifar10-jpeg.tar.gz" in message and "download" in message and "\n" not in message
     assert common.need_mini() is False and "skipped" in capsys.readouterr().out
+
+
+def test_the_suite_cost_script_counts_each_test_with_the_processes_it_started(tmp_path: Path) -> None:
+    tests = tmp_path / "test_two.py"
+    tests.write_text(
+        "import subprocess, sys\n"
+        "def test_starts_a_busy_child():\n"
+        "    subprocess.run([sys.executable, '-c', 'sum(i * i for i in range(3_000_000))'], check=True)\n"
+        "def test_does_nothing():\n"
+        "    pass\n"
+    )
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "suite_cost.py"), "--top", "5", "-n", "0",
+                          "-p", "no:cacheprovider", str(tests)], capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "pytest exit 0: 2 tests," in out.stdout and " CPU-s busy, " in out.stdout
+    rows = [line.split() for line in out.stdout.splitlines() if line.strip()]
+    cpu = {row[0].rsplit("::", 1)[-1]: float(row[-1]) for row in rows if "test_two.py::" in row[0]}
+    assert cpu["test_starts_a_busy_child"] > 0.05 > cpu["test_does_nothing"]  # the child's CPU is the test's
+    assert ["other", "2"] in [row[:2] for row in rows]  # a stage of its own: outside tests/

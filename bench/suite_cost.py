@@ -41,7 +41,7 @@ def table(rows: dict[str, list[float]], title: str, limit: int) -> list[str]:
     """Rows of (tests, wall, CPU) by key, costliest first."""
     lines = [f"{title:<90} {'tests':>5} {'wall s':>7} {'CPU s':>7}"]
     for key, (count, wall, cpu) in sorted(rows.items(), key=lambda kv: -kv[1][2])[:limit]:
-        lines.append(f"{key[-90:]:<90} {int(count):>5} {wall:>7.1f} {cpu:>7.1f}")
+        lines.append(f"{key[:90]:<90} {int(count):>5} {wall:>7.1f} {cpu:>7.1f}")
     return lines
 
 
@@ -55,7 +55,7 @@ def report(timeline: list[dict[str, object]], limit: int) -> list[str]:
         stage = next((s for s in STAGES if f"/{s}/" in f"/{path}"), "other")
         for row in (by_stage[stage], by_file[path]):
             row[0], row[1], row[2] = row[0] + 1, row[1] + wall, row[2] + cpu
-        tests[test_id] = [1, wall, cpu]
+        tests[f"{path.rsplit('/', 1)[-1]}::{test_id.partition('::')[2]}"] = [1, wall, cpu]
     counted = sum(row[2] for row in by_stage.values())
     return [f"counted per test: {counted:.0f} CPU-s (the rest: pytest's start and collection, and processes "
             "no test's worker reaped)", "", *table(by_stage, "stage", 10), "", *table(by_file, "file", limit), "",

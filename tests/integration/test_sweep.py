@@ -163,24 +163,27 @@ def test_a_diverging_and_a_killed_trial_fail_with_their_cause_and_the_sweep_goes
     tmp_path: Path, project_env: dict[str, str]
 ) -> None:
     runs = tmp_path / "runs"
-    proc = subprocess.Popen(sweep(runs, "faults", "--epochs", "2", "--sampler", "grid", "--pruner", "none",
-                                  "--space", "lr=choice:0.01,100,0.02", "--trials", "3", "--parallel", "2",
-                                  "--headless"),
+    # (4 steps an epoch: a forked trial trains within a second of its start, and the kill below
+    # must land before its 8 steps are done)
+    proc = subprocess.Popen(sweep(runs, "faults", "--epochs", "2", "--train-limit", "64", "--sampler", "grid",
+                                  "--pruner", "none", "--space", "lr=choice:0.01,100,0.02", "--trials", "3",
+                                  "--parallel", "2", "--headless"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=project_env)  # fmt: skip
     # Kill the trial that trains at 0.02 as soon as its trainer is up: SIGKILL, no chance to save.
-    killed: list[int] = []
+    # Its run folder is found by a glob and its config, not through the study (a storage read a
+    # poll: slow enough on a loaded machine to miss a whole trial).
+    killed: list[Path] = []
 
     def kill_the_trial_at_002() -> bool:
-        for t in trials(runs, "faults") if (runs / "faults.sweep" / "sweep.json").is_file() else []:
-            info = Path(str(t.get("run_dir", ""))) / "trainer.json"
-            if t["params"].get("lr") == "0.02" and info.is_file():
-                pid = json.loads(info.read_text())["pid"]
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
+        for info in runs.glob("faults-t*/trainer.json"):
+            if json.loads((info.parent / "config.json").read_text())["lr"] == 0.02:
+                os.kill(json.loads(info.read_text())["pid"], signal.SIGKILL)
+                killed.append(info.parent)
                 return True
         return False
 
     wait_until(kill_the_trial_at_002, what="the trial at lr 0.02 to start", process=proc)
+    assert '"finished"' not in (killed[0] / "events.jsonl").read_text()  # it was killed mid-run, not after
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     held = {t["params"]["lr"]: t for t in trials(runs, "faults")}

@@ -63,7 +63,7 @@ def control_main(command: str, argv: list[str]) -> int:
         return run_dir
     state = summary.state if (summary := safe_summary(run_dir)) else "unknown"
     if (command, state) in (("pause", "paused"), ("resume", "running")):
-        print(f"{run_dir}: already {state}")
+        print(f"{run_title(run_dir)}: already {state}")
         return 0
     offset = _send(run_dir, [(sent, FROM_THE_COMMAND_LINE if command == "stop" else "", None)])
     if isinstance(offset, str):

@@ -89,7 +89,7 @@ def test_a_detached_run_is_handled_from_another_folder_without_attaching(
         wait_until(lambda: any(isinstance(e, ev.Progress) for e in read_events(run)), 60, "training to start")
         assert main(["pause"]) == 0  # no name: the one live run
         assert "paused at step" in capsys.readouterr().out
-        assert main(["pause", "long one"]) == 0 and "already paused" in capsys.readouterr().out
+        assert main(["pause", "long one"]) == 0 and "long one: already paused" in capsys.readouterr().out
         assert main(["save", "long"]) == 0 and "checkpoint saved (request)" in capsys.readouterr().out
         assert main(["evaluate", "long"]) == 0 and "evaluation at epoch" in capsys.readouterr().out
         assert main(["resume", "long"]) == 0 and "resumed at step" in capsys.readouterr().out

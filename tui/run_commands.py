@@ -61,6 +61,10 @@ def control_main(command: str, argv: list[str]) -> int:
     run_dir = _live_run(args, command)
     if isinstance(run_dir, int):
         return run_dir
+    # Where the log stands *before* the state is read: a pause the trainer makes between the two
+    # (another command's) is then either in the summary or in what this command waits on; read
+    # after, it could be in neither, and a paused trainer sent "pause" answers nothing.
+    before = _events_size(run_dir)
     state = summary.state if (summary := safe_summary(run_dir)) else "unknown"
     if (command, state) in (("pause", "paused"), ("resume", "running")):
         print(f"{run_title(run_dir)}: already {state}")
@@ -68,6 +72,8 @@ def control_main(command: str, argv: list[str]) -> int:
     offset = _send(run_dir, [(sent, FROM_THE_COMMAND_LINE if command == "stop" else "", None)])
     if isinstance(offset, str):
         return usage_error(offset)
+    if command in ("pause", "resume"):
+        offset = min(offset, before)
 
     def confirms(e: ev.Event) -> bool:  # a request's event, not a scheduled one
         return isinstance(e, confirming) and getattr(e, "reason", "request") in ("request", "stopped")
@@ -159,6 +165,13 @@ def _send(run_dir: Path, messages: list[tuple[Command, str, st.SteerAct | None]]
         if not reply.get("ok"):
             return f"the trainer of {run_dir} refused: {reply.get('error', 'no reason given')}"
     return offset
+
+
+def _events_size(run_dir: Path) -> int:
+    try:
+        return (run_dir / EVENTS).stat().st_size
+    except OSError:
+        return 0
 
 
 def _no_answer(command: str, run_dir: Path, timeout: float) -> int:

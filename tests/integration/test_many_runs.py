@@ -13,14 +13,17 @@ from pathlib import Path
 import pytest
 
 from engine.run import events as ev
-from engine.run.control_socket import TRAINER_FILE, trainer_alive
+from engine.run.control_socket import TRAINER_FILE, ControlClient, trainer_alive
+from engine.run.controls import Command
 from engine.run.index import index_path, indexed
 from engine.run.label import read_label
 from engine.run.rundir import read_events
+from engine.run.summary import RunSummary
 from engine.run.wording import distinct
 from engine.train.trainer import Trainer
 from tests.helpers.common import ROOT, Recorder, tiny_config
 from tests.helpers.waiting import wait_until
+from tui import run_commands
 from tui.cli import main
 from tui.launcher import detach_training
 
@@ -92,6 +95,25 @@ def test_a_detached_run_is_handled_from_another_folder_without_attaching(
         assert main(["pause", "long one"]) == 0 and "long one: already paused" in capsys.readouterr().out
         assert main(["save", "long"]) == 0 and "checkpoint saved (request)" in capsys.readouterr().out
         assert main(["evaluate", "long"]) == 0 and "evaluation at epoch" in capsys.readouterr().out
+        assert main(["resume", "long"]) == 0 and "resumed at step" in capsys.readouterr().out
+        # Another client pauses the run just after this command read its state ("running"): the
+        # command's pause reaches a paused trainer, which answers nothing; the Paused it waits for
+        # is the other's, and it must not miss it (it waited its whole --timeout and failed).
+        real_summary = run_commands.safe_summary
+
+        def then_another_pauses(run_dir: Path) -> RunSummary | None:
+            seen = real_summary(run_dir)
+            pauses = len([e for e in read_events(run) if isinstance(e, ev.Paused)])
+            client = ControlClient(Path(json.loads((run / TRAINER_FILE).read_text())["socket"]))
+            assert client.send(Command.PAUSE)["ok"]
+            client.close()
+            wait_until(lambda: len([e for e in read_events(run) if isinstance(e, ev.Paused)]) > pauses, 60,
+                       "the other client's pause")  # fmt: skip
+            return seen
+
+        monkeypatch.setattr(run_commands, "safe_summary", then_another_pauses)
+        assert main(["pause", "long", "--timeout", "20"]) == 0 and "paused at step" in capsys.readouterr().out
+        monkeypatch.setattr(run_commands, "safe_summary", real_summary)
         assert main(["resume", "long"]) == 0 and "resumed at step" in capsys.readouterr().out
         assert main(["delete", "long", "--yes"]) == 2 and "is live" in capsys.readouterr().err
         assert main(["archive", "long"]) == 2 and run.is_dir()

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,12 +46,12 @@ def table(rows: dict[str, list[float]], title: str, limit: int) -> list[str]:
     return lines
 
 
-def report(timeline: list[dict[str, object]], limit: int) -> list[str]:
+def report(timeline: list[dict[str, Any]], limit: int) -> list[str]:
     by_stage: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     by_file: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     tests: dict[str, list[float]] = {}
     for t in timeline:
-        test_id, wall, cpu = str(t["id"]), float(t["wall"]), float(t["self"]) + float(t["kids"])  # type: ignore[arg-type]
+        test_id, wall, cpu = str(t["id"]), float(t["wall"]), float(t["self"]) + float(t["kids"])
         path = test_id.split("::")[0]
         stage = next((s for s in STAGES if f"/{s}/" in f"/{path}"), "other")
         for row in (by_stage[stage], by_file[path]):

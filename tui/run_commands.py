@@ -61,19 +61,18 @@ def control_main(command: str, argv: list[str]) -> int:
     run_dir = _live_run(args, command)
     if isinstance(run_dir, int):
         return run_dir
-    # Where the log stands *before* the state is read: a pause the trainer makes between the two
-    # (another command's) is then either in the summary or in what this command waits on; read
-    # after, it could be in neither, and a paused trainer sent "pause" answers nothing.
-    before = _events_size(run_dir)
+    # The answer is awaited from where the log stood *before* the state is read: a pause the
+    # trainer makes between the two (another command's) is then either in the summary or in what
+    # this command waits on; from the send on, it could be in neither, and a paused trainer sent
+    # "pause" answers nothing.
+    offset = _events_size(run_dir)
     state = summary.state if (summary := safe_summary(run_dir)) else "unknown"
     if (command, state) in (("pause", "paused"), ("resume", "running")):
         print(f"{run_title(run_dir)}: already {state}")
         return 0
-    offset = _send(run_dir, [(sent, FROM_THE_COMMAND_LINE if command == "stop" else "", None)])
-    if isinstance(offset, str):
-        return usage_error(offset)
-    if command in ("pause", "resume"):
-        offset = min(offset, before)
+    sent_at = _send(run_dir, [(sent, FROM_THE_COMMAND_LINE if command == "stop" else "", None)])
+    if isinstance(sent_at, str):
+        return usage_error(sent_at)
 
     def confirms(e: ev.Event) -> bool:  # a request's event, not a scheduled one
         return isinstance(e, confirming) and getattr(e, "reason", "request") in ("request", "stopped")

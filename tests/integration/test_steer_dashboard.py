@@ -14,6 +14,12 @@ from tui.app import CifarTui, make_app
 from tui.screens.steer import SteerDialog
 
 
+def steered_in(app: CifarTui) -> list[tuple[str, float, str]]:
+    """The run's steering acts as its log holds them, refused ones too (what a failed wait shows)."""
+    run = Path(app.run_state.started.run_dir) if app.run_state.started else None
+    return [(e.what, e.new, e.refused) for e in read_events(run) if isinstance(e, ev.Steered)] if run else []
+
+
 async def test_keys_and_the_dialog_steer_the_run_and_the_panes_say_so(tmp_path: Path) -> None:
     app = make_app(tiny_config(tmp_path, epochs=200, progress_hz=20.0), refresh_hz=4.0)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -34,7 +40,11 @@ async def test_keys_and_the_dialog_steer_the_run_and_the_panes_say_so(tmp_path: 
         await pilot.press("t")
         await app_until(pilot, lambda: isinstance(app.screen, SteerDialog))
         await pilot.press("tab", *str(last), "tab", "tab", "9", "9", "enter")
-        await app_until(pilot, lambda: app.run_state.epochs == last and app.run_state.target_accuracy == 0.99)
+        await app_until(
+            pilot,
+            lambda: app.run_state.epochs == last and app.run_state.target_accuracy == 0.99,
+            why=lambda: (last, app.run_state.epoch, steered_in(app), screen_text(app)[-600:]),
+        )
         await app_until(pilot, lambda: "ends on: target 99%" in screen_text(app))  # at the pane's next refresh
         await pilot.press("p")
         await app_until(pilot, lambda: app.run_state.finished is not None, 120)
